@@ -1,0 +1,99 @@
+/* dist.c — MPI set-up, task ownership and collectives (see dist.h). */
+#define _POSIX_C_SOURCE 200809L
+#include "dist.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common.h"
+
+#define MPI_CHECK(call)                                                                        \
+    do {                                                                                       \
+        int rc_ = (call);                                                                      \
+        if (rc_ != MPI_SUCCESS) {                                                              \
+            char msg_[MPI_MAX_ERROR_STRING];                                                   \
+            int len_ = 0;                                                                      \
+            MPI_Error_string(rc_, msg_, &len_);                                                \
+            mt_fatal("%s failed: %s", #call, msg_);                                            \
+        }                                                                                      \
+    } while (0)
+
+_Noreturn void mt_dist_abort(int code)
+{
+    MPI_Abort(MPI_COMM_WORLD, code);
+    _exit(code); /* MPI_Abort does not return; this satisfies _Noreturn */
+}
+
+void mt_dist_init(mt_dist *d, int *argc, char ***argv)
+{
+    MPI_CHECK(MPI_Init(argc, argv));
+    mt_set_abort_hook(mt_dist_abort);
+    memset(d, 0, sizeof *d);
+    MPI_CHECK(MPI_Comm_dup(MPI_COMM_WORLD, &d->comm));
+    MPI_CHECK(MPI_Comm_set_errhandler(d->comm, MPI_ERRORS_RETURN));
+    MPI_CHECK(MPI_Comm_rank(d->comm, &d->rank));
+    MPI_CHECK(MPI_Comm_size(d->comm, &d->size));
+    MPI_Comm node;
+    MPI_CHECK(MPI_Comm_split_type(d->comm, MPI_COMM_TYPE_SHARED, d->rank, MPI_INFO_NULL, &node));
+    MPI_CHECK(MPI_Comm_rank(node, &d->local_rank));
+    MPI_CHECK(MPI_Comm_size(node, &d->local_size));
+    MPI_CHECK(MPI_Comm_free(&node));
+    if (gethostname(d->host, sizeof d->host) != 0) snprintf(d->host, sizeof d->host, "unknown-host");
+    d->host[sizeof d->host - 1] = '\0';
+    char who[128];
+    snprintf(who, sizeof who, "rank %d/%d on %s", d->rank, d->size, d->host);
+    mt_set_origin(who);
+}
+
+void mt_dist_finalize(mt_dist *d)
+{
+    MPI_CHECK(MPI_Comm_free(&d->comm));
+    MPI_CHECK(MPI_Finalize());
+}
+
+void mt_dist_task_range(int n_tasks, int rank, int size, int *lo, int *hi)
+{
+    *lo = (int)((long long)rank * n_tasks / size);
+    *hi = (int)((long long)(rank + 1) * n_tasks / size);
+}
+
+void mt_dist_sum_float(const mt_dist *d, float *buf, size_t n)
+{
+    MT_CHECK(n <= (size_t)0x7fffffff, "reduction of %zu values is too large for one MPI call", n);
+    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, MPI_SUM, d->comm));
+}
+
+void mt_dist_sum_double(const mt_dist *d, double *buf, size_t n)
+{
+    MT_CHECK(n <= (size_t)0x7fffffff, "reduction of %zu values is too large for one MPI call", n);
+    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_DOUBLE, MPI_SUM, d->comm));
+}
+
+int mt_dist_all(const mt_dist *d, int ok)
+{
+    int in = ok ? 1 : 0, out = 0;
+    MPI_CHECK(MPI_Allreduce(&in, &out, 1, MPI_INT, MPI_LAND, d->comm));
+    return out;
+}
+
+long mt_dist_bcast_text(const mt_dist *d, char **buf, long len)
+{
+    long n = d->rank == 0 ? len : 0;
+    MPI_CHECK(MPI_Bcast(&n, 1, MPI_LONG, 0, d->comm));
+    if (n < 0) {
+        if (d->rank != 0) *buf = NULL;
+        return n;
+    }
+    MT_CHECK(n < 0x7fffffff, "text of %ld bytes is too large to broadcast", n);
+    if (d->rank != 0) *buf = mt_malloc((size_t)n + 1);
+    MPI_CHECK(MPI_Bcast(*buf, (int)n + 1, MPI_CHAR, 0, d->comm));
+    return n;
+}
+
+void mt_dist_bcast_float(const mt_dist *d, float *buf, size_t n)
+{
+    MT_CHECK(n <= (size_t)0x7fffffff, "broadcast of %zu values is too large for one MPI call", n);
+    MPI_CHECK(MPI_Bcast(buf, (int)n, MPI_FLOAT, 0, d->comm));
+}

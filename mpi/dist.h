@@ -1,0 +1,50 @@
+/*
+ * dist.h — how metatrain runs on many ranks: set-up from mpirun/srun, who owns which tasks,
+ * the reductions of a meta-iteration, and collective decisions.
+ *
+ * Every MPI call is checked (the communicator returns errors instead of aborting) and a
+ * failure is fatal with file, line, rank and host. Fatal errors anywhere in metatrain go
+ * through MPI_Abort, so one rank's failure ends the whole job instead of hanging it.
+ */
+#ifndef MT_DIST_H
+#define MT_DIST_H
+
+#include <mpi.h>
+#include <stddef.h>
+
+typedef struct {
+    MPI_Comm comm;     /* the ranks of this run (a duplicate of MPI_COMM_WORLD) */
+    int rank, size;
+    int local_rank;    /* rank among the ranks on the same node */
+    int local_size;
+    char host[64];
+} mt_dist;
+
+/* MPI_Init, communicator set-up, the origin shown in fatal messages ("rank 1/4 on host")
+ * and the fatal-error hook (MPI_Abort). */
+void mt_dist_init(mt_dist *d, int *argc, char ***argv);
+void mt_dist_finalize(mt_dist *d);
+
+/* Tasks [lo, hi) of a meta-batch of n_tasks owned by rank of size ranks: contiguous blocks,
+ * [rank·n/size, (rank+1)·n/size). A pure function, the same on every rank. */
+void mt_dist_task_range(int n_tasks, int rank, int size, int *lo, int *hi);
+
+/* In-place sum of buf[n] over all ranks (float MPI_Allreduce). */
+void mt_dist_sum_float(const mt_dist *d, float *buf, size_t n);
+void mt_dist_sum_double(const mt_dist *d, double *buf, size_t n);
+
+/* Collective decision: 1 on every rank iff ok is non-zero on every rank. */
+int mt_dist_all(const mt_dist *d, int ok);
+
+/* Broadcasts a malloc'd byte buffer (with a terminating NUL) from rank 0. On rank 0 *buf
+ * and len are inputs (buf may be NULL with len < 0 to broadcast "failed"); on the others
+ * they are outputs. Returns len as seen by all ranks (< 0: rank 0 failed, *buf NULL). */
+long mt_dist_bcast_text(const mt_dist *d, char **buf, long len);
+
+/* Broadcasts buf[n] from rank 0. */
+void mt_dist_bcast_float(const mt_dist *d, float *buf, size_t n);
+
+/* Ends the job from any rank: MPI_Abort(code). */
+_Noreturn void mt_dist_abort(int code);
+
+#endif

@@ -1,0 +1,32 @@
+/*
+ * cli.h — what the subcommands share: loading the configuration once on rank 0 and
+ * broadcasting it, error reporting that every rank agrees on, and the small argument
+ * helpers. Only rank 0 prints messages; every rank returns the same exit status.
+ */
+#ifndef MT_CLI_H
+#define MT_CLI_H
+
+#include "config.h"
+#include "dist.h"
+
+#define MT_MAX_SETS 256
+
+/* Prints "metatrain: error: msg" on rank 0 only. */
+void mt_cli_error(const mt_dist *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Rank 0 reads the config file (path NULL: the built-in default), every rank parses the
+ * same text and applies the --set overrides in order, then the combination is checked.
+ * Returns 0, or MT_EXIT_USAGE after printing the error (on rank 0). */
+int mt_cli_load_config(const mt_dist *d, const char *path, char **sets, int n_sets, mt_config *c);
+
+/* Reads a whole file into a malloc'd NUL-terminated buffer; returns its length, or -1
+ * with errno set. */
+long mt_read_file(const char *path, char **out);
+
+/* Parses a whole non-negative decimal long (for CLI values); returns 0, or -1. */
+int mt_parse_long(const char *s, long lo, long hi, long *out);
+
+int mt_train_main(const mt_dist *d, int argc, char **argv);
+int mt_eval_main(const mt_dist *d, int argc, char **argv);
+
+#endif

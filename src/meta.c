@@ -1,0 +1,121 @@
+/* meta.c — the inner loop and meta-gradients of meta.h. */
+#include "meta.h"
+
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+
+struct mt_meta {
+    const mt_model *model;
+    int max_steps;
+    size_t P;
+    mt_workspace *ws;
+    float *slab;   /* one allocation: */
+    float *thetas; /* θ_0 … θ_K                 [K+1, P] */
+    float *lambda; /* adjoint of the reverse pass [P] */
+    float *u;      /* α·λ, the HVP direction     [P] */
+    float *hv;     /* H_S(θ_k)·u                 [P] */
+};
+
+mt_meta *mt_meta_init(const mt_model *m, int inner_steps, int max_rows)
+{
+    assert(inner_steps >= 0 && max_rows > 0);
+    mt_meta *mm = mt_calloc(1, sizeof *mm);
+    mm->model = m;
+    mm->max_steps = inner_steps;
+    mm->P = m->n_params;
+    mm->ws = mt_workspace_init(m, max_rows);
+    mm->slab = mt_calloc(((size_t)inner_steps + 4) * mm->P, sizeof(float));
+    mm->thetas = mm->slab;
+    mm->lambda = mm->thetas + ((size_t)inner_steps + 1) * mm->P;
+    mm->u = mm->lambda + mm->P;
+    mm->hv = mm->u + mm->P;
+    return mm;
+}
+
+void mt_meta_free(mt_meta *mm)
+{
+    if (!mm) return;
+    mt_workspace_free(mm->ws);
+    free(mm->slab);
+    free(mm);
+}
+
+/* next = cur − α·grad */
+static void sgd_step(float *next, const float *cur, const float *grad, float alpha, size_t P)
+{
+    for (size_t i = 0; i < P; i++) next[i] = cur[i] - alpha * grad[i];
+}
+
+void mt_meta_task_grad(mt_meta *mm, mt_algo algo, const float *theta, float inner_lr, int inner_steps,
+                       const mt_task *t, float *g, mt_task_losses *losses)
+{
+    const mt_model *m = mm->model;
+    const size_t P = mm->P;
+    const int K = inner_steps;
+    assert(K >= 0 && K <= mm->max_steps);
+
+    if (losses) losses->pre = mt_model_forward(m, mm->ws, theta, t->xq, t->yq, t->n_query);
+
+    /* Inner loop: θ_{k+1} = θ_k − α ∇L_S(θ_k); the gradient is formed in g as scratch. */
+    memcpy(mm->thetas, theta, P * sizeof(float));
+    for (int k = 0; k < K; k++) {
+        float *cur = mm->thetas + (size_t)k * P;
+        mt_model_loss_grad(m, mm->ws, cur, t->xs, t->ys, t->n_support, g);
+        sgd_step(cur + P, cur, g, inner_lr, P);
+    }
+    const float *theta_K = mm->thetas + (size_t)K * P;
+
+    if (algo == MT_ALGO_REPTILE) {
+        if (losses) losses->post = mt_model_forward(m, mm->ws, theta_K, t->xq, t->yq, t->n_query);
+        for (size_t i = 0; i < P; i++) g[i] = theta[i] - theta_K[i];
+        return;
+    }
+
+    float post = mt_model_loss_grad(m, mm->ws, theta_K, t->xq, t->yq, t->n_query, mm->lambda);
+    if (losses) losses->post = post;
+
+    if (algo == MT_ALGO_MAML) {
+        /* Reverse pass: λ ← (I − α H_S(θ_k)) λ, from the last inner step to the first. */
+        for (int k = K - 1; k >= 0; k--) {
+            for (size_t i = 0; i < P; i++) mm->u[i] = inner_lr * mm->lambda[i];
+            mt_model_hvp(m, mm->ws, mm->thetas + (size_t)k * P, t->xs, t->ys, t->n_support, mm->u, mm->hv);
+            for (size_t i = 0; i < P; i++) mm->lambda[i] -= mm->hv[i];
+        }
+    }
+    memcpy(g, mm->lambda, P * sizeof(float));
+}
+
+mt_task_losses mt_meta_adapt_eval(mt_meta *mm, const float *theta, float inner_lr, int steps,
+                                  const mt_task *t)
+{
+    const mt_model *m = mm->model;
+    const size_t P = mm->P;
+    mt_task_losses out;
+    out.pre = mt_model_forward(m, mm->ws, theta, t->xq, t->yq, t->n_query);
+    /* Fast weights in lambda, their gradient in hv: two vectors whatever the step count. */
+    memcpy(mm->lambda, theta, P * sizeof(float));
+    for (int k = 0; k < steps; k++) {
+        mt_model_loss_grad(m, mm->ws, mm->lambda, t->xs, t->ys, t->n_support, mm->hv);
+        sgd_step(mm->lambda, mm->lambda, mm->hv, inner_lr, P);
+    }
+    out.post = mt_model_forward(m, mm->ws, mm->lambda, t->xq, t->yq, t->n_query);
+    return out;
+}
+
+static const char *const algo_names[] = {[MT_ALGO_MAML] = "maml", [MT_ALGO_FOMAML] = "fomaml",
+                                         [MT_ALGO_REPTILE] = "reptile"};
+
+int mt_algo_parse(const char *name, mt_algo *out)
+{
+    for (int a = 0; a < (int)(sizeof algo_names / sizeof algo_names[0]); a++)
+        if (strcmp(name, algo_names[a]) == 0) {
+            *out = (mt_algo)a;
+            return 0;
+        }
+    return -1;
+}
+
+const char *mt_algo_name(mt_algo a) { return algo_names[a]; }

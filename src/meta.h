@@ -1,0 +1,58 @@
+/*
+ * meta.h — inner-loop adaptation and the meta-gradient of one task.
+ *
+ * For a task with support set S and query set Q, inner learning rate α and K inner steps:
+ *
+ *   θ_0 = θ,   θ_{k+1} = θ_k − α ∇L_S(θ_k)                     (k = 0 … K−1)
+ *
+ *   maml     g = dL_Q(θ_K)/dθ, exact second order, by a reverse pass over the inner steps:
+ *              λ = ∇L_Q(θ_K);  for k = K−1 … 0:  λ ← λ − H_S(θ_k)(α λ);  g = λ
+ *            Each H_S(θ_k)·u is an exact R-operator product (model.h). Only θ_0 … θ_K are
+ *            kept (K+1 vectors of P floats); activations are recomputed per step, so memory
+ *            does not grow with the activations of K steps.
+ *   fomaml   g = ∇L_Q(θ_K)        (the Hessian terms dropped)
+ *   reptile  g = θ − θ_K          (adaptation on the support set; Adam then moves θ toward θ_K)
+ *
+ * Nothing here allocates after mt_meta_init. Not thread-safe per mt_meta (one per thread).
+ */
+#ifndef MT_META_H
+#define MT_META_H
+
+#include "model.h"
+
+typedef enum { MT_ALGO_MAML, MT_ALGO_FOMAML, MT_ALGO_REPTILE } mt_algo;
+
+/* One task's data; rows of x are inputs [N, model.in], rows of y targets [N, model.out]. */
+typedef struct {
+    const float *xs, *ys; /* support [Ns, in], [Ns, out] */
+    const float *xq, *yq; /* query   [Nq, in], [Nq, out] */
+    int n_support, n_query;
+} mt_task;
+
+/* Query losses of a task before (at θ) and after (at θ_K) adaptation. */
+typedef struct {
+    float pre, post;
+} mt_task_losses;
+
+typedef struct mt_meta mt_meta;
+
+/* Workspace for up to inner_steps steps on batches of up to max_rows rows. */
+mt_meta *mt_meta_init(const mt_model *m, int inner_steps, int max_rows);
+void mt_meta_free(mt_meta *mm); /* accepts NULL */
+
+/* g[P] = the task's meta-gradient for algo at θ[P] with inner_steps steps of size inner_lr
+ * (inner_steps <= the workspace's). If losses is not NULL it receives the query loss before
+ * and after adaptation (the "before" costs one extra forward pass). */
+void mt_meta_task_grad(mt_meta *mm, mt_algo algo, const float *theta, float inner_lr, int inner_steps,
+                       const mt_task *t, float *g, mt_task_losses *losses);
+
+/* Adapts θ on the support set for `steps` SGD steps (any number, no storage per step) and
+ * returns the query losses before and after. Used by evaluation. */
+mt_task_losses mt_meta_adapt_eval(mt_meta *mm, const float *theta, float inner_lr, int steps,
+                                  const mt_task *t);
+
+/* Parses "maml", "fomaml", "reptile"; returns 0, or -1 for an unknown name. */
+int mt_algo_parse(const char *name, mt_algo *out);
+const char *mt_algo_name(mt_algo a);
+
+#endif

@@ -1,0 +1,45 @@
+/*
+ * tasks.h — task families: how the data of task t of iteration s is made.
+ *
+ * Every task is drawn from the counter-based stream (seed, purpose, s, t) of rng.h and from
+ * nothing else, so which rank computes it, and in which order, cannot change it.
+ *
+ * sinusoid (Finn et al. 2017): y = A·sin(x − φ), A ~ U[0.1, 5], φ ~ U[0, π],
+ * x ~ U[−5, 5]; one input and one output feature.
+ */
+#ifndef MT_TASKS_H
+#define MT_TASKS_H
+
+#include <stdint.h>
+
+#include "meta.h"
+#include "rng.h"
+
+#define MT_SINE_AMP_MIN 0.1f
+#define MT_SINE_AMP_MAX 5.0f
+#define MT_SINE_PHASE_MIN 0.0f
+#define MT_SINE_PHASE_MAX 3.14159265358979f
+#define MT_SINE_X_MIN -5.0f
+#define MT_SINE_X_MAX 5.0f
+
+/* Draws the sinusoid task (seed, purpose, iteration, task): amplitude, phase, then the
+ * n_support support inputs, then the n_query query inputs. Writes xs, ys [n_support] and
+ * xq, yq [n_query]; amp and phase (optional) receive the task's parameters. */
+void mt_sinusoid_task(float *xs, float *ys, int n_support, float *xq, float *yq, int n_query,
+                      uint64_t seed, mt_stream purpose, uint64_t iteration, uint32_t task, float *amp,
+                      float *phase);
+
+/* Storage for one task's support and query rows; an mt_task points into it. */
+typedef struct {
+    float *slab;
+    mt_task task;
+} mt_task_buffer;
+
+/* Room for n_support and n_query rows of in input and out output features. */
+void mt_task_buffer_init(mt_task_buffer *b, int n_support, int n_query, int in, int out);
+void mt_task_buffer_free(mt_task_buffer *b); /* accepts NULL and a zeroed buffer */
+
+/* Fills b (made for 1 input, 1 output) with sinusoid task (seed, purpose, iteration, task). */
+void mt_sinusoid_fill(mt_task_buffer *b, uint64_t seed, mt_stream purpose, uint64_t iteration, uint32_t task);
+
+#endif

@@ -1,0 +1,272 @@
+/*
+ * train.c — `metatrain train`: the distributed meta-training loop (DESIGN §1).
+ *
+ * Per meta-iteration s, every rank draws its share [lo, hi) of the meta-batch's tasks from
+ * the streams (seed, s, t), computes each task's meta-gradient, and adds them up; one
+ * allreduce sums the gradients (and the logged losses) over the ranks; every rank then
+ * applies the same Adam step to its copy of θ, so the copies never diverge.
+ * Rank 0 alone writes: progress, metrics.jsonl, config.ini and checkpoints.
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "checkpoint.h"
+#include "cli.h"
+#include "common.h"
+#include "ioutil.h"
+#include "meta.h"
+#include "metrics.h"
+#include "model.h"
+#include "optim.h"
+#include "progress.h"
+#include "tasks.h"
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: metatrain train [CONFIG] [--set section.key=value]... [--progress MODE]\n"
+            "\n"
+            "Meta-trains a model on a task family, splitting each meta-batch over the MPI ranks:\n"
+            "  mpirun -np 2 metatrain train                        # built-in sinusoid MAML\n"
+            "  mpirun -np 4 metatrain train configs/sinusoid_maml.ini --set meta.algo=fomaml\n"
+            "\n"
+            "  CONFIG              INI file (see configs/); without it, the built-in default below\n"
+            "  --set S.K=V         override one key after the file is read (repeatable)\n"
+            "  --progress MODE     auto (default) | bar | lines | none; auto draws a bar when the\n"
+            "                      output is a terminal, else a line every run.log_every iterations\n"
+            "  -h, --help          this text\n"
+            "\n"
+            "Writes into run.dir: config.ini (resolved), metrics.jsonl (one JSON object per logged\n"
+            "iteration) and ckpt-<step>.h5 (HDF5; the last iteration always writes one). Evaluate\n"
+            "with `metatrain eval run.dir/ckpt-<step>.h5`.\n"
+            "\n"
+            "Configuration keys and defaults (the built-in default run):\n");
+    mt_config_print_keys(out);
+    fprintf(out, "\nExit status: 0 success, 1 runtime failure (I/O, divergence), 2 bad input.\n");
+}
+
+typedef struct {
+    const char *config_path;
+    char *sets[MT_MAX_SETS];
+    int n_sets;
+    mt_progress_mode progress;
+} train_args;
+
+/* Returns -1 to continue, else an exit status (0 after --help). */
+static int parse_args(const mt_dist *d, int argc, char **argv, train_args *a)
+{
+    memset(a, 0, sizeof *a);
+    for (int i = 0; i < argc; i++) {
+        const char *arg = argv[i];
+        if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
+            if (d->rank == 0) usage(stdout);
+            return MT_EXIT_OK;
+        } else if (strcmp(arg, "--set") == 0 || strncmp(arg, "--set=", 6) == 0) {
+            const char *v = arg[5] == '=' ? arg + 6 : (i + 1 < argc ? argv[++i] : NULL);
+            if (!v) {
+                mt_cli_error(d, "--set needs section.key=value");
+                return MT_EXIT_USAGE;
+            }
+            if (a->n_sets == MT_MAX_SETS) {
+                mt_cli_error(d, "more than %d --set options", MT_MAX_SETS);
+                return MT_EXIT_USAGE;
+            }
+            a->sets[a->n_sets++] = (char *)v;
+        } else if (strcmp(arg, "--progress") == 0 || strncmp(arg, "--progress=", 11) == 0) {
+            const char *v = arg[10] == '=' ? arg + 11 : (i + 1 < argc ? argv[++i] : NULL);
+            if (!v || mt_progress_parse(v, &a->progress) != 0) {
+                mt_cli_error(d, "--progress takes auto, bar, lines or none");
+                return MT_EXIT_USAGE;
+            }
+        } else if (arg[0] == '-') {
+            mt_cli_error(d, "unknown option '%s' (see metatrain train --help)", arg);
+            return MT_EXIT_USAGE;
+        } else if (!a->config_path) {
+            a->config_path = arg;
+        } else {
+            mt_cli_error(d, "more than one CONFIG given ('%s' and '%s')", a->config_path, arg);
+            return MT_EXIT_USAGE;
+        }
+    }
+    return -1;
+}
+
+/* Rank 0 creates run.dir and writes config.ini (atomically); all ranks learn the outcome. */
+static int prepare_run_dir(const mt_dist *d, const mt_config *c, const char *config_text)
+{
+    char err[MT_ERR_LEN] = "";
+    int ok = 1;
+    if (d->rank == 0) {
+        char path[MT_H5_PATH_LEN], tmp[MT_H5_PATH_LEN + 16];
+        snprintf(path, sizeof path, "%s/config.ini", c->run_dir);
+        snprintf(tmp, sizeof tmp, "%s.partial", path);
+        ok = mt_mkdir_p(c->run_dir, err, sizeof err) == 0;
+        if (ok) {
+            FILE *f = fopen(tmp, "w");
+            ok = f && fputs(config_text, f) >= 0;
+            if (f && fclose(f) != 0) ok = 0;
+            if (!ok) snprintf(err, sizeof err, "cannot write %s: %s", tmp, strerror(errno));
+            ok = ok && mt_fsync_rename(tmp, path, err, sizeof err) == 0;
+        }
+    }
+    if (!mt_dist_all(d, ok)) {
+        mt_cli_error(d, "%s", err);
+        return MT_EXIT_FAILURE;
+    }
+    return 0;
+}
+
+/* Rank 0 writes ckpt-<step>.h5 and prunes old ones; all ranks learn the outcome. */
+static int save_checkpoint(const mt_dist *d, const mt_config *c, const char *config_text, const mt_model *m,
+                           const float *theta, long step, char *path, size_t pathlen)
+{
+    char err[MT_ERR_LEN] = "";
+    int ok = 1;
+    mt_checkpoint_path(path, pathlen, c->run_dir, step);
+    if (d->rank == 0) {
+        mt_checkpoint ck = {.step = step, .seed = c->seed, .world_size = d->size, .config = (char *)config_text};
+        ok = mt_checkpoint_write(path, m, theta, &ck, err, sizeof err) == 0 &&
+             mt_checkpoint_prune(c->run_dir, c->ckpt_keep, err, sizeof err) >= 0;
+    }
+    if (!mt_dist_all(d, ok)) {
+        mt_cli_error(d, "%s", err);
+        return MT_EXIT_FAILURE;
+    }
+    return 0;
+}
+
+int mt_train_main(const mt_dist *d, int argc, char **argv)
+{
+    train_args args;
+    int rc = parse_args(d, argc, argv, &args);
+    if (rc >= 0) return rc;
+
+    mt_config cfg;
+    if ((rc = mt_cli_load_config(d, args.config_path, args.sets, args.n_sets, &cfg)) != 0) return rc;
+    mt_algo algo;
+    if (mt_algo_parse(cfg.algo, &algo) != 0) return MT_EXIT_USAGE; /* the config checked the name */
+    char *config_text = mt_config_format(&cfg);
+    if ((rc = prepare_run_dir(d, &cfg, config_text)) != 0) {
+        free(config_text);
+        return rc;
+    }
+
+    mt_model model;
+    if (mt_model_mlp(&model, 1, cfg.hidden, 1) != 0) {
+        mt_cli_error(d, "cannot build the model");
+        free(config_text);
+        return MT_EXIT_USAGE;
+    }
+    const size_t P = model.n_params;
+    const int B = cfg.meta_batch;
+    int lo, hi;
+    mt_dist_task_range(B, d->rank, d->size, &lo, &hi);
+
+    /* One slab per role: θ, Adam moments, the reduced gradient (+2 loss sums), a task's g. */
+    float *slab = mt_calloc(5 * P + 2, sizeof(float));
+    float *theta = slab, *adam_m = slab + P, *adam_v = slab + 2 * P, *gsum = slab + 3 * P, *g = slab + 4 * P + 2;
+    mt_model_init_params(&model, theta, cfg.seed);
+    mt_meta *meta = mt_meta_init(&model, cfg.inner_steps, cfg.shots > cfg.query ? cfg.shots : cfg.query);
+    mt_task_buffer tb;
+    mt_task_buffer_init(&tb, cfg.shots, cfg.query, 1, 1);
+    const mt_adam_config adam = {cfg.lr, cfg.beta1, cfg.beta2, cfg.eps};
+
+    FILE *metrics = NULL;
+    char err[MT_ERR_LEN] = "", path[MT_H5_PATH_LEN];
+    if (d->rank == 0) {
+        snprintf(path, sizeof path, "%s/metrics.jsonl", cfg.run_dir);
+        metrics = mt_metrics_open(path, err, sizeof err);
+        printf("metatrain %s: %s %s on %s, %d rank%s, meta-batch %d, %d inner step%s, %ld iterations, "
+               "%zu parameters\n  run directory %s\n",
+               MT_VERSION, cfg.algo, cfg.arch, cfg.family, d->size, d->size == 1 ? "" : "s", B, cfg.inner_steps,
+               cfg.inner_steps == 1 ? "" : "s", cfg.iterations, P, cfg.run_dir);
+        if (B < d->size)
+            printf("  note: meta-batch %d is smaller than the %d ranks; %d rank%s will idle\n", B, d->size,
+                   d->size - B, d->size - B == 1 ? "" : "s");
+        fflush(stdout);
+    }
+    if (!mt_dist_all(d, d->rank != 0 || metrics != NULL)) {
+        mt_cli_error(d, "%s", err);
+        rc = MT_EXIT_FAILURE;
+        goto done;
+    }
+
+    mt_progress progress;
+    mt_progress_start(&progress, d->rank == 0 ? args.progress : MT_PROGRESS_NONE, stdout, "train", cfg.iterations);
+    double t_start = mt_now(), t_log = t_start;
+    long s_log = 0;
+    mt_metrics_row last = {0};
+    for (long s = 0; s < cfg.iterations; s++) {
+        const long step = s + 1;
+        const int logged = step % cfg.log_every == 0 || step == cfg.iterations;
+        double pre = 0.0, post = 0.0;
+        memset(gsum, 0, (P + 2) * sizeof(float));
+        for (int t = lo; t < hi; t++) {
+            mt_task_losses losses;
+            mt_sinusoid_fill(&tb, cfg.seed, MT_STREAM_TRAIN, (uint64_t)s, (uint32_t)t);
+            mt_meta_task_grad(meta, algo, theta, cfg.inner_lr, cfg.inner_steps, &tb.task, g, logged ? &losses : NULL);
+            for (size_t i = 0; i < P; i++) gsum[i] += g[i];
+            if (logged) pre += losses.pre, post += losses.post;
+        }
+        gsum[P] = (float)pre;
+        gsum[P + 1] = (float)post;
+        mt_dist_sum_float(d, gsum, P + 2);
+        const float inv_b = 1.0f / (float)B;
+        for (size_t i = 0; i < P; i++) gsum[i] *= inv_b;
+        mt_adam_step(theta, adam_m, adam_v, gsum, P, step, &adam);
+
+        if (logged) {
+            double now = mt_now();
+            last.iteration = step;
+            last.loss_pre = gsum[P] / B;
+            last.loss_post = gsum[P + 1] / B;
+            last.tasks_per_s = (double)(step - s_log) * B / (now - t_log);
+            last.elapsed_s = now - t_start;
+            t_log = now, s_log = step;
+            /* Every rank sees the same reduced losses, so they stop together. */
+            if (!isfinite(last.loss_pre) || !isfinite(last.loss_post)) {
+                mt_progress_finish(&progress);
+                mt_cli_error(d, "training diverged at iteration %ld (query loss %g before, %g after adaptation); "
+                                "try a smaller optim.lr or meta.inner_lr", step, last.loss_pre, last.loss_post);
+                rc = MT_EXIT_FAILURE;
+                goto done;
+            }
+            int ok = d->rank != 0 || mt_metrics_write(metrics, &last) == 0;
+            if (!mt_dist_all(d, ok)) {
+                mt_cli_error(d, "cannot write %s/metrics.jsonl: %s", cfg.run_dir, strerror(errno));
+                rc = MT_EXIT_FAILURE;
+                goto done;
+            }
+        }
+        char status[96];
+        snprintf(status, sizeof status, "query loss %.4g -> %.4g", last.loss_pre, last.loss_post);
+        mt_progress_update(&progress, step, last.iteration ? status : "", logged);
+
+        if (cfg.ckpt_every > 0 && step % cfg.ckpt_every == 0 && step != cfg.iterations &&
+            (rc = save_checkpoint(d, &cfg, config_text, &model, theta, step, path, sizeof path)) != 0)
+            goto done;
+    }
+    mt_progress_finish(&progress);
+    if ((rc = save_checkpoint(d, &cfg, config_text, &model, theta, cfg.iterations, path, sizeof path)) != 0) goto done;
+    if (d->rank == 0) {
+        double elapsed = mt_now() - t_start;
+        printf("done: %ld iterations in %.1f s (%.0f tasks/s); query loss %.4g before, %.4g after adaptation\n"
+               "  checkpoint %s\n  evaluate with: metatrain eval %s\n",
+               cfg.iterations, elapsed, (double)cfg.iterations * B / elapsed, last.loss_pre, last.loss_post, path,
+               path);
+        fflush(stdout);
+    }
+
+done:
+    if (metrics) fclose(metrics);
+    mt_task_buffer_free(&tb);
+    mt_meta_free(meta);
+    free(slab);
+    free(config_text);
+    return rc;
+}

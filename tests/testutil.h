@@ -1,0 +1,28 @@
+/*
+ * testutil.h — what the unit tests share: comparisons that print the worst difference,
+ * random vectors from the project's own RNG, and a pass/fail tally that becomes the exit
+ * status (a test that finds a mismatch exits 1).
+ */
+#ifndef MT_TESTUTIL_H
+#define MT_TESTUTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Fills x[n] with uniform values in [lo, hi) from stream (seed, INIT, 0, tag). */
+void tu_random(float *x, size_t n, float lo, float hi, uint64_t seed, uint32_t tag);
+
+/* Normwise relative difference max|got − want| / max|want| (absolute if want is all zero). */
+double tu_rel_diff(const float *got, const float *want, size_t n);
+double tu_rel_diff_d(const double *got, const double *want, size_t n);
+
+/* Records a check: prints "ok"/"FAIL", the label and the measured difference against tol. */
+void tu_check(const char *label, double diff, double tol);
+
+/* Records a boolean check with a message. */
+void tu_expect(int cond, const char *label);
+
+/* Prints "<n> passed, <m> failed" and returns the process exit status (0 iff all passed). */
+int tu_finish(void);
+
+#endif
