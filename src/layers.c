@@ -1,5 +1,6 @@
 /* layers.c — forward, backward and R-operator passes of every layer (see layers.h).
- * Fast kernels call CBLAS sgemm; the *_ref twins are straight loops kept as the oracle. */
+ * Fast kernels: small products in cache-friendly loops, large ones through CBLAS sgemm;
+ * the *_ref twins are straight triple loops kept as the oracle. */
 #include "layers.h"
 
 #include <cblas.h>
@@ -8,6 +9,153 @@
 #undef I /* OpenBLAS's cblas.h pulls in <complex.h>; here I is a dimension, not the imaginary unit */
 
 /* ---- linear, fast ------------------------------------------------------------------- */
+
+/* Below this many multiply-adds a product goes to the small kernels below instead of
+ * sgemm: at MLP sizes (10 × 40 × 40) OpenBLAS's per-call overhead (locking, buffer
+ * allocation, packing) costs more than the arithmetic. */
+#define SMALL_GEMM_MACS 65536
+
+static int is_small(int M, int N, int K) { return (long)M * N * K < SMALL_GEMM_MACS; }
+
+/* The small kernels are compiled twice, for baseline x86-64 (SSE2) and for AVX2, and the
+ * loader picks per CPU. Both do the same operations in the same order (no FMA contraction:
+ * -std=c11 implies -ffp-contract=off), so the results are bit-identical across the two. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define MT_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define MT_CLONES
+#endif
+
+/* Eight floats as one value: GCC's vector extension, lowered to two SSE registers on
+ * baseline x86-64 and one AVX register in the AVX2 clone. Loads and stores are unaligned. */
+typedef float v8f __attribute__((vector_size(32)));
+/* The helpers below pass v8f by value; they are static inline, so no ABI is involved. */
+#pragma GCC diagnostic ignored "-Wpsabi"
+
+static inline v8f load8(const float *p)
+{
+    v8f v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline void store8(float *p, v8f v) { memcpy(p, &v, sizeof v); }
+
+/* Register block of the axpy-style kernels: 16 output columns stay in registers while k
+ * runs, instead of a load and a store of the output per k. */
+#define BLOCK 16
+
+/* c[0:w] (+)= Σ_k s[k·s_stride] · b[k·ldb : k·ldb + w]  for one output row segment, k
+ * ascending (the same summation order whatever w, so blocking does not change results). */
+static inline void axpy_block(float *restrict c, const float *restrict s, size_t s_stride, const float *restrict b,
+                              size_t ldb, int K, int w, float beta)
+{
+    if (w == 16 || w == 8) {
+        const v8f zero = {0};
+        v8f acc0 = beta != 0.0f ? load8(c) : zero;
+        v8f acc1 = beta != 0.0f && w == 16 ? load8(c + 8) : zero;
+        for (int k = 0; k < K; k++) {
+            const float sk = s[(size_t)k * s_stride], *bk = b + (size_t)k * ldb;
+            acc0 += sk * load8(bk);
+            if (w == 16) acc1 += sk * load8(bk + 8);
+        }
+        store8(c, acc0);
+        if (w == 16) store8(c + 8, acc1);
+        return;
+    }
+    float acc[BLOCK];
+    for (int j = 0; j < w; j++) acc[j] = beta != 0.0f ? c[j] : 0.0f;
+    for (int k = 0; k < K; k++) {
+        const float sk = s[(size_t)k * s_stride], *bk = b + (size_t)k * ldb;
+        for (int j = 0; j < w; j++) acc[j] += sk * bk[j];
+    }
+    for (int j = 0; j < w; j++) c[j] = acc[j];
+}
+
+static inline float reduce8(v8f q)
+{
+    return ((q[0] + q[1]) + (q[2] + q[3])) + ((q[4] + q[5]) + (q[6] + q[7]));
+}
+
+/* Σ_i a[i]·b[i] with eight interleaved partial sums (one vector; the reduction order is
+ * fixed, so results are reproducible). */
+static inline float dot(const float *a, const float *b, int n)
+{
+    v8f q = {0};
+    int i = 0;
+    for (; i + 8 <= n; i += 8) q += load8(a + i) * load8(b + i);
+    float s = reduce8(q);
+    for (; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+/* c[M,N] (+)= a[M,K] · b[N,K]ᵀ   (beta 0: overwrite, 1: accumulate). Four outputs of a row
+ * at a time share the loads of a; each is summed exactly as dot() sums it. */
+MT_CLONES static void gemm_nt(int M, int N, int K, const float *restrict a, const float *restrict b, float beta,
+                              float *restrict c)
+{
+    if (!is_small(M, N, K)) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, a, K, b, K, beta, c, N);
+        return;
+    }
+    const int K8 = K & ~7;
+    for (int m = 0; m < M; m++) {
+        const float *am = a + (size_t)m * K;
+        float *cm = c + (size_t)m * N;
+        int n = 0;
+        for (; n + 4 <= N; n += 4) {
+            const float *b0 = b + (size_t)n * K, *b1 = b0 + K, *b2 = b1 + K, *b3 = b2 + K;
+            v8f q0 = {0}, q1 = {0}, q2 = {0}, q3 = {0};
+            for (int i = 0; i < K8; i += 8) {
+                const v8f x = load8(am + i);
+                q0 += x * load8(b0 + i);
+                q1 += x * load8(b1 + i);
+                q2 += x * load8(b2 + i);
+                q3 += x * load8(b3 + i);
+            }
+            float d[4] = {reduce8(q0), reduce8(q1), reduce8(q2), reduce8(q3)};
+            for (int i = K8; i < K; i++) {
+                d[0] += am[i] * b0[i];
+                d[1] += am[i] * b1[i];
+                d[2] += am[i] * b2[i];
+                d[3] += am[i] * b3[i];
+            }
+            for (int r = 0; r < 4; r++) cm[n + r] = beta != 0.0f ? cm[n + r] + d[r] : d[r];
+        }
+        for (; n < N; n++) {
+            float d = dot(am, b + (size_t)n * K, K);
+            cm[n] = beta != 0.0f ? cm[n] + d : d;
+        }
+    }
+}
+
+/* c[M,N] (+)= a[M,K] · b[K,N] */
+MT_CLONES static void gemm_nn(int M, int N, int K, const float *restrict a, const float *restrict b, float beta,
+                    float *restrict c)
+{
+    if (!is_small(M, N, K)) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, a, K, b, N, beta, c, N);
+        return;
+    }
+    for (int m = 0; m < M; m++)
+        for (int n0 = 0; n0 < N; n0 += BLOCK)
+            axpy_block(c + (size_t)m * N + n0, a + (size_t)m * K, 1, b + n0, (size_t)N, K,
+                       N - n0 < BLOCK ? N - n0 : BLOCK, beta);
+}
+
+/* c[M,N] (+)= a[K,M]ᵀ · b[K,N] */
+MT_CLONES static void gemm_tn(int M, int N, int K, const float *restrict a, const float *restrict b, float beta,
+                    float *restrict c)
+{
+    if (!is_small(M, N, K)) {
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, M, N, K, 1.0f, a, M, b, N, beta, c, N);
+        return;
+    }
+    for (int m = 0; m < M; m++)
+        for (int n0 = 0; n0 < N; n0 += BLOCK)
+            axpy_block(c + (size_t)m * N + n0, a + m, (size_t)M, b + n0, (size_t)N, K,
+                       N - n0 < BLOCK ? N - n0 : BLOCK, beta);
+}
 
 /* out[N,O] = broadcast of b[O] over the rows (b NULL: zeros) */
 static void fill_rows(float *out, const float *b, int N, int O)
@@ -30,16 +178,15 @@ static void column_sums(float *db, const float *dy, int N, int O)
 void mt_linear_forward(float *y, const float *x, const float *w, const float *b, int N, int I, int O)
 {
     fill_rows(y, b, N, O);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, O, I, 1.0f, x, I, w, I, 1.0f, y, O);
+    gemm_nt(N, O, I, x, w, 1.0f, y);
 }
 
 void mt_linear_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
                         const float *w, int N, int I, int O)
 {
-    if (dx)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, I, O, 1.0f, dy, O, w, I, 0.0f, dx, I);
+    if (dx) gemm_nn(N, I, O, dy, w, 0.0f, dx);
     if (!dw) return;
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, O, I, N, 1.0f, dy, O, x, I, 0.0f, dw, I);
+    gemm_tn(O, I, N, dy, x, 0.0f, dw);
     column_sums(db, dy, N, O);
 }
 
@@ -47,9 +194,8 @@ void mt_linear_rforward(float *ry, const float *x, const float *rx, const float 
                         const float *vb, int N, int I, int O)
 {
     fill_rows(ry, vb, N, O);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, O, I, 1.0f, x, I, vw, I, 1.0f, ry, O);
-    if (rx)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, O, I, 1.0f, rx, I, w, I, 1.0f, ry, O);
+    gemm_nt(N, O, I, x, vw, 1.0f, ry);
+    if (rx) gemm_nt(N, O, I, rx, w, 1.0f, ry);
 }
 
 void mt_linear_rbackward(float *rdx, float *rdw, float *rdb, const float *dy, const float *rdy,
@@ -57,12 +203,11 @@ void mt_linear_rbackward(float *rdx, float *rdw, float *rdb, const float *dy, co
                          int I, int O)
 {
     if (rdx) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, I, O, 1.0f, rdy, O, w, I, 0.0f, rdx, I);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, I, O, 1.0f, dy, O, vw, I, 1.0f, rdx, I);
+        gemm_nn(N, I, O, rdy, w, 0.0f, rdx);
+        gemm_nn(N, I, O, dy, vw, 1.0f, rdx);
     }
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, O, I, N, 1.0f, rdy, O, x, I, 0.0f, rdw, I);
-    if (rx)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, O, I, N, 1.0f, dy, O, rx, I, 1.0f, rdw, I);
+    gemm_tn(O, I, N, rdy, x, 0.0f, rdw);
+    if (rx) gemm_tn(O, I, N, dy, rx, 1.0f, rdw);
     column_sums(rdb, rdy, N, O);
 }
 
@@ -144,22 +289,22 @@ void mt_linear_rbackward_ref(float *rdx, float *rdw, float *rdb, const float *dy
 
 /* ---- relu --------------------------------------------------------------------------- */
 
-void mt_relu_forward(float *y, const float *x, int n)
+void mt_relu_forward(float *restrict y, const float *restrict x, int n)
 {
     for (int i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
 
-void mt_relu_backward(float *dx, const float *dy, const float *x, int n)
+void mt_relu_backward(float *restrict dx, const float *restrict dy, const float *restrict x, int n)
 {
     for (int i = 0; i < n; i++) dx[i] = x[i] > 0.0f ? dy[i] : 0.0f;
 }
 
-void mt_relu_rforward(float *ry, const float *rx, const float *x, int n)
+void mt_relu_rforward(float *restrict ry, const float *restrict rx, const float *restrict x, int n)
 {
     for (int i = 0; i < n; i++) ry[i] = x[i] > 0.0f ? rx[i] : 0.0f;
 }
 
-void mt_relu_rbackward(float *rdx, const float *rdy, const float *x, int n)
+void mt_relu_rbackward(float *restrict rdx, const float *restrict rdy, const float *restrict x, int n)
 {
     for (int i = 0; i < n; i++) rdx[i] = x[i] > 0.0f ? rdy[i] : 0.0f;
 }

@@ -11,7 +11,8 @@ struct mt_meta {
     const mt_model *model;
     int max_steps;
     size_t P;
-    mt_workspace *ws;
+    mt_workspace *ws;   /* query passes, and support passes recomputed in the reverse pass */
+    mt_workspace *ws_s; /* support passes of the inner loop; the last step's are reused */
     float *slab;   /* one allocation: */
     float *thetas; /* θ_0 … θ_K                 [K+1, P] */
     float *lambda; /* adjoint of the reverse pass [P] */
@@ -27,6 +28,7 @@ mt_meta *mt_meta_init(const mt_model *m, int inner_steps, int max_rows)
     mm->max_steps = inner_steps;
     mm->P = m->n_params;
     mm->ws = mt_workspace_init(m, max_rows);
+    mm->ws_s = mt_workspace_init(m, max_rows);
     mm->slab = mt_calloc(((size_t)inner_steps + 4) * mm->P, sizeof(float));
     mm->thetas = mm->slab;
     mm->lambda = mm->thetas + ((size_t)inner_steps + 1) * mm->P;
@@ -39,6 +41,7 @@ void mt_meta_free(mt_meta *mm)
 {
     if (!mm) return;
     mt_workspace_free(mm->ws);
+    mt_workspace_free(mm->ws_s);
     free(mm->slab);
     free(mm);
 }
@@ -63,7 +66,7 @@ void mt_meta_task_grad(mt_meta *mm, mt_algo algo, const float *theta, float inne
     memcpy(mm->thetas, theta, P * sizeof(float));
     for (int k = 0; k < K; k++) {
         float *cur = mm->thetas + (size_t)k * P;
-        mt_model_loss_grad(m, mm->ws, cur, t->xs, t->ys, t->n_support, g);
+        mt_model_loss_grad(m, mm->ws_s, cur, t->xs, t->ys, t->n_support, g);
         sgd_step(cur + P, cur, g, inner_lr, P);
     }
     const float *theta_K = mm->thetas + (size_t)K * P;
@@ -78,10 +81,18 @@ void mt_meta_task_grad(mt_meta *mm, mt_algo algo, const float *theta, float inne
     if (losses) losses->post = post;
 
     if (algo == MT_ALGO_MAML) {
-        /* Reverse pass: λ ← (I − α H_S(θ_k)) λ, from the last inner step to the first. */
+        /* Reverse pass: λ ← (I − α H_S(θ_k)) λ, from the last inner step to the first.
+         * ws_s still holds the support activations of step K−1, so that step needs only
+         * the two R-passes; earlier steps recompute theirs (memory stays flat in K). */
         for (int k = K - 1; k >= 0; k--) {
+            const float *theta_k = mm->thetas + (size_t)k * P;
             for (size_t i = 0; i < P; i++) mm->u[i] = inner_lr * mm->lambda[i];
-            mt_model_hvp(m, mm->ws, mm->thetas + (size_t)k * P, t->xs, t->ys, t->n_support, mm->u, mm->hv);
+            if (k < K - 1) {
+                mt_model_forward(m, mm->ws_s, theta_k, t->xs, t->ys, t->n_support);
+                mt_model_backward(m, mm->ws_s, theta_k, t->xs, t->ys, t->n_support, NULL);
+            }
+            mt_model_rforward(m, mm->ws_s, theta_k, t->xs, mm->u, t->n_support);
+            mt_model_rbackward(m, mm->ws_s, theta_k, t->xs, mm->u, t->n_support, mm->hv);
             for (size_t i = 0; i < P; i++) mm->lambda[i] -= mm->hv[i];
         }
     }
