@@ -1,1 +1,497 @@
-int main(void){return 1;}
+/*
+ * test_layers.c — the four passes of every layer and loss in layers.h against two oracles:
+ *
+ *   1. each fast linear kernel against its plain-loop *_ref twin, on shapes chosen to reach
+ *      every path of the fast kernels (register blocks of 16 and 8 columns, odd remainders,
+ *      one-column inputs and outputs, a product big enough to go through sgemm), with the
+ *      optional outputs (dx, rdx, dw) and R-inputs (rx, vb) both NULL and not;
+ *   2. every backward, rforward and rbackward pass against central finite differences (FD)
+ *      of the pass it differentiates: backward against FD of a scalar probe of forward,
+ *      rforward against FD of forward along a direction, rbackward against FD of backward
+ *      along a direction.
+ *
+ * Not tested here: the model's composition of the layers and the meta-gradients
+ * (test_meta.c), agreement with PyTorch (test_reference.c).
+ *
+ * Tolerances, from float32 arithmetic (unit roundoff u = 2^-24 ≈ 6.0e-8):
+ *
+ *   fast = ref   Both kernels compute sums of n products in float32; each result is within
+ *                γ_n·Σ|terms| ≈ n·u·Σ|terms| of the exact sum whatever the summation order or
+ *                FMA use (Higham, Accuracy and Stability of Numerical Algorithms, §3.1), so
+ *                two correct kernels differ by at most 2n·u·Σ|terms|. Σ|terms| is measured
+ *                per output by running the reference kernel on absolute values, and each
+ *                check prints max |fast − ref| / Σ|terms| against 2n·u. A wrong index or a
+ *                missing term gives O(1).
+ *
+ *   FD           linear is bilinear in (x, w), relu piecewise linear, mse quadratic, so a
+ *                central difference has no truncation error at all (the ε² term cancels),
+ *                as long as relu inputs stay ≥ 0.1 away from the kink while moving by at
+ *                most ε·|direction| ≤ 0.01 (they do). What remains is rounding: outputs
+ *                of magnitude ~1 carry absolute errors of a few u·Σ|terms| (Σ|terms| ≲ 10
+ *                here), and the difference quotient divides them by 2ε. With ε = 1e-2 that
+ *                is ≲ 40·6e-8·10 / 2e-2 ≈ 1e-3 in the worst case and ~1e-5 for typical
+ *                random-walk rounding, against derivatives of size ~1. We check the
+ *                normwise relative difference max|an − fd| / max|fd| against 1e-3. (Per
+ *                coordinate we divide by the step actually taken after rounding x ± ε to
+ *                float; along a direction the rounding of x + ε·r changes the direction by
+ *                ~u/ε ≈ 6e-6 relative, negligible.) A sign error, a transposed weight or a
+ *                missing term gives O(1).
+ */
+#include <float.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+#include "layers.h"
+#include "testutil.h"
+
+#define UNIT_ROUNDOFF (FLT_EPSILON / 2) /* u = 2^-24 */
+#define EPS_FD 1e-2f                   /* central-difference step (exact for these layers) */
+#define TOL_FD 1e-3                    /* normwise relative, see the header comment */
+#define RELU_MARGIN 0.1f               /* |relu input| ≥ this: FD never crosses the kink */
+
+/* ---- helpers -------------------------------------------------------------------------- */
+
+static float *vec(size_t n) { return mt_malloc((n ? n : 1) * sizeof(float)); }
+
+/* Tolerance for fast = ref on sums of n terms: 2γ_n (see the header comment). */
+static double sum_tol(int n) { return 2.0 * n * UNIT_ROUNDOFF / (1.0 - n * UNIT_ROUNDOFF); }
+
+/* max_i |got[i] − want[i]| / bound[i], bound = Σ|terms| of output i; a zero bound demands
+ * equality (returns +inf otherwise). NaN in got propagates as +inf. */
+static double bounded_diff(const float *got, const float *want, const float *bound, size_t n)
+{
+    double worst = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)got[i] - want[i]);
+        double r = bound[i] > 0 ? d / bound[i] : (d == 0 ? 0.0 : INFINITY);
+        if (!(r <= worst)) worst = isnan(r) ? INFINITY : r;
+    }
+    return worst;
+}
+
+/* Fills an output with NaN before a kernel writes it, so that an element the kernel skips
+ * cannot pass for one written by an earlier call. */
+static void poison(float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++) x[i] = NAN;
+}
+
+static void abs_copy(float *out, const float *in, size_t n)
+{
+    for (size_t i = 0; i < n; i++) out[i] = fabsf(in[i]);
+}
+
+/* out = x + t·d (d NULL: x) */
+static void moved(float *out, const float *x, float t, const float *d, size_t n)
+{
+    for (size_t i = 0; i < n; i++) out[i] = d ? x[i] + t * d[i] : x[i];
+}
+
+/* fd = (plus − minus) / (2ε) */
+static void quotient(float *fd, const float *plus, const float *minus, float eps, size_t n)
+{
+    for (size_t i = 0; i < n; i++) fd[i] = (float)(((double)plus[i] - minus[i]) / (2.0 * eps));
+}
+
+/* Σ c⊙y in double: the scalar probe whose gradient with respect to y is c. */
+static double probe(const float *c, const float *y, size_t n)
+{
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++) s += (double)c[i] * y[i];
+    return s;
+}
+
+/* Random values in ±[margin, 1 + margin]: relu inputs well away from the kink at 0. */
+static void away_from_zero(float *x, size_t n, float margin, uint64_t seed, uint32_t tag)
+{
+    tu_random(x, n, -1.0f, 1.0f, seed, tag);
+    for (size_t i = 0; i < n; i++) x[i] = x[i] >= 0 ? x[i] + margin : x[i] - margin;
+}
+
+/* A scalar function of the current contents of some arrays (closed over by ctx). */
+typedef double (*scalar_fn)(void *ctx);
+
+/* fd[i] = central difference of f with respect to p[i], for i < n. p is restored. The
+ * quotient uses the step actually taken after rounding p[i] ± ε to float. */
+static void fd_gradient(float *p, size_t n, float eps, scalar_fn f, void *ctx, float *fd)
+{
+    for (size_t i = 0; i < n; i++) {
+        const float saved = p[i];
+        p[i] = saved + eps;
+        const double hp = p[i], fp = f(ctx);
+        p[i] = saved - eps;
+        const double hm = p[i], fm = f(ctx);
+        p[i] = saved;
+        fd[i] = (float)((fp - fm) / (hp - hm));
+    }
+}
+
+/* ---- linear: fast = ref -------------------------------------------------------------- */
+
+typedef struct {
+    int N, I, O;
+} shape;
+
+/* Every fast linear kernel against its reference twin on one shape. */
+static void check_linear_fast_vs_ref(shape s, uint64_t seed)
+{
+    const int N = s.N, I = s.I, O = s.O;
+    const size_t nx = (size_t)N * I, nw = (size_t)O * I, ny = (size_t)N * O;
+    float *x = vec(nx), *w = vec(nw), *b = vec(O), *dy = vec(ny);     /* inputs */
+    float *rx = vec(nx), *vw = vec(nw), *vb = vec(O), *rdy = vec(ny); /* R-inputs */
+    float *ax = vec(nx), *aw = vec(nw), *ab = vec(O), *ady = vec(ny); /* |inputs| */
+    float *arx = vec(nx), *avw = vec(nw), *avb = vec(O), *ardy = vec(ny);
+    float *zx = vec(nx), *zb = vec(O); /* zeros: what a NULL R-input stands for */
+    float *f_y = vec(ny), *r_y = vec(ny), *bnd_y = vec(ny);
+    float *f_dx = vec(nx), *r_dx = vec(nx), *bnd_dx = vec(nx);
+    float *f_dw = vec(nw), *r_dw = vec(nw), *bnd_dw = vec(nw);
+    float *f_db = vec(O), *r_db = vec(O), *bnd_db = vec(O);
+    char label[96];
+
+    tu_random(x, nx, -1, 1, seed, 1);
+    tu_random(w, nw, -1, 1, seed, 2);
+    tu_random(b, O, -1, 1, seed, 3);
+    tu_random(dy, ny, -1, 1, seed, 4);
+    tu_random(rx, nx, -1, 1, seed, 5);
+    tu_random(vw, nw, -1, 1, seed, 6);
+    tu_random(vb, O, -1, 1, seed, 7);
+    tu_random(rdy, ny, -1, 1, seed, 8);
+    abs_copy(ax, x, nx), abs_copy(aw, w, nw), abs_copy(ab, b, O), abs_copy(ady, dy, ny);
+    abs_copy(arx, rx, nx), abs_copy(avw, vw, nw), abs_copy(avb, vb, O), abs_copy(ardy, rdy, ny);
+    memset(zx, 0, nx * sizeof *zx);
+    memset(zb, 0, O * sizeof *zb);
+
+    /* forward: y = x·wᵀ + b, I + 1 terms per output */
+    poison(f_y, ny);
+    mt_linear_forward(f_y, x, w, b, N, I, O);
+    mt_linear_forward_ref(r_y, x, w, b, N, I, O);
+    mt_linear_forward_ref(bnd_y, ax, aw, ab, N, I, O);
+    snprintf(label, sizeof label, "linear %dx%dx%d forward fast = ref", N, I, O);
+    tu_check(label, bounded_diff(f_y, r_y, bnd_y, ny), sum_tol(I + 1));
+
+    /* backward: dx = dy·w (O terms), dw = dyᵀ·x and db = Σ_n dy (N terms) */
+    poison(f_dx, nx), poison(f_dw, nw), poison(f_db, O);
+    mt_linear_backward(f_dx, f_dw, f_db, dy, x, w, N, I, O);
+    mt_linear_backward_ref(r_dx, r_dw, r_db, dy, x, w, N, I, O);
+    mt_linear_backward_ref(bnd_dx, bnd_dw, bnd_db, ady, ax, aw, N, I, O);
+    snprintf(label, sizeof label, "linear %dx%dx%d backward dx fast = ref", N, I, O);
+    tu_check(label, bounded_diff(f_dx, r_dx, bnd_dx, nx), sum_tol(O));
+    snprintf(label, sizeof label, "linear %dx%dx%d backward dw fast = ref", N, I, O);
+    tu_check(label, bounded_diff(f_dw, r_dw, bnd_dw, nw), sum_tol(N));
+    snprintf(label, sizeof label, "linear %dx%dx%d backward db fast = ref", N, I, O);
+    tu_check(label, bounded_diff(f_db, r_db, bnd_db, O), sum_tol(N));
+
+    /* backward with dx NULL (first layer): dw, db unchanged */
+    poison(f_dw, nw), poison(f_db, O);
+    mt_linear_backward(NULL, f_dw, f_db, dy, x, w, N, I, O);
+    snprintf(label, sizeof label, "linear %dx%dx%d backward dx=NULL: dw, db", N, I, O);
+    tu_check(label, fmax(bounded_diff(f_dw, r_dw, bnd_dw, nw), bounded_diff(f_db, r_db, bnd_db, O)),
+             sum_tol(N));
+
+    /* backward with dw NULL: dx only, and db must not be touched */
+    for (int o = 0; o < O; o++) f_db[o] = 12345.0f;
+    poison(f_dx, nx);
+    mt_linear_backward(f_dx, NULL, f_db, dy, x, w, N, I, O);
+    snprintf(label, sizeof label, "linear %dx%dx%d backward dw=NULL: dx", N, I, O);
+    tu_check(label, bounded_diff(f_dx, r_dx, bnd_dx, nx), sum_tol(O));
+    int untouched = 1;
+    for (int o = 0; o < O; o++) untouched &= f_db[o] == 12345.0f;
+    snprintf(label, sizeof label, "linear %dx%dx%d backward dw=NULL leaves db alone", N, I, O);
+    tu_expect(untouched, label);
+
+    /* rforward: ry = rx·wᵀ + x·vwᵀ + vb, 2I + 1 terms */
+    poison(f_y, ny);
+    mt_linear_rforward(f_y, x, rx, w, vw, vb, N, I, O);
+    mt_linear_rforward_ref(r_y, x, rx, w, vw, vb, N, I, O);
+    mt_linear_rforward_ref(bnd_y, ax, arx, aw, avw, avb, N, I, O);
+    snprintf(label, sizeof label, "linear %dx%dx%d rforward fast = ref", N, I, O);
+    tu_check(label, bounded_diff(f_y, r_y, bnd_y, ny), sum_tol(2 * I + 1));
+
+    /* rforward with rx NULL and vb NULL: the same as zeros (the reference on zeros) */
+    poison(f_y, ny);
+    mt_linear_rforward(f_y, x, NULL, w, vw, NULL, N, I, O);
+    mt_linear_rforward_ref(r_y, x, zx, w, vw, zb, N, I, O);
+    mt_linear_rforward_ref(bnd_y, ax, zx, aw, avw, zb, N, I, O);
+    snprintf(label, sizeof label, "linear %dx%dx%d rforward rx=vb=NULL = ref on 0", N, I, O);
+    tu_check(label, bounded_diff(f_y, r_y, bnd_y, ny), sum_tol(2 * I + 1));
+    poison(f_y, ny);
+    mt_linear_rforward_ref(f_y, x, NULL, w, vw, NULL, N, I, O);
+    snprintf(label, sizeof label, "linear %dx%dx%d rforward_ref rx=vb=NULL = ref on 0", N, I, O);
+    tu_check(label, bounded_diff(f_y, r_y, bnd_y, ny), sum_tol(2 * I + 1));
+
+    /* rbackward: rdx = rdy·w + dy·vw (2O terms), rdw = rdyᵀ·x + dyᵀ·rx (2N), rdb (N) */
+    poison(f_dx, nx), poison(f_dw, nw), poison(f_db, O);
+    mt_linear_rbackward(f_dx, f_dw, f_db, dy, rdy, x, rx, w, vw, N, I, O);
+    mt_linear_rbackward_ref(r_dx, r_dw, r_db, dy, rdy, x, rx, w, vw, N, I, O);
+    mt_linear_rbackward_ref(bnd_dx, bnd_dw, bnd_db, ady, ardy, ax, arx, aw, avw, N, I, O);
+    snprintf(label, sizeof label, "linear %dx%dx%d rbackward rdx fast = ref", N, I, O);
+    tu_check(label, bounded_diff(f_dx, r_dx, bnd_dx, nx), sum_tol(2 * O));
+    snprintf(label, sizeof label, "linear %dx%dx%d rbackward rdw fast = ref", N, I, O);
+    tu_check(label, bounded_diff(f_dw, r_dw, bnd_dw, nw), sum_tol(2 * N));
+    snprintf(label, sizeof label, "linear %dx%dx%d rbackward rdb fast = ref", N, I, O);
+    tu_check(label, bounded_diff(f_db, r_db, bnd_db, O), sum_tol(N));
+
+    /* rbackward with rdx NULL (first layer) and rx NULL (input independent of θ) */
+    poison(f_dw, nw), poison(f_db, O);
+    mt_linear_rbackward(NULL, f_dw, f_db, dy, rdy, x, NULL, w, vw, N, I, O);
+    mt_linear_rbackward_ref(r_dx, r_dw, r_db, dy, rdy, x, zx, w, vw, N, I, O);
+    mt_linear_rbackward_ref(bnd_dx, bnd_dw, bnd_db, ady, ardy, ax, zx, aw, avw, N, I, O);
+    snprintf(label, sizeof label, "linear %dx%dx%d rbackward rdx=rx=NULL: rdw, rdb", N, I, O);
+    tu_check(label, fmax(bounded_diff(f_dw, r_dw, bnd_dw, nw), bounded_diff(f_db, r_db, bnd_db, O)),
+             sum_tol(2 * N));
+    poison(f_dw, nw), poison(f_db, O);
+    mt_linear_rbackward_ref(NULL, f_dw, f_db, dy, rdy, x, NULL, w, vw, N, I, O);
+    snprintf(label, sizeof label, "linear %dx%dx%d rbackward_ref NULLs = ref on 0", N, I, O);
+    tu_check(label, fmax(bounded_diff(f_dw, r_dw, bnd_dw, nw), bounded_diff(f_db, r_db, bnd_db, O)),
+             sum_tol(2 * N));
+
+    float *all[] = {x,    w,    b,     dy,    rx,    vw,   vb,    rdy,  ax,   aw,   ab,   ady,   arx,  avw,
+                    avb,  ardy, zx,    zb,    f_y,   r_y,  bnd_y, f_dx, r_dx, bnd_dx, f_dw, r_dw, bnd_dw, f_db,
+                    r_db, bnd_db};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free(all[i]);
+}
+
+/* ---- linear: passes against finite differences --------------------------------------- */
+
+typedef struct {
+    int N, I, O;
+    float *x, *w, *b, *y; /* [N,I] [O,I] [O] [N,O] */
+    const float *c;       /* probe weights [N,O] */
+} linear_ctx;
+
+static double linear_probe(void *p)
+{
+    linear_ctx *k = p;
+    mt_linear_forward(k->y, k->x, k->w, k->b, k->N, k->I, k->O);
+    return probe(k->c, k->y, (size_t)k->N * k->O);
+}
+
+static void check_linear_fd(shape s, uint64_t seed)
+{
+    const int N = s.N, I = s.I, O = s.O;
+    const size_t nx = (size_t)N * I, nw = (size_t)O * I, ny = (size_t)N * O;
+    float *x = vec(nx), *w = vec(nw), *b = vec(O), *c = vec(ny), *y = vec(ny);
+    float *rx = vec(nx), *vw = vec(nw), *vb = vec(O), *rdy = vec(ny);
+    float *xp = vec(nx), *wp = vec(nw), *bp = vec(O), *dyp = vec(ny);
+    float *xm = vec(nx), *wm = vec(nw), *bm = vec(O), *dym = vec(ny);
+    float *an_x = vec(nx), *an_w = vec(nw), *an_b = vec(O), *an_y = vec(ny);
+    float *fd_x = vec(nx), *fd_w = vec(nw), *fd_b = vec(O), *fd_y = vec(ny);
+    float *p_x = vec(nx), *p_w = vec(nw), *p_b = vec(O), *p_y = vec(ny);
+    float *m_x = vec(nx), *m_w = vec(nw), *m_b = vec(O), *m_y = vec(ny);
+    char label[96];
+
+    tu_random(x, nx, -1, 1, seed, 11);
+    tu_random(w, nw, -1, 1, seed, 12);
+    tu_random(b, O, -1, 1, seed, 13);
+    tu_random(c, ny, -1, 1, seed, 14);
+    tu_random(rx, nx, -1, 1, seed, 15);
+    tu_random(vw, nw, -1, 1, seed, 16);
+    tu_random(vb, O, -1, 1, seed, 17);
+    tu_random(rdy, ny, -1, 1, seed, 18);
+
+    /* backward(dy = c) is the gradient of the probe L = Σ c⊙y */
+    linear_ctx k = {N, I, O, x, w, b, y, c};
+    mt_linear_backward(an_x, an_w, an_b, c, x, w, N, I, O);
+    fd_gradient(x, nx, EPS_FD, linear_probe, &k, fd_x);
+    fd_gradient(w, nw, EPS_FD, linear_probe, &k, fd_w);
+    fd_gradient(b, O, EPS_FD, linear_probe, &k, fd_b);
+    snprintf(label, sizeof label, "linear %dx%dx%d backward dx vs FD", N, I, O);
+    tu_check(label, tu_rel_diff(an_x, fd_x, nx), TOL_FD);
+    snprintf(label, sizeof label, "linear %dx%dx%d backward dw vs FD", N, I, O);
+    tu_check(label, tu_rel_diff(an_w, fd_w, nw), TOL_FD);
+    snprintf(label, sizeof label, "linear %dx%dx%d backward db vs FD", N, I, O);
+    tu_check(label, tu_rel_diff(an_b, fd_b, O), TOL_FD);
+
+    /* rforward: d/dε forward(x + ε·rx, w + ε·vw, b + ε·vb) */
+    moved(xp, x, EPS_FD, rx, nx), moved(wp, w, EPS_FD, vw, nw), moved(bp, b, EPS_FD, vb, O);
+    moved(xm, x, -EPS_FD, rx, nx), moved(wm, w, -EPS_FD, vw, nw), moved(bm, b, -EPS_FD, vb, O);
+    mt_linear_forward(p_y, xp, wp, bp, N, I, O);
+    mt_linear_forward(m_y, xm, wm, bm, N, I, O);
+    quotient(fd_y, p_y, m_y, EPS_FD, ny);
+    mt_linear_rforward(an_y, x, rx, w, vw, vb, N, I, O);
+    snprintf(label, sizeof label, "linear %dx%dx%d rforward vs FD of forward", N, I, O);
+    tu_check(label, tu_rel_diff(an_y, fd_y, ny), TOL_FD);
+
+    /* the same with rx NULL: x stays put */
+    mt_linear_forward(p_y, x, wp, bp, N, I, O);
+    mt_linear_forward(m_y, x, wm, bm, N, I, O);
+    quotient(fd_y, p_y, m_y, EPS_FD, ny);
+    mt_linear_rforward(an_y, x, NULL, w, vw, vb, N, I, O);
+    snprintf(label, sizeof label, "linear %dx%dx%d rforward rx=NULL vs FD", N, I, O);
+    tu_check(label, tu_rel_diff(an_y, fd_y, ny), TOL_FD);
+
+    /* rbackward: d/dε backward(dy + ε·rdy, x + ε·rx, w + ε·vw) */
+    moved(dyp, c, EPS_FD, rdy, ny), moved(dym, c, -EPS_FD, rdy, ny);
+    mt_linear_backward(p_x, p_w, p_b, dyp, xp, wp, N, I, O);
+    mt_linear_backward(m_x, m_w, m_b, dym, xm, wm, N, I, O);
+    quotient(fd_x, p_x, m_x, EPS_FD, nx);
+    quotient(fd_w, p_w, m_w, EPS_FD, nw);
+    quotient(fd_b, p_b, m_b, EPS_FD, O);
+    mt_linear_rbackward(an_x, an_w, an_b, c, rdy, x, rx, w, vw, N, I, O);
+    snprintf(label, sizeof label, "linear %dx%dx%d rbackward rdx vs FD of backward", N, I, O);
+    tu_check(label, tu_rel_diff(an_x, fd_x, nx), TOL_FD);
+    snprintf(label, sizeof label, "linear %dx%dx%d rbackward rdw vs FD of backward", N, I, O);
+    tu_check(label, tu_rel_diff(an_w, fd_w, nw), TOL_FD);
+    snprintf(label, sizeof label, "linear %dx%dx%d rbackward rdb vs FD of backward", N, I, O);
+    tu_check(label, tu_rel_diff(an_b, fd_b, O), TOL_FD);
+
+    /* the same with rx NULL (x fixed) and rdx NULL */
+    mt_linear_backward(NULL, p_w, p_b, dyp, x, wp, N, I, O);
+    mt_linear_backward(NULL, m_w, m_b, dym, x, wm, N, I, O);
+    quotient(fd_w, p_w, m_w, EPS_FD, nw);
+    mt_linear_rbackward(NULL, an_w, an_b, c, rdy, x, NULL, w, vw, N, I, O);
+    snprintf(label, sizeof label, "linear %dx%dx%d rbackward rx=rdx=NULL rdw vs FD", N, I, O);
+    tu_check(label, tu_rel_diff(an_w, fd_w, nw), TOL_FD);
+
+    float *all[] = {x,   w,   b,    c,    y,    rx,   vw,   vb,   rdy,  xp,   wp,  bp,  dyp, xm,
+                    wm,  bm,  dym,  an_x, an_w, an_b, an_y, fd_x, fd_w, fd_b, fd_y, p_x, p_w, p_b,
+                    p_y, m_x, m_w, m_b, m_y};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free(all[i]);
+}
+
+/* ---- relu ----------------------------------------------------------------------------- */
+
+typedef struct {
+    int n;
+    float *x, *y;
+    const float *c;
+} relu_ctx;
+
+static double relu_probe(void *p)
+{
+    relu_ctx *k = p;
+    mt_relu_forward(k->y, k->x, k->n);
+    return probe(k->c, k->y, (size_t)k->n);
+}
+
+static void check_relu(int n, uint64_t seed)
+{
+    float *x = vec(n), *y = vec(n), *c = vec(n), *rx = vec(n), *rdy = vec(n);
+    float *xp = vec(n), *xm = vec(n), *cp = vec(n), *cm = vec(n), *yp = vec(n), *ym = vec(n);
+    float *an = vec(n), *fd = vec(n);
+    char label[96];
+
+    away_from_zero(x, n, RELU_MARGIN, seed, 21);
+    tu_random(c, n, -1, 1, seed, 22);
+    tu_random(rx, n, -1, 1, seed, 23);
+    tu_random(rdy, n, -1, 1, seed, 24);
+
+    /* forward: exact, max(x, 0) */
+    mt_relu_forward(y, x, n);
+    int exact = 1, positive = 0;
+    for (int i = 0; i < n; i++) {
+        exact &= y[i] == (x[i] > 0 ? x[i] : 0.0f);
+        positive += x[i] > 0;
+    }
+    snprintf(label, sizeof label, "relu n=%d forward = max(x, 0) exactly (%d of %d active)", n, positive, n);
+    tu_expect(exact && positive > 0 && positive < n, label);
+
+    /* backward(dy = c) against FD of the probe Σ c⊙relu(x) */
+    relu_ctx k = {n, x, y, c};
+    mt_relu_backward(an, c, x, n);
+    fd_gradient(x, (size_t)n, EPS_FD, relu_probe, &k, fd);
+    snprintf(label, sizeof label, "relu n=%d backward vs FD", n);
+    tu_check(label, tu_rel_diff(an, fd, n), TOL_FD);
+
+    /* rforward against FD of forward along rx */
+    moved(xp, x, EPS_FD, rx, n), moved(xm, x, -EPS_FD, rx, n);
+    mt_relu_forward(yp, xp, n);
+    mt_relu_forward(ym, xm, n);
+    quotient(fd, yp, ym, EPS_FD, n);
+    mt_relu_rforward(an, rx, x, n);
+    snprintf(label, sizeof label, "relu n=%d rforward vs FD of forward", n);
+    tu_check(label, tu_rel_diff(an, fd, n), TOL_FD);
+
+    /* rbackward against FD of backward(dy + ε·rdy, x + ε·rx) */
+    moved(cp, c, EPS_FD, rdy, n), moved(cm, c, -EPS_FD, rdy, n);
+    mt_relu_backward(yp, cp, xp, n);
+    mt_relu_backward(ym, cm, xm, n);
+    quotient(fd, yp, ym, EPS_FD, n);
+    mt_relu_rbackward(an, rdy, x, n);
+    snprintf(label, sizeof label, "relu n=%d rbackward vs FD of backward", n);
+    tu_check(label, tu_rel_diff(an, fd, n), TOL_FD);
+
+    float *all[] = {x, y, c, rx, rdy, xp, xm, cp, cm, yp, ym, an, fd};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free(all[i]);
+}
+
+/* ---- mse ------------------------------------------------------------------------------ */
+
+typedef struct {
+    int N, D;
+    float *p;
+    const float *t;
+} mse_ctx;
+
+static double mse_value(void *ctx)
+{
+    mse_ctx *k = ctx;
+    return mt_mse_forward(k->p, k->t, k->N, k->D);
+}
+
+static void check_mse(int N, int D, uint64_t seed)
+{
+    const size_t n = (size_t)N * D;
+    float *p = vec(n), *t = vec(n), *rp = vec(n), *dp = vec(n), *an = vec(n), *fd = vec(n);
+    float *pp = vec(n), *pm = vec(n), *gp = vec(n), *gm = vec(n);
+    char label[96];
+
+    tu_random(p, n, -1, 1, seed, 31);
+    tu_random(t, n, -1, 1, seed, 32);
+    tu_random(rp, n, -1, 1, seed, 33);
+
+    /* forward against the formula in double; the only error is the final rounding to
+     * float (u relative), so 1e-6 leaves a margin of 16 */
+    double want = 0.0;
+    for (size_t i = 0; i < n; i++) want += ((double)p[i] - t[i]) * ((double)p[i] - t[i]);
+    want /= (double)n;
+    const float L = mt_mse_forward(p, t, N, D);
+    snprintf(label, sizeof label, "mse %dx%d forward vs double formula (relative)", N, D);
+    tu_check(label, fabs(L - want) / want, 1e-6);
+
+    /* backward against per-element FD of forward (a quadratic: exact up to rounding) */
+    mse_ctx k = {N, D, p, t};
+    mt_mse_backward(dp, p, t, N, D);
+    fd_gradient(p, n, EPS_FD, mse_value, &k, fd);
+    snprintf(label, sizeof label, "mse %dx%d backward vs FD", N, D);
+    tu_check(label, tu_rel_diff(dp, fd, n), TOL_FD);
+
+    /* rforward: R(L) = Σ dp·rp against FD of forward along rp */
+    moved(pp, p, EPS_FD, rp, n), moved(pm, p, -EPS_FD, rp, n);
+    const double fd_rl = ((double)mt_mse_forward(pp, t, N, D) - mt_mse_forward(pm, t, N, D)) / (2.0 * EPS_FD);
+    const float rl = mt_mse_rforward(dp, rp, N, D);
+    snprintf(label, sizeof label, "mse %dx%d rforward vs FD of forward (relative)", N, D);
+    tu_check(label, fabs(rl - fd_rl) / fabs(fd_rl), TOL_FD);
+
+    /* rbackward against FD of backward along rp */
+    mt_mse_backward(gp, pp, t, N, D);
+    mt_mse_backward(gm, pm, t, N, D);
+    quotient(fd, gp, gm, EPS_FD, n);
+    mt_mse_rbackward(an, rp, N, D);
+    snprintf(label, sizeof label, "mse %dx%d rbackward vs FD of backward", N, D);
+    tu_check(label, tu_rel_diff(an, fd, n), TOL_FD);
+
+    float *all[] = {p, t, rp, dp, an, fd, pp, pm, gp, gm};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free(all[i]);
+}
+
+int main(void)
+{
+    /* 10x40x40 is fc2 at training size (register blocks 16+16+8); 7x5x3 odd remainders
+     * only; 10x1x40 is fc1 and 10x40x1 the head; 13x16x17 one block plus one column;
+     * 50x67x33 is over the 65536 multiply-add threshold, so it goes through sgemm. */
+    const shape shapes[] = {{10, 40, 40}, {7, 5, 3}, {10, 1, 40}, {10, 40, 1}, {13, 16, 17}, {50, 67, 33}};
+    const int n_shapes = (int)(sizeof shapes / sizeof shapes[0]);
+    for (int i = 0; i < n_shapes; i++) check_linear_fast_vs_ref(shapes[i], 100 + (uint64_t)i);
+    check_linear_fd(shapes[0], 200);
+    check_linear_fd(shapes[1], 201);
+    check_linear_fd(shapes[2], 202);
+    check_relu(10 * 40, 300);
+    check_relu(7 * 5, 301);
+    check_mse(7, 3, 400);
+    check_mse(10, 1, 401);
+    return tu_finish();
+}

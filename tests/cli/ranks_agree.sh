@@ -1,1 +1,112 @@
-exit 1
+#!/usr/bin/env bash
+# ranks_agree.sh — the trained θ does not depend on how many ranks share the meta-batch:
+# 20 iterations with 1, 2 and 3 ranks (same config and seed) must give the same parameters
+# up to float rounding (the gradient sum is a plain float allreduce, whose bits change with
+# the rank count), two runs with the same rank count must be bit-identical, and a different
+# seed must give clearly different parameters — so the comparison tool is shown to fail
+# when it should. ckpt_diff's own exit statuses (0 same, 1 different, 2 unreadable) are
+# checked too.
+#
+# usage: ranks_agree.sh METATRAIN MPIEXEC CKPT_DIFF   (run by ctest; prints ok/FAIL per check)
+set -u
+BIN=$1
+MPIEXEC=$2
+DIFF=${3:-${MT_CKPT_DIFF:-}}
+export LC_ALL=C
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/mt_ranks_agree.XXXXXX") || exit 1
+trap 'rm -rf "$TMP"' EXIT
+MPIRUN=("$MPIEXEC" --oversubscribe)
+if [ "$(id -u)" -eq 0 ]; then MPIRUN+=(--allow-run-as-root); fi
+
+passed=0
+failed=0
+# check LABEL COMMAND...: one check, passed iff COMMAND succeeds.
+check() {
+    local label=$1
+    shift
+    if "$@"; then
+        echo "ok   $label"
+        passed=$((passed + 1))
+    else
+        echo "FAIL $label"
+        failed=$((failed + 1))
+    fi
+}
+# run COMMAND...: with a time limit (a hang fails as 124); sets $status, $TMP/out, $TMP/err.
+run() {
+    timeout -k 5 120 "$@" >"$TMP/out" 2>"$TMP/err"
+    status=$?
+}
+# expect_exit WANT LABEL: the last run's status; shows its output.
+expect_exit() {
+    check "$2: exit status $1 (got $status)" test "$status" -eq "$1"
+    if [ "$status" -ne "$1" ]; then sed 's/^/     | /' "$TMP/out" "$TMP/err"; fi
+}
+finish() {
+    echo "$passed passed, $failed failed"
+    if [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]; then exit 0; fi
+    exit 1
+}
+# ckpt_diff WANT LABEL ARGS...: runs the comparison tool and expects status WANT.
+ckpt_diff() {
+    local want=$1 label=$2
+    shift 2
+    run "$DIFF" "$@"
+    echo "     $(cat "$TMP/out" "$TMP/err" | head -n 1)"
+    expect_exit "$want" "$label"
+}
+
+if [ -z "$DIFF" ] || [ ! -x "$DIFF" ]; then
+    echo "FAIL ckpt_diff tool not given or not executable: '$DIFF'"
+    exit 1
+fi
+
+# train NAME NP [--set ...]: 20 iterations with NP ranks into $TMP/NAME.
+train() {
+    local name=$1 np=$2
+    shift 2
+    run "${MPIRUN[@]}" -np "$np" "$BIN" train --set "run.dir=$TMP/$name" --set run.iterations=20 \
+        --set run.log_every=10 --progress none "$@"
+    expect_exit 0 "train 20 iterations with $np rank(s) into $name${*:+ ($*)}"
+    check "  ... wrote $name/ckpt-00000020.h5" test -f "$TMP/$name/ckpt-00000020.h5"
+}
+train np1 1
+train np2 2
+train np3 3
+train np2_again 2
+train np2_seed2 2 --set run.seed=2
+
+C1=$TMP/np1/ckpt-00000020.h5
+C2=$TMP/np2/ckpt-00000020.h5
+C3=$TMP/np3/ckpt-00000020.h5
+ckpt_diff 0 "1 vs 2 ranks agree to 1e-5 (normwise relative)" "$C1" "$C2" --tol 1e-5
+ckpt_diff 0 "1 vs 3 ranks agree to 1e-5" "$C1" "$C3" --tol 1e-5
+ckpt_diff 0 "2 vs 3 ranks agree to 1e-5" "$C2" "$C3" --tol 1e-5
+ckpt_diff 0 "two runs with 2 ranks are bit-identical" "$C2" "$TMP/np2_again/ckpt-00000020.h5"
+ckpt_diff 0 "two runs with 2 ranks are bit-identical (explicit --tol 0)" "$C2" "$TMP/np2_again/ckpt-00000020.h5" --tol 0
+ckpt_diff 0 "a checkpoint equals itself" "$C3" "$C3"
+
+# The comparison has teeth: another seed, another θ.
+ckpt_diff 1 "seed 2 differs from seed 1 at --tol 1e-5" "$C2" "$TMP/np2_seed2/ckpt-00000020.h5" --tol 1e-5
+ckpt_diff 1 "seed 2 differs from seed 1 even at --tol 0.1" "$C2" "$TMP/np2_seed2/ckpt-00000020.h5" --tol 0.1
+ckpt_diff 1 "seed 2 differs from seed 1 bitwise" "$C2" "$TMP/np2_seed2/ckpt-00000020.h5"
+# One more iteration of training is visible at the tolerance used above.
+run "$BIN" train --set "run.dir=$TMP/np1_19" --set run.iterations=19 --progress none
+expect_exit 0 "train 19 iterations with 1 rank"
+ckpt_diff 1 "19 iterations differ from 20 at --tol 1e-5" "$C1" "$TMP/np1_19/ckpt-00000019.h5" --tol 1e-5
+
+# A checkpoint of another model size is not comparable.
+run "$BIN" train --set "run.dir=$TMP/h20" --set run.iterations=2 --set model.hidden=20 --progress none
+expect_exit 0 "train a hidden=20 model"
+ckpt_diff 1 "different parameter counts are different" "$C1" "$TMP/h20/ckpt-00000002.h5"
+
+# Unreadable input and bad usage are status 2, not "different".
+printf 'not a checkpoint\n' >"$TMP/text.h5"
+ckpt_diff 2 "ckpt_diff: a missing file is status 2" "$C1" "$TMP/missing.h5"
+ckpt_diff 2 "ckpt_diff: a text file is status 2" "$TMP/text.h5" "$C1"
+ckpt_diff 2 "ckpt_diff: one argument is status 2" "$C1"
+ckpt_diff 2 "ckpt_diff: a negative --tol is status 2" "$C1" "$C2" --tol -1
+ckpt_diff 2 "ckpt_diff: --tol abc is status 2" "$C1" "$C2" --tol abc
+
+finish
