@@ -102,11 +102,9 @@ int mt_checkpoint_write(const char *path, const mt_model *m, const float *params
     hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
     if (fcpl >= 0) H5Pset_obj_track_times(fcpl, 0);
     hid_t file = H5Fcreate(partial, H5F_ACC_TRUNC, fcpl, H5P_DEFAULT);
-    if (fcpl >= 0) H5Pclose(fcpl);
-    if (file < 0) {
-        snprintf(err, errlen, "cannot create checkpoint %s: %s", partial, mt_h5_reason());
-        return -1;
-    }
+    if (file < 0) snprintf(err, errlen, "cannot create checkpoint %s: %s", partial, mt_h5_reason());
+    if (fcpl >= 0) H5Pclose(fcpl); /* after taking the reason: a successful call clears the stack */
+    if (file < 0) return -1;
     int ok = mt_h5_attr_write_str(file, "format", MT_CKPT_FORMAT) == 0 &&
              mt_h5_attr_write_i64(file, "format_version", MT_CKPT_VERSION) == 0 &&
              mt_h5_attr_write_i64(file, "step", ck->step) == 0 &&
@@ -305,16 +303,28 @@ int mt_checkpoint_match_model(const mt_checkpoint *ck, const mt_model *m, char *
     return 0;
 }
 
-static int is_ckpt_name(const char *name)
+/* Step of a file name exactly as mt_checkpoint_path writes it ("ckpt-" + %08ld + ".h5"),
+ * or -1 for any other name. */
+static long ckpt_step(const char *name)
 {
-    long step;
-    char tail[8];
-    return strlen(name) == 16 && sscanf(name, "ckpt-%8ld%7s", &step, tail) == 2 && strcmp(tail, ".h5") == 0;
+    if (strncmp(name, "ckpt-", 5) != 0) return -1;
+    const char *digits = name + 5;
+    size_t n = strspn(digits, "0123456789");
+    if (n < 8 || n > 18 || strcmp(digits + n, ".h5") != 0 || (n > 8 && digits[0] == '0')) return -1;
+    long step = 0;
+    for (size_t i = 0; i < n; i++) step = step * 10 + (digits[i] - '0');
+    return step;
 }
 
-static int compare_names(const void *a, const void *b)
+typedef struct {
+    long step;
+    char *name;
+} ckpt_entry;
+
+static int compare_steps(const void *a, const void *b)
 {
-    return strcmp(*(char *const *)a, *(char *const *)b);
+    long x = ((const ckpt_entry *)a)->step, y = ((const ckpt_entry *)b)->step;
+    return (x > y) - (x < y);
 }
 
 int mt_checkpoint_prune(const char *dir, int keep, char *err, size_t errlen)
@@ -325,25 +335,28 @@ int mt_checkpoint_prune(const char *dir, int keep, char *err, size_t errlen)
         return -1;
     }
     size_t n = 0, cap = 16;
-    char **names = mt_malloc(cap * sizeof *names);
+    ckpt_entry *entries = mt_malloc(cap * sizeof *entries);
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
-        if (!is_ckpt_name(e->d_name)) continue;
+        long step = ckpt_step(e->d_name);
+        if (step < 0) continue;
         if (n == cap) {
             cap *= 2;
-            char **grown = realloc(names, cap * sizeof *names);
+            ckpt_entry *grown = realloc(entries, cap * sizeof *entries);
             MT_CHECK(grown, "out of memory listing %s", dir);
-            names = grown;
+            entries = grown;
         }
-        names[n++] = strdup(e->d_name);
-        MT_CHECK(names[n - 1], "out of memory listing %s", dir);
+        entries[n].step = step;
+        entries[n].name = strdup(e->d_name);
+        MT_CHECK(entries[n].name, "out of memory listing %s", dir);
+        n++;
     }
     closedir(d);
-    qsort(names, n, sizeof *names, compare_names); /* 8-digit steps sort by name */
+    qsort(entries, n, sizeof *entries, compare_steps);
     int deleted = 0, status = 0;
     for (size_t i = 0; i + (size_t)keep < n; i++) {
         char path[MT_H5_PATH_LEN];
-        snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+        snprintf(path, sizeof path, "%s/%s", dir, entries[i].name);
         if (unlink(path) != 0 && status == 0) {
             snprintf(err, errlen, "cannot delete old checkpoint %s: %s", path, strerror(errno));
             status = -1;
@@ -351,7 +364,7 @@ int mt_checkpoint_prune(const char *dir, int keep, char *err, size_t errlen)
             deleted++;
         }
     }
-    for (size_t i = 0; i < n; i++) free(names[i]);
-    free(names);
+    for (size_t i = 0; i < n; i++) free(entries[i].name);
+    free(entries);
     return status ? -1 : deleted;
 }

@@ -17,18 +17,21 @@ void mt_h5_quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
 
 static char reason[256];
 
-static herr_t take_deepest(unsigned n, const H5E_error2_t *e, void *data)
+/* The walk goes upward, from the most specific entry to the API call: keep the first. */
+static herr_t take_first(unsigned n, const H5E_error2_t *e, void *found)
 {
     (void)n;
-    (void)data;
-    if (e->desc && e->desc[0]) snprintf(reason, sizeof reason, "%s", e->desc);
+    if (*(int *)found || !e->desc || !e->desc[0]) return 0;
+    snprintf(reason, sizeof reason, "%s", e->desc);
+    *(int *)found = 1;
     return 0;
 }
 
 const char *mt_h5_reason(void)
 {
+    int found = 0;
     snprintf(reason, sizeof reason, "unknown HDF5 error");
-    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, take_deepest, NULL); /* upward: ends at the API call */
+    H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, take_first, &found);
     return reason;
 }
 

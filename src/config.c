@@ -157,6 +157,10 @@ static int assign(mt_config *c, const key_spec *k, const char *value, char *err,
             set_err(err, errlen, "[%s] %s is longer than %zu characters", k->section, k->name, k->size - 1);
             return -1;
         }
+        if (strpbrk(value, ";#")) { /* INI comment characters: the value would not read back */
+            set_err(err, errlen, "[%s] %s = %s: values cannot contain ';' or '#'", k->section, k->name, value);
+            return -1;
+        }
         if (k->type == KEY_CHOICE && !choice_ok(k->choices, value)) {
             set_err(err, errlen, "[%s] %s = %s is not one of: %s", k->section, k->name, value, k->choices);
             return -1;
@@ -195,12 +199,13 @@ static int assign(mt_config *c, const key_spec *k, const char *value, char *err,
             set_err(err, errlen, "[%s] %s = %s is not a finite number", k->section, k->name, value);
             return -1;
         }
-        if ((k->lo_open ? v <= k->lo : v < k->lo) || v > k->hi) {
+        const float f = (float)v; /* what is stored must be in range too: 1e-50 rounds to 0 */
+        if ((k->lo_open ? v <= k->lo || f <= k->lo : v < k->lo) || v > k->hi || !isfinite(f)) {
             set_err(err, errlen, "[%s] %s = %s is out of range %s%g, %g]", k->section, k->name, value,
                     k->lo_open ? "(" : "[", k->lo, k->hi);
             return -1;
         }
-        *(float *)field = (float)v;
+        *(float *)field = f;
         return 0;
     }
     }
@@ -239,12 +244,35 @@ typedef struct {
     int seen_line[N_KEYS]; /* line where each key was set, for duplicates */
 } parse_state;
 
+/* libinih reports a section only with its first key; a header of an unknown section
+ * followed by no key (say, all commented out) would pass unnoticed, so the reader checks
+ * every "[name]" line itself. */
+static void check_section_header(parse_state *ps, const char *line)
+{
+    while (*line == ' ' || *line == '\t') line++;
+    if (*line != '[' || ps->err_line) return;
+    const char *end = strchr(line, ']');
+    if (!end) return; /* libinih reports the syntax error */
+    char name[64];
+    size_t len = (size_t)(end - line - 1);
+    if (len >= sizeof name) len = sizeof name - 1;
+    memcpy(name, line + 1, len);
+    name[len] = '\0';
+    for (int i = 0; i < N_KEYS; i++)
+        if (strcmp(keys[i].section, name) == 0) return;
+    char list[512];
+    section_list(list, sizeof list);
+    snprintf(ps->err, sizeof ps->err, "unknown section [%s] (sections: %s)", name, list);
+    ps->err_line = ps->line;
+}
+
 /* fgets over a string that counts the lines it starts. */
 static char *string_reader(char *str, int num, void *stream)
 {
     parse_state *ps = stream;
     if (*ps->text == '\0' || num < 2) return NULL;
-    if (ps->at_line_start) ps->line++;
+    const int starts_line = ps->at_line_start;
+    if (starts_line) ps->line++;
     int i = 0;
     while (i < num - 1 && ps->text[0] != '\0') {
         char ch = *ps->text++;
@@ -253,6 +281,7 @@ static char *string_reader(char *str, int num, void *stream)
     }
     str[i] = '\0';
     ps->at_line_start = i > 0 && str[i - 1] == '\n';
+    if (starts_line) check_section_header(ps, str);
     return str;
 }
 
@@ -282,7 +311,7 @@ int mt_config_parse(mt_config *c, const char *text, const char *origin, char *er
     ini_allow_multiline = 0;
     ini_use_stack = 0;
     ini_allow_realloc = 1;
-    ini_max_line = 4096;
+    ini_max_line = 1 << 20;
 
     parse_state *ps = mt_calloc(1, sizeof *ps);
     ps->config = c;

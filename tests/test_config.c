@@ -1,1 +1,366 @@
-int main(void){return 1;}
+/*
+ * test_config.c — the configuration parser (src/config.c): format/parse round trips, the
+ * shipped configs/sinusoid_maml.ini against the built-in defaults, and every class of input
+ * error with the origin and line number a user needs to fix it.
+ *
+ * The shipped file is found as argv[1], else $MT_SOURCE_DIR/configs/sinusoid_maml.ini
+ * (tests/CMakeLists.txt sets MT_SOURCE_DIR).
+ *
+ * Not tested here: reading files and broadcasting them (tests/cli/cli_errors.sh does that
+ * through the real binary).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "testutil.h"
+
+/* A config whose every field differs from the default, so that parsing text onto it shows
+ * whether the text set every key. */
+static void poisoned(mt_config *c)
+{
+    mt_config_defaults(c);
+    snprintf(c->run_dir, sizeof c->run_dir, "poison");
+    c->seed = 999;
+    c->iterations = 7;
+    c->log_every = 3;
+    snprintf(c->family, sizeof c->family, "poison");
+    c->shots = 99;
+    c->query = 98;
+    snprintf(c->arch, sizeof c->arch, "poison");
+    c->hidden = 3;
+    snprintf(c->algo, sizeof c->algo, "poison");
+    c->inner_steps = 9;
+    c->eval_inner_steps = 8;
+    c->meta_batch = 7;
+    c->inner_lr = 0.5f;
+    c->lr = 0.25f;
+    c->beta1 = 0.125f;
+    c->beta2 = 0.0625f;
+    c->eps = 0.375f;
+    c->ckpt_every = 5;
+    c->ckpt_keep = 11;
+}
+
+/* Field-by-field equality of the fields this test knows; the formatted text covers the rest. */
+static int same_fields(const mt_config *a, const mt_config *b)
+{
+    return strcmp(a->run_dir, b->run_dir) == 0 && a->seed == b->seed && a->iterations == b->iterations &&
+           a->log_every == b->log_every && strcmp(a->family, b->family) == 0 && a->shots == b->shots &&
+           a->query == b->query && strcmp(a->arch, b->arch) == 0 && a->hidden == b->hidden &&
+           strcmp(a->algo, b->algo) == 0 && a->inner_steps == b->inner_steps &&
+           a->eval_inner_steps == b->eval_inner_steps && a->meta_batch == b->meta_batch &&
+           a->inner_lr == b->inner_lr && a->lr == b->lr && a->beta1 == b->beta1 && a->beta2 == b->beta2 &&
+           a->eps == b->eps && a->ckpt_every == b->ckpt_every && a->ckpt_keep == b->ckpt_keep;
+}
+
+/* 1 iff the two configs format to the same text (every key in config.c's table). */
+static int same_text(const mt_config *a, const mt_config *b)
+{
+    char *ta = mt_config_format(a), *tb = mt_config_format(b);
+    int same = strcmp(ta, tb) == 0;
+    if (!same) printf("     --- first ---\n%s     --- second ---\n%s", ta, tb);
+    free(ta);
+    free(tb);
+    return same;
+}
+
+/* format(c) -> parse onto a poisoned config -> equal fields and identical text again. */
+static void check_round_trip(const mt_config *c, const char *label)
+{
+    char err[1024] = "", buf[256];
+    char *text = mt_config_format(c);
+    mt_config back;
+    poisoned(&back);
+    int rc = mt_config_parse(&back, text, "formatted", err, sizeof err);
+    snprintf(buf, sizeof buf, "%s: formatted text parses back", label);
+    tu_expect(rc == 0, buf);
+    if (rc != 0) printf("     error: %s\n", err);
+    char *again = mt_config_format(&back);
+    snprintf(buf, sizeof buf, "%s: format -> parse -> format gives identical text", label);
+    tu_expect(strcmp(text, again) == 0, buf);
+    snprintf(buf, sizeof buf, "%s: parsed config equals the original field by field", label);
+    tu_expect(same_fields(c, &back), buf);
+    free(text);
+    free(again);
+}
+
+/* Parses text (origin "x.ini") onto the defaults and expects a failure whose message holds
+ * "x.ini:<line>:" (line > 0) and every string of want (NULL-terminated). */
+static void expect_parse_error(const char *label, const char *text, int line, const char *const *want)
+{
+    char err[1024] = "", buf[512], where[32];
+    mt_config c;
+    mt_config_defaults(&c);
+    int rc = mt_config_parse(&c, text, "x.ini", err, sizeof err);
+    snprintf(buf, sizeof buf, "%s: rejected", label);
+    tu_expect(rc == -1, buf);
+    printf("     message: %s\n", err);
+    snprintf(where, sizeof where, "x.ini:%d:", line);
+    snprintf(buf, sizeof buf, "%s: message starts with \"%s\"", label, where);
+    tu_expect(strncmp(err, where, strlen(where)) == 0, buf);
+    for (int i = 0; want && want[i]; i++) {
+        snprintf(buf, sizeof buf, "%s: message contains \"%s\"", label, want[i]);
+        tu_expect(strstr(err, want[i]) != NULL, buf);
+    }
+}
+
+/* Like expect_parse_error for one want string. */
+static void expect_parse_error1(const char *label, const char *text, int line, const char *want)
+{
+    const char *const w[] = {want, NULL};
+    expect_parse_error(label, text, line, w);
+}
+
+/* mt_config_set must fail with a message that starts with "--set" and holds want. */
+static void expect_set_error(const char *label, const char *assignment, const char *want)
+{
+    char err[1024] = "", buf[512];
+    mt_config c;
+    mt_config_defaults(&c);
+    int rc = mt_config_set(&c, assignment, err, sizeof err);
+    snprintf(buf, sizeof buf, "--set %s (%s): rejected", assignment, label);
+    tu_expect(rc == -1, buf);
+    printf("     message: %s\n", err);
+    snprintf(buf, sizeof buf, "--set %s (%s): message starts with \"--set\"", assignment, label);
+    tu_expect(strncmp(err, "--set", 5) == 0, buf);
+    if (want) {
+        snprintf(buf, sizeof buf, "--set %s (%s): message contains \"%s\"", assignment, label, want);
+        tu_expect(strstr(err, want) != NULL, buf);
+    }
+}
+
+static void test_round_trips(void)
+{
+    mt_config d;
+    mt_config_defaults(&d);
+    check_round_trip(&d, "defaults");
+
+    /* Values that stress the printer: a 64-bit seed above INT64_MAX, floats that are not
+     * short decimals, a path with spaces and '=' in it, the largest longs allowed. */
+    mt_config c;
+    mt_config_defaults(&c);
+    const char *sets[] = {"run.dir=/tmp/some dir/with=equals",
+                          "run.seed=18446744073709551615",
+                          "run.iterations=4294967295",
+                          "run.log_every=7",
+                          "task.shots=5",
+                          "task.query=17",
+                          "model.hidden=13",
+                          "meta.algo=fomaml",
+                          "meta.inner_steps=3",
+                          "meta.inner_lr=0.0123456789",
+                          "meta.eval_inner_steps=0",
+                          "meta.meta_batch=1000000",
+                          "optim.lr=3.3333333e-4",
+                          "optim.beta1=0.95",
+                          "optim.beta2=0.999999",
+                          "optim.eps=1e-30",
+                          "checkpoint.every=12345",
+                          "checkpoint.keep=1"};
+    int all_ok = 1;
+    char err[1024];
+    for (size_t i = 0; i < sizeof sets / sizeof sets[0]; i++) {
+        if (mt_config_set(&c, sets[i], err, sizeof err) != 0) {
+            printf("     --set %s failed: %s\n", sets[i], err);
+            all_ok = 0;
+        }
+    }
+    tu_expect(all_ok, "--set accepts a valid value for every key");
+    tu_expect(strcmp(c.run_dir, "/tmp/some dir/with=equals") == 0, "--set run.dir keeps '=' and spaces in the value");
+    tu_expect(c.seed == UINT64_MAX, "--set run.seed takes a full 64-bit value");
+    tu_expect(c.inner_lr == 0.0123456789f && c.lr == 3.3333333e-4f && c.eps == 1e-30f,
+              "--set float values are stored as the nearest float");
+    check_round_trip(&c, "non-default values");
+}
+
+static void test_shipped_config(const char *path)
+{
+    printf("shipped config: %s\n", path);
+    FILE *f = fopen(path, "rb");
+    tu_expect(f != NULL, "configs/sinusoid_maml.ini exists and is readable");
+    if (!f) return;
+    static char text[1 << 16];
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    tu_expect(n > 0 && n < sizeof text - 1, "configs/sinusoid_maml.ini has a plausible size");
+
+    mt_config c, d;
+    poisoned(&c);
+    mt_config_defaults(&d);
+    char err[1024] = "";
+    int rc = mt_config_parse(&c, text, path, err, sizeof err);
+    tu_expect(rc == 0, "configs/sinusoid_maml.ini parses");
+    if (rc != 0) printf("     error: %s\n", err);
+    if (strcmp(c.run_dir, d.run_dir) != 0) {
+        printf("     note: run.dir is %s, the default %s\n", c.run_dir, d.run_dir);
+        memcpy(d.run_dir, c.run_dir, sizeof d.run_dir);
+    }
+    tu_expect(strcmp(c.run_dir, "poison") != 0, "configs/sinusoid_maml.ini sets run.dir");
+    /* Parsed onto a poisoned config, equality also shows that the file sets every key. */
+    tu_expect(same_text(&c, &d), "configs/sinusoid_maml.ini sets every key to its built-in default");
+    tu_expect(same_fields(&c, &d), "configs/sinusoid_maml.ini equals the defaults field by field");
+}
+
+static void test_parse_errors(void)
+{
+    expect_parse_error1("unknown key", "; comment\n[run]\nseed = 1\n\n[optim]\nlrr = 0.1\n", 6, "unknown key");
+    const char *const unknown_key_names[] = {"lrr", "[optim]", NULL};
+    expect_parse_error("unknown key names key and section", "[optim]\nlrr = 0.1\n", 2, unknown_key_names);
+    /* Comments, blank lines and a long comment line (read in pieces) all count as lines. */
+    char long_comment[4096];
+    memset(long_comment, 'c', 300);
+    long_comment[0] = ';';
+    snprintf(long_comment + 300, sizeof long_comment - 300,
+             "\n[run]\n# hash comment\n\n; semicolon comment\nseed = 2\nbogus = 3\n");
+    expect_parse_error1("unknown key after comments and a 300-char line", long_comment, 7, "unknown key");
+    expect_parse_error1("error on the last line without a newline", "[run]\nseed = 1\nbogus = 3", 3,
+                        "unknown key");
+    expect_parse_error1("CRLF line endings count lines the same", "[run]\r\nseed = 1\r\nbogus = 3\r\n", 3,
+                        "unknown key");
+
+    /* An unknown section is reported at its header, even when no key follows it. */
+    expect_parse_error1("unknown section", "[run]\nseed = 1\n[foo]\nbar = 1\n", 3, "unknown section [foo]");
+    expect_parse_error1("unknown section with only comments", "[run]\nseed = 1\n[optimm]\n; lr = 0.1\n", 3,
+                        "unknown section [optimm]");
+    /* A comment line longer than libinih's default line buffer is still one line. */
+    static char huge_comment[9000];
+    memset(huge_comment, 'c', 5000);
+    huge_comment[0] = ';';
+    snprintf(huge_comment + 5000, sizeof huge_comment - 5000, "\n[run]\nseed = 2\nbogus = 3\n");
+    expect_parse_error1("unknown key after a 5000-char comment line", huge_comment, 4, "unknown key");
+    /* A float that rounds to 0 (or overflows) in float32 is out of range, not stored as 0. */
+    expect_parse_error1("eps 1e-50 rounds to 0 in float32", "[optim]\neps = 1e-50\n", 2, "out of range");
+    expect_parse_error1("lr 1e-46 rounds to 0 in float32", "[optim]\nlr = 1e-46\n", 2, "out of range");
+    expect_parse_error1("key outside a section", "seed = 1\n[run]\niterations = 5\n", 1, "outside any [section]");
+
+    expect_parse_error1("int 'abc'", "[model]\nhidden = abc\n", 2, "not a whole number");
+    expect_parse_error1("int '12abc'", "[model]\nhidden = 12abc\n", 2, "not a whole number");
+    expect_parse_error1("int '1.5'", "[model]\nhidden = 1.5\n", 2, "not a whole number");
+    expect_parse_error1("long beyond 64 bits", "[run]\niterations = 99999999999999999999\n", 2,
+                        "not a whole number");
+    expect_parse_error1("u64 negative seed", "[run]\nseed = -1\n", 2, "not a whole number");
+    expect_parse_error1("u64 seed beyond 64 bits", "[run]\nseed = 18446744073709551616\n", 2,
+                        "not a whole number");
+    expect_parse_error1("u64 seed 'abc'", "[run]\nseed = abc\n", 2, "not a whole number");
+    expect_parse_error1("float 'abc'", "[optim]\nlr = abc\n", 2, "not a finite number");
+    expect_parse_error1("float '1e400'", "[optim]\nlr = 1e400\n", 2, "not a finite number");
+    expect_parse_error1("float 'nan'", "[optim]\nlr = nan\n", 2, "not a finite number");
+    expect_parse_error1("float 'inf'", "[meta]\ninner_lr = inf\n", 2, "not a finite number");
+    expect_parse_error1("float '0.1x'", "[optim]\nbeta1 = 0.1x\n", 2, "not a finite number");
+    expect_parse_error1("empty value", "[optim]\nlr =\n", 2, "no value");
+
+    expect_parse_error1("lr = -1", "[optim]\nlr = -1\n", 2, "out of range");
+    expect_parse_error1("lr = 0 (open interval)", "[optim]\nlr = 0\n", 2, "out of range");
+    expect_parse_error1("beta1 = 1", "[optim]\nbeta1 = 1\n", 2, "out of range");
+    expect_parse_error1("meta_batch = 0", "[meta]\nmeta_batch = 0\n", 2, "out of range");
+    expect_parse_error1("hidden = 65537", "[model]\nhidden = 65537\n", 2, "out of range");
+    expect_parse_error1("iterations = 0", "[run]\niterations = 0\n", 2, "out of range");
+
+    const char *const bad_choice[] = {"not one of", "foo", "maml", NULL};
+    expect_parse_error("meta.algo = foo", "[meta]\nalgo = foo\n", 2, bad_choice);
+    expect_parse_error1("task.family = circles", "[task]\nfamily = circles\n", 2, "not one of");
+
+    const char *const dup[] = {"given twice", "line 2", NULL};
+    expect_parse_error("duplicate key", "[run]\nseed = 1\niterations = 5\nseed = 2\n", 4, dup);
+    const char *const dup_sections[] = {"given twice", "line 2", NULL};
+    expect_parse_error("duplicate key in a repeated section", "[run]\nseed = 1\n[optim]\nlr = 0.1\n[run]\nseed = 2\n",
+                       6, dup_sections);
+
+    expect_parse_error1("syntax error line", "[run]\nseed = 1\nthis is not ini\n", 3, "syntax error");
+    expect_parse_error1("unclosed section header", "[run\nseed = 1\n", 1, "syntax error");
+    expect_parse_error1("first of two errors is reported", "[run]\nbogus = 1\n[optim]\nlr = abc\n", 2,
+                        "unknown key");
+    expect_parse_error1("syntax error before a bad value", "[run]\nnot ini\n[optim]\nlr = abc\n", 2, "syntax error");
+
+    /* A failed parse says where even deep into a file. */
+    char deep[4096] = "[run]\n";
+    for (int i = 0; i < 40; i++) strcat(deep, "; filler\n");
+    strcat(deep, "seed = x\n");
+    expect_parse_error1("error on line 42", deep, 42, "not a whole number");
+}
+
+static void test_long_lines(void)
+{
+    /* A 500-character run.dir: longer than inih's default line (200) but a valid path. */
+    char dir[501], text[700];
+    for (int i = 0; i < 500; i++) dir[i] = i % 50 == 0 ? '/' : (char)('a' + i % 26);
+    dir[500] = '\0';
+    snprintf(text, sizeof text, "[run]\ndir = %s\nseed = 5\n", dir);
+    mt_config c;
+    mt_config_defaults(&c);
+    char err[1024] = "";
+    int rc = mt_config_parse(&c, text, "x.ini", err, sizeof err);
+    tu_expect(rc == 0, "a 506-character line (run.dir of 500 characters) is accepted");
+    if (rc != 0) printf("     error: %s\n", err);
+    tu_expect(strcmp(c.run_dir, dir) == 0, "the 500-character run.dir is stored whole");
+    tu_expect(c.seed == 5, "the key after the long line is read");
+    check_round_trip(&c, "500-character run.dir");
+
+    /* A run.dir that does not fit the field is an error, not a truncation. */
+    static char huge[3000];
+    memcpy(huge, "[run]\ndir = ", 12);
+    memset(huge + 12, 'd', 1500);
+    memcpy(huge + 12 + 1500, "\n", 2);
+    expect_parse_error1("run.dir of 1500 characters", huge, 2, "longer than");
+}
+
+static void test_set_errors(void)
+{
+    expect_set_error("no '='", "run.seed", "section.key=value");
+    expect_set_error("';' in a value would not read back", "run.dir=/tmp/a ;x", "cannot contain");
+    expect_set_error("no '.'", "seed=1", "section.key=value");
+    expect_set_error("'.' only in the value", "seed=run.x", "section.key=value");
+    expect_set_error("unknown key", "run.sed=1", "unknown key");
+    expect_set_error("unknown section", "foo.bar=1", "unknown section");
+    expect_set_error("bad int", "model.hidden=abc", "not a whole number");
+    expect_set_error("bad float", "optim.lr=abc", "not a finite number");
+    expect_set_error("out of range", "optim.lr=-1", "out of range");
+    expect_set_error("bad choice", "meta.algo=foo", "not one of");
+    expect_set_error("empty value", "optim.lr=", "no value");
+
+    mt_config c;
+    mt_config_defaults(&c);
+    char err[1024] = "";
+    tu_expect(mt_config_set(&c, "optim.lr=0.5", err, sizeof err) == 0 && c.lr == 0.5f,
+              "--set optim.lr=0.5 sets lr");
+    tu_expect(mt_config_set(&c, "meta.algo=reptile", err, sizeof err) == 0 && strcmp(c.algo, "reptile") == 0,
+              "--set meta.algo=reptile sets algo");
+    tu_expect(mt_config_set(&c, "optim.lr=0.25", err, sizeof err) == 0 && c.lr == 0.25f,
+              "--set twice: the last one wins");
+}
+
+static void test_check(void)
+{
+    mt_config c;
+    char err[1024] = "";
+    mt_config_defaults(&c);
+    tu_expect(mt_config_check(&c, err, sizeof err) == 0, "mt_config_check accepts the defaults");
+    c.iterations = 100;
+    c.ckpt_every = 100;
+    tu_expect(mt_config_check(&c, err, sizeof err) == 0, "mt_config_check accepts checkpoint.every == iterations");
+    c.ckpt_every = 101;
+    err[0] = '\0';
+    int rc = mt_config_check(&c, err, sizeof err);
+    printf("     message: %s\n", err);
+    tu_expect(rc == -1, "mt_config_check rejects checkpoint.every > run.iterations");
+    tu_expect(strstr(err, "every") && strstr(err, "iterations"), "the message names both keys");
+}
+
+int main(int argc, char **argv)
+{
+    char path[4096];
+    const char *src = getenv("MT_SOURCE_DIR");
+    if (argc > 1) snprintf(path, sizeof path, "%s", argv[1]);
+    else snprintf(path, sizeof path, "%s/configs/sinusoid_maml.ini", src ? src : ".");
+
+    test_round_trips();
+    test_shipped_config(path);
+    test_parse_errors();
+    test_long_lines();
+    test_set_errors();
+    test_check();
+    return tu_finish();
+}
