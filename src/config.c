@@ -240,7 +240,7 @@ typedef struct {
     int line;         /* line being parsed (counted by the reader) */
     int at_line_start;
     int err_line; /* first line with an error found by the handler, 0 if none */
-    char err[512];
+    char err[1024];
     int seen_line[N_KEYS]; /* line where each key was set, for duplicates */
 } parse_state;
 

@@ -29,7 +29,7 @@ static int is_small(int M, int N, int K) { return (long)M * N * K < SMALL_GEMM_M
 /* Eight floats as one value: GCC's vector extension, lowered to two SSE registers on
  * baseline x86-64 and one AVX register in the AVX2 clone. Loads and stores are unaligned. */
 typedef float v8f __attribute__((vector_size(32)));
-/* The helpers below pass v8f by value; they are static inline, so no ABI is involved. */
+/* load8 returns a v8f by value; it is static inline, so no ABI is involved. */
 #pragma GCC diagnostic ignored "-Wpsabi"
 
 static inline v8f load8(const float *p)
@@ -39,7 +39,7 @@ static inline v8f load8(const float *p)
     return v;
 }
 
-static inline void store8(float *p, v8f v) { memcpy(p, &v, sizeof v); }
+static inline void store8(float *p, const v8f *v) { memcpy(p, v, sizeof *v); }
 
 /* Register block of the axpy-style kernels: 16 output columns stay in registers while k
  * runs, instead of a load and a store of the output per k. */
@@ -59,8 +59,8 @@ static inline void axpy_block(float *restrict c, const float *restrict s, size_t
             acc0 += sk * load8(bk);
             if (w == 16) acc1 += sk * load8(bk + 8);
         }
-        store8(c, acc0);
-        if (w == 16) store8(c + 8, acc1);
+        store8(c, &acc0);
+        if (w == 16) store8(c + 8, &acc1);
         return;
     }
     float acc[BLOCK];
@@ -72,8 +72,9 @@ static inline void axpy_block(float *restrict c, const float *restrict s, size_t
     for (int j = 0; j < w; j++) c[j] = acc[j];
 }
 
-static inline float reduce8(v8f q)
+static inline float reduce8(const v8f *v)
 {
+    const v8f q = *v;
     return ((q[0] + q[1]) + (q[2] + q[3])) + ((q[4] + q[5]) + (q[6] + q[7]));
 }
 
@@ -84,7 +85,7 @@ static inline float dot(const float *a, const float *b, int n)
     v8f q = {0};
     int i = 0;
     for (; i + 8 <= n; i += 8) q += load8(a + i) * load8(b + i);
-    float s = reduce8(q);
+    float s = reduce8(&q);
     for (; i < n; i++) s += a[i] * b[i];
     return s;
 }
@@ -113,7 +114,7 @@ MT_CLONES static void gemm_nt(int M, int N, int K, const float *restrict a, cons
                 q2 += x * load8(b2 + i);
                 q3 += x * load8(b3 + i);
             }
-            float d[4] = {reduce8(q0), reduce8(q1), reduce8(q2), reduce8(q3)};
+            float d[4] = {reduce8(&q0), reduce8(&q1), reduce8(&q2), reduce8(&q3)};
             for (int i = K8; i < K; i++) {
                 d[0] += am[i] * b0[i];
                 d[1] += am[i] * b1[i];
