@@ -1,0 +1,1085 @@
+/*
+ * test_conv.c — the Conv4 layers of conv.h (conv 3×3, batchnorm, max-pool 2×2, flatten) and
+ * the softmax cross-entropy, each pass against two oracles, and their composition:
+ *
+ *   1. fast = ref: every fast conv, batchnorm and cross-entropy pass against its *_ref twin,
+ *      with the optional outputs (dx, rdx, dw, dγ) and R-inputs (rx, vb, vβ) NULL and not;
+ *      conv on shapes with odd sizes, on the first Conv4 layer at Fashion-MNIST size
+ *      (10 images 1×28×28 → 8 channels), and on one big enough to run in several chunks
+ *      of images (6 × 16×84×84, chunks of 4 + 2) with a scratch buffer of exactly
+ *      mt_conv_scratch_floats floats, poisoned with NaN before every call;
+ *   2. finite differences (FD): every backward pass against central differences of a scalar
+ *      probe L = Σ c⊙y of its forward, every rforward against FD of forward along the
+ *      direction, every rbackward against FD of backward along the direction;
+ *   3. a chain conv → bn → relu → maxpool → flatten → linear → xent: its gradient (composed
+ *      backward passes) against FD of the loss, its Hessian-vector product (composed
+ *      R-passes) against FD of the gradient, and the symmetry u·Hv = v·Hu.
+ *
+ * Not tested here: the Conv4 model layout and the meta-gradients (test_meta.c), agreement
+ * with PyTorch (test_reference.c).
+ *
+ * Tolerances, from float32 arithmetic (unit roundoff u = 2^-24 ≈ 6.0e-8):
+ *
+ *   conv fast = ref   Both compute sums of n products in float32 (im2col + sgemm, chunked,
+ *                against direct loops); each result is within γ_n·Σ|terms| of the exact
+ *                sum whatever the order (Higham §3.1), so they differ by at most
+ *                2γ_n·Σ|terms|. Σ|terms| is the reference run on absolute values; the check
+ *                prints max |fast − ref| / Σ|terms| against 2n·u. A wrong tap, a missing
+ *                term or a misplaced chunk gives O(1).
+ *   bn, xent fast = ref   The references work in double from the same float inputs (and the
+ *                same float statistics), so they are the exact values up to one final
+ *                rounding. The fast passes evaluate a short expression per element (≤ 12
+ *                float operations) whose terms are at most a few times the largest output,
+ *                with sums in double: worst case ~12·4·u ≈ 3e-6 of max|output|. We check
+ *                the normwise relative difference against 1e-5. The statistics μ and s
+ *                are compared against 4u relative (one rounding each, plus the last bit of a
+ *                double sum). A wrong sign or a missing term gives ≳ 1e-2.
+ *   FD           We check max|an − fd| / max|fd| against 1e-3 everywhere; the steps are
+ *                chosen so that truncation and rounding both stay ≲ 2e-4:
+ *                - conv is bilinear, maxpool and flatten linear (away from ties): no
+ *                  truncation error at all. ε = 1e-2 as in test_layers.c; maxpool inputs
+ *                  are at least 1e-2 apart and move by at most ε_pool = 1e-3, so no window
+ *                  changes its maximum (checked). Rounding: a few u on outputs of size
+ *                  ~1, over 2ε: ≲ 1e-5.
+ *                - batchnorm, backward (per-coordinate FD of the probe, ε = 1e-2): moving
+ *                  one of M = 144 values changes μ and σ² by O(1/M), so truncation is
+ *                  tiny; rounding is the probe's M float outputs per channel, ~u·√M ≈ 1e-6,
+ *                  over 2ε: ~5e-5. R-passes (FD along a direction that moves every value
+ *                  of a channel, so σ² changes at first order): truncation ε²/6·|f'''|
+ *                  grows like s³ for a channel with small σ (s = 3.5 here), measured
+ *                  5.6e-4 at ε = 1e-2; ε = 2.5e-3 cuts it 16× (rounding ~u/ε ≈ 2e-5).
+ *                - cross-entropy: the loss is one float mean over N rows, so its rounding
+ *                  u·L is divided by 2ε while the gradient shrinks as 1/N: at N = 80 that
+ *                  is u·L·N / (2ε·|p − 1|) ≈ 1.2e-4 at ε = 5e-2, where truncation is
+ *                  ≤ ε²/6·max|p(1−p)(1−2p)| / |p − 1| ≈ 1e-4. rbackward (FD of backward,
+ *                  elementwise) uses ε = 1e-2.
+ *   chain        3 images of 2×4×4 → 2 channels → 3 classes, P = 69 parameters, at a base
+ *                point chosen at least 0.03 from every relu and pool kink (see
+ *                check_chain); every FD evaluation must see the base point's relu masks and
+ *                pool argmaxes (checked: otherwise the FD straddles a kink and says
+ *                nothing). The loss is a float near 1, so each evaluation carries ~1e-7 of
+ *                rounding; with ε = 1e-3 that is ~1e-4 absolute in a difference quotient,
+ *                against gradients of size ~0.1–1: tolerance 2e-3. Hessian-vector products
+ *                are checked against FD of the float gradient with ε = 1e-3 (gradient
+ *                rounding ~1e-7 / 2e-3 ≈ 5e-5 against Hv of size ~1, truncation ~ε² =
+ *                1e-6): tolerance 1e-3. The symmetry u·Hv = v·Hu holds exactly in exact
+ *                arithmetic; in float it is within ~P·u relative (P dot terms, measured
+ *                against |u|·|Hv| + |v|·|Hu|): tolerance 1e-5.
+ */
+#include <float.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+#include "conv.h"
+#include "layers.h"
+#include "testutil.h"
+
+#define UNIT_ROUNDOFF (FLT_EPSILON / 2) /* u = 2^-24 */
+#define EPS_FD 1e-2f                   /* central-difference step for conv, bn, flatten, xent */
+#define EPS_POOL 1e-3f                 /* maxpool step: below the 1e-2 gaps between inputs */
+#define TOL_FD 1e-3                    /* normwise relative, see the header comment */
+#define TOL_DOUBLE_REF 1e-5            /* fast bn / xent against their double references */
+#define EPS_BN_DIR 2.5e-3f             /* bn R-passes: FD along a direction that moves a channel */
+#define EPS_XENT 5e-2f                 /* FD step of the (float, mean over N) xent loss */
+#define EPS_CHAIN 1e-3f                /* chain: FD step of the loss and of the gradient */
+#define TOL_CHAIN_GRAD 2e-3
+#define TOL_CHAIN_HVP 1e-3
+#define TOL_SYMMETRY 1e-5
+
+/* ---- helpers (as in test_layers.c) ---------------------------------------------------- */
+
+static float *vec(size_t n) { return mt_malloc((n ? n : 1) * sizeof(float)); }
+
+/* Tolerance for fast = ref on sums of n terms: 2γ_n. */
+static double sum_tol(size_t n) { return 2.0 * n * UNIT_ROUNDOFF / (1.0 - n * UNIT_ROUNDOFF); }
+
+/* max_i |got[i] − want[i]| / bound[i] (bound = Σ|terms|); a zero bound demands equality. */
+static double bounded_diff(const float *got, const float *want, const float *bound, size_t n)
+{
+    double worst = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)got[i] - want[i]);
+        double r = bound[i] > 0 ? d / bound[i] : (d == 0 ? 0.0 : INFINITY);
+        if (!(r <= worst)) worst = isnan(r) ? INFINITY : r;
+    }
+    return worst;
+}
+
+/* NaN in outputs before a kernel writes them (an element it skips cannot pass for one an
+ * earlier call wrote), and in the conv scratch (a pass must not read it before writing). */
+static void poison(float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++) x[i] = NAN;
+}
+
+static void abs_copy(float *out, const float *in, size_t n)
+{
+    for (size_t i = 0; i < n; i++) out[i] = fabsf(in[i]);
+}
+
+/* out = x + t·d (d NULL: x) */
+static void moved(float *out, const float *x, float t, const float *d, size_t n)
+{
+    for (size_t i = 0; i < n; i++) out[i] = d ? x[i] + t * d[i] : x[i];
+}
+
+/* fd = (plus − minus) / (2ε) */
+static void quotient(float *fd, const float *plus, const float *minus, float eps, size_t n)
+{
+    for (size_t i = 0; i < n; i++) fd[i] = (float)(((double)plus[i] - minus[i]) / (2.0 * eps));
+}
+
+/* Σ c⊙y in double: the scalar probe whose gradient with respect to y is c. */
+static double probe(const float *c, const float *y, size_t n)
+{
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++) s += (double)c[i] * y[i];
+    return s;
+}
+
+static int all_equal(const float *a, const float *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (a[i] != b[i]) return 0;
+    return 1;
+}
+
+static int all_zero(const float *a, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (a[i] != 0.0f) return 0;
+    return 1;
+}
+
+/* A scalar function of the current contents of some arrays (closed over by ctx). */
+typedef double (*scalar_fn)(void *ctx);
+
+/* fd[i] = central difference of f with respect to p[i], for i < n; p is restored. The
+ * quotient uses the step actually taken after rounding p[i] ± ε to float. */
+static void fd_gradient(float *p, size_t n, float eps, scalar_fn f, void *ctx, float *fd)
+{
+    for (size_t i = 0; i < n; i++) {
+        const float saved = p[i];
+        p[i] = saved + eps;
+        const double hp = p[i], fp = f(ctx);
+        p[i] = saved - eps;
+        const double hm = p[i], fm = f(ctx);
+        p[i] = saved;
+        fd[i] = (float)((fp - fm) / (hp - hm));
+    }
+}
+
+static void free_all(float **bufs, size_t n)
+{
+    for (size_t i = 0; i < n; i++) free(bufs[i]);
+}
+#define FREE_ALL(...)                                                                          \
+    do {                                                                                       \
+        float *list_[] = {__VA_ARGS__};                                                        \
+        free_all(list_, sizeof list_ / sizeof list_[0]);                                       \
+    } while (0)
+
+/* ---- conv: fast = ref ----------------------------------------------------------------- */
+
+typedef struct {
+    int N, C, H, W, F;
+} conv_shape;
+
+static void check_conv_fast_vs_ref(conv_shape s, uint64_t seed)
+{
+    const int N = s.N, C = s.C, H = s.H, W = s.W, F = s.F;
+    const size_t M = (size_t)N * H * W, nx = (size_t)C * M, ny = (size_t)F * M, nw = (size_t)F * C * 9;
+    const size_t ns = mt_conv_scratch_floats(N, C, H, W);
+    float *x = vec(nx), *w = vec(nw), *b = vec(F), *dy = vec(ny);
+    float *rx = vec(nx), *vw = vec(nw), *vb = vec(F), *rdy = vec(ny);
+    float *ax = vec(nx), *aw = vec(nw), *ab = vec(F), *ady = vec(ny);
+    float *arx = vec(nx), *avw = vec(nw), *avb = vec(F), *ardy = vec(ny);
+    float *f_y = vec(ny), *r_y = vec(ny), *bnd_y = vec(ny);
+    float *f_dx = vec(nx), *r_dx = vec(nx), *bnd_dx = vec(nx);
+    float *f_dw = vec(nw), *r_dw = vec(nw), *bnd_dw = vec(nw);
+    float *f_db = vec(F), *r_db = vec(F), *bnd_db = vec(F);
+    float *scratch = vec(ns);
+    char tag[48], label[128];
+    snprintf(tag, sizeof tag, "conv %dx%dx%dx%d->%d", N, C, H, W, F);
+
+    tu_random(x, nx, -1, 1, seed, 1);
+    tu_random(w, nw, -1, 1, seed, 2);
+    tu_random(b, F, -1, 1, seed, 3);
+    tu_random(dy, ny, -1, 1, seed, 4);
+    tu_random(rx, nx, -1, 1, seed, 5);
+    tu_random(vw, nw, -1, 1, seed, 6);
+    tu_random(vb, F, -1, 1, seed, 7);
+    tu_random(rdy, ny, -1, 1, seed, 8);
+    abs_copy(ax, x, nx), abs_copy(aw, w, nw), abs_copy(ab, b, F), abs_copy(ady, dy, ny);
+    abs_copy(arx, rx, nx), abs_copy(avw, vw, nw), abs_copy(avb, vb, F), abs_copy(ardy, rdy, ny);
+    const int chunk = mt_conv_chunk_images(N, C, H, W);
+    printf("     %s: %d image%s per chunk, %d chunk%s, scratch %zu floats\n", tag, chunk, chunk == 1 ? "" : "s",
+           (N + chunk - 1) / chunk, N > chunk ? "s" : "", ns);
+
+    /* forward: C·9 + 1 terms per output */
+    poison(f_y, ny), poison(scratch, ns);
+    mt_conv_forward(f_y, x, w, b, N, C, H, W, F, scratch);
+    mt_conv_forward_ref(r_y, x, w, b, N, C, H, W, F);
+    mt_conv_forward_ref(bnd_y, ax, aw, ab, N, C, H, W, F);
+    snprintf(label, sizeof label, "%s forward fast = ref", tag);
+    tu_check(label, bounded_diff(f_y, r_y, bnd_y, ny), sum_tol((size_t)C * 9 + 1));
+
+    /* backward: dx F·9 terms, dw and db N·H·W */
+    poison(f_dx, nx), poison(f_dw, nw), poison(f_db, F), poison(scratch, ns);
+    mt_conv_backward(f_dx, f_dw, f_db, dy, x, w, N, C, H, W, F, scratch);
+    mt_conv_backward_ref(r_dx, r_dw, r_db, dy, x, w, N, C, H, W, F);
+    mt_conv_backward_ref(bnd_dx, bnd_dw, bnd_db, ady, ax, aw, N, C, H, W, F);
+    snprintf(label, sizeof label, "%s backward dx fast = ref", tag);
+    tu_check(label, bounded_diff(f_dx, r_dx, bnd_dx, nx), sum_tol((size_t)F * 9));
+    snprintf(label, sizeof label, "%s backward dw fast = ref", tag);
+    tu_check(label, bounded_diff(f_dw, r_dw, bnd_dw, nw), sum_tol(M));
+    snprintf(label, sizeof label, "%s backward db fast = ref", tag);
+    tu_check(label, bounded_diff(f_db, r_db, bnd_db, F), sum_tol(M));
+
+    /* backward with dx NULL (the first layer): dw and db as before, bit for bit */
+    float *keep_dw = vec(nw), *keep_db = vec(F);
+    memcpy(keep_dw, f_dw, nw * sizeof *f_dw), memcpy(keep_db, f_db, F * sizeof *f_db);
+    poison(f_dw, nw), poison(f_db, F), poison(scratch, ns);
+    mt_conv_backward(NULL, f_dw, f_db, dy, x, w, N, C, H, W, F, scratch);
+    snprintf(label, sizeof label, "%s backward dx=NULL: same dw, db", tag);
+    tu_expect(all_equal(f_dw, keep_dw, nw) && all_equal(f_db, keep_db, F), label);
+
+    /* backward with dw NULL: dx as before, db untouched */
+    for (int f = 0; f < F; f++) f_db[f] = 12345.0f;
+    poison(f_dx, nx), poison(scratch, ns);
+    mt_conv_backward(f_dx, NULL, f_db, dy, x, w, N, C, H, W, F, scratch);
+    int untouched = 1;
+    for (int f = 0; f < F; f++) untouched &= f_db[f] == 12345.0f;
+    snprintf(label, sizeof label, "%s backward dw=NULL: dx = ref, db untouched", tag);
+    tu_expect(untouched && bounded_diff(f_dx, r_dx, bnd_dx, nx) <= sum_tol((size_t)F * 9), label);
+
+    /* rforward: 2·C·9 + 1 terms */
+    poison(f_y, ny), poison(scratch, ns);
+    mt_conv_rforward(f_y, x, rx, w, vw, vb, N, C, H, W, F, scratch);
+    mt_conv_rforward_ref(r_y, x, rx, w, vw, vb, N, C, H, W, F);
+    mt_conv_rforward_ref(bnd_y, ax, arx, aw, avw, avb, N, C, H, W, F);
+    snprintf(label, sizeof label, "%s rforward fast = ref", tag);
+    tu_check(label, bounded_diff(f_y, r_y, bnd_y, ny), sum_tol((size_t)2 * C * 9 + 1));
+
+    /* rforward with rx NULL and vb NULL (the first layer: the data does not move) */
+    poison(f_y, ny), poison(scratch, ns);
+    mt_conv_rforward(f_y, x, NULL, w, vw, NULL, N, C, H, W, F, scratch);
+    mt_conv_forward_ref(r_y, x, vw, NULL, N, C, H, W, F); /* = vw ⋆ x */
+    mt_conv_forward_ref(bnd_y, ax, avw, NULL, N, C, H, W, F);
+    snprintf(label, sizeof label, "%s rforward rx=vb=NULL = ref vw*x", tag);
+    tu_check(label, bounded_diff(f_y, r_y, bnd_y, ny), sum_tol((size_t)C * 9));
+    poison(f_y, ny);
+    mt_conv_rforward_ref(f_y, x, NULL, w, vw, NULL, N, C, H, W, F);
+    snprintf(label, sizeof label, "%s rforward_ref rx=vb=NULL = ref vw*x", tag);
+    tu_check(label, bounded_diff(f_y, r_y, bnd_y, ny), sum_tol((size_t)C * 9));
+
+    /* rbackward: rdx 2·F·9 terms, rdw 2·N·H·W, rdb N·H·W */
+    poison(f_dx, nx), poison(f_dw, nw), poison(f_db, F), poison(scratch, ns);
+    mt_conv_rbackward(f_dx, f_dw, f_db, dy, rdy, x, rx, w, vw, N, C, H, W, F, scratch);
+    mt_conv_rbackward_ref(r_dx, r_dw, r_db, dy, rdy, x, rx, w, vw, N, C, H, W, F);
+    mt_conv_rbackward_ref(bnd_dx, bnd_dw, bnd_db, ady, ardy, ax, arx, aw, avw, N, C, H, W, F);
+    snprintf(label, sizeof label, "%s rbackward rdx fast = ref", tag);
+    tu_check(label, bounded_diff(f_dx, r_dx, bnd_dx, nx), sum_tol((size_t)2 * F * 9));
+    snprintf(label, sizeof label, "%s rbackward rdw fast = ref", tag);
+    tu_check(label, bounded_diff(f_dw, r_dw, bnd_dw, nw), sum_tol(2 * M));
+    snprintf(label, sizeof label, "%s rbackward rdb fast = ref", tag);
+    tu_check(label, bounded_diff(f_db, r_db, bnd_db, F), sum_tol(M));
+
+    /* rbackward with rdx NULL and rx NULL (the first layer): rdw = rdy ⊗ x only, which is
+     * the backward_ref's dw with dy := rdy */
+    poison(f_dw, nw), poison(f_db, F), poison(scratch, ns);
+    mt_conv_rbackward(NULL, f_dw, f_db, dy, rdy, x, NULL, w, vw, N, C, H, W, F, scratch);
+    mt_conv_backward_ref(NULL, r_dw, r_db, rdy, x, w, N, C, H, W, F);
+    mt_conv_backward_ref(NULL, bnd_dw, bnd_db, ardy, ax, aw, N, C, H, W, F);
+    snprintf(label, sizeof label, "%s rbackward rdx=rx=NULL: rdw, rdb", tag);
+    tu_check(label, fmax(bounded_diff(f_dw, r_dw, bnd_dw, nw), bounded_diff(f_db, r_db, bnd_db, F)), sum_tol(M));
+    poison(f_dw, nw), poison(f_db, F);
+    mt_conv_rbackward_ref(NULL, f_dw, f_db, dy, rdy, x, NULL, w, vw, N, C, H, W, F);
+    snprintf(label, sizeof label, "%s rbackward_ref NULLs = ref backward on rdy", tag);
+    tu_check(label, fmax(bounded_diff(f_dw, r_dw, bnd_dw, nw), bounded_diff(f_db, r_db, bnd_db, F)), sum_tol(M));
+
+    FREE_ALL(x, w, b, dy, rx, vw, vb, rdy, ax, aw, ab, ady, arx, avw, avb, ardy, f_y, r_y, bnd_y, f_dx, r_dx,
+             bnd_dx, f_dw, r_dw, bnd_dw, f_db, r_db, bnd_db, scratch, keep_dw, keep_db);
+}
+
+/* ---- conv: passes against finite differences ------------------------------------------ */
+
+typedef struct {
+    conv_shape s;
+    float *x, *w, *b, *y, *scratch;
+    const float *c; /* probe weights [F,N,H,W] */
+} conv_ctx;
+
+static double conv_probe(void *p)
+{
+    conv_ctx *k = p;
+    const conv_shape s = k->s;
+    mt_conv_forward(k->y, k->x, k->w, k->b, s.N, s.C, s.H, s.W, s.F, k->scratch);
+    return probe(k->c, k->y, (size_t)s.F * s.N * s.H * s.W);
+}
+
+static void check_conv_fd(conv_shape s, uint64_t seed)
+{
+    const int N = s.N, C = s.C, H = s.H, W = s.W, F = s.F;
+    const size_t M = (size_t)N * H * W, nx = (size_t)C * M, ny = (size_t)F * M, nw = (size_t)F * C * 9;
+    float *x = vec(nx), *w = vec(nw), *b = vec(F), *c = vec(ny), *y = vec(ny), *scratch = vec(mt_conv_scratch_floats(N, C, H, W));
+    float *rx = vec(nx), *vw = vec(nw), *vb = vec(F), *rdy = vec(ny);
+    float *xp = vec(nx), *wp = vec(nw), *bp = vec(F), *dyp = vec(ny);
+    float *xm = vec(nx), *wm = vec(nw), *bm = vec(F), *dym = vec(ny);
+    float *an_x = vec(nx), *an_w = vec(nw), *an_b = vec(F), *an_y = vec(ny);
+    float *fd_x = vec(nx), *fd_w = vec(nw), *fd_b = vec(F), *fd_y = vec(ny);
+    float *p_x = vec(nx), *p_w = vec(nw), *p_b = vec(F), *p_y = vec(ny);
+    float *m_x = vec(nx), *m_w = vec(nw), *m_b = vec(F), *m_y = vec(ny);
+    char tag[48], label[128];
+    snprintf(tag, sizeof tag, "conv %dx%dx%dx%d->%d", N, C, H, W, F);
+
+    tu_random(x, nx, -1, 1, seed, 11);
+    tu_random(w, nw, -1, 1, seed, 12);
+    tu_random(b, F, -1, 1, seed, 13);
+    tu_random(c, ny, -1, 1, seed, 14);
+    tu_random(rx, nx, -1, 1, seed, 15);
+    tu_random(vw, nw, -1, 1, seed, 16);
+    tu_random(vb, F, -1, 1, seed, 17);
+    tu_random(rdy, ny, -1, 1, seed, 18);
+
+    /* backward(dy = c) is the gradient of the probe */
+    conv_ctx k = {s, x, w, b, y, scratch, c};
+    mt_conv_backward(an_x, an_w, an_b, c, x, w, N, C, H, W, F, scratch);
+    fd_gradient(x, nx, EPS_FD, conv_probe, &k, fd_x);
+    fd_gradient(w, nw, EPS_FD, conv_probe, &k, fd_w);
+    fd_gradient(b, F, EPS_FD, conv_probe, &k, fd_b);
+    snprintf(label, sizeof label, "%s backward dx vs FD", tag);
+    tu_check(label, tu_rel_diff(an_x, fd_x, nx), TOL_FD);
+    snprintf(label, sizeof label, "%s backward dw vs FD", tag);
+    tu_check(label, tu_rel_diff(an_w, fd_w, nw), TOL_FD);
+    snprintf(label, sizeof label, "%s backward db vs FD", tag);
+    tu_check(label, tu_rel_diff(an_b, fd_b, F), TOL_FD);
+
+    /* rforward: d/dε forward(x + ε·rx, w + ε·vw, b + ε·vb) */
+    moved(xp, x, EPS_FD, rx, nx), moved(wp, w, EPS_FD, vw, nw), moved(bp, b, EPS_FD, vb, F);
+    moved(xm, x, -EPS_FD, rx, nx), moved(wm, w, -EPS_FD, vw, nw), moved(bm, b, -EPS_FD, vb, F);
+    mt_conv_forward(p_y, xp, wp, bp, N, C, H, W, F, scratch);
+    mt_conv_forward(m_y, xm, wm, bm, N, C, H, W, F, scratch);
+    quotient(fd_y, p_y, m_y, EPS_FD, ny);
+    mt_conv_rforward(an_y, x, rx, w, vw, vb, N, C, H, W, F, scratch);
+    snprintf(label, sizeof label, "%s rforward vs FD of forward", tag);
+    tu_check(label, tu_rel_diff(an_y, fd_y, ny), TOL_FD);
+
+    /* rx NULL: x stays put */
+    mt_conv_forward(p_y, x, wp, bp, N, C, H, W, F, scratch);
+    mt_conv_forward(m_y, x, wm, bm, N, C, H, W, F, scratch);
+    quotient(fd_y, p_y, m_y, EPS_FD, ny);
+    mt_conv_rforward(an_y, x, NULL, w, vw, vb, N, C, H, W, F, scratch);
+    snprintf(label, sizeof label, "%s rforward rx=NULL vs FD", tag);
+    tu_check(label, tu_rel_diff(an_y, fd_y, ny), TOL_FD);
+
+    /* rbackward: d/dε backward(dy + ε·rdy, x + ε·rx, w + ε·vw) */
+    moved(dyp, c, EPS_FD, rdy, ny), moved(dym, c, -EPS_FD, rdy, ny);
+    mt_conv_backward(p_x, p_w, p_b, dyp, xp, wp, N, C, H, W, F, scratch);
+    mt_conv_backward(m_x, m_w, m_b, dym, xm, wm, N, C, H, W, F, scratch);
+    quotient(fd_x, p_x, m_x, EPS_FD, nx);
+    quotient(fd_w, p_w, m_w, EPS_FD, nw);
+    quotient(fd_b, p_b, m_b, EPS_FD, F);
+    mt_conv_rbackward(an_x, an_w, an_b, c, rdy, x, rx, w, vw, N, C, H, W, F, scratch);
+    snprintf(label, sizeof label, "%s rbackward rdx vs FD of backward", tag);
+    tu_check(label, tu_rel_diff(an_x, fd_x, nx), TOL_FD);
+    snprintf(label, sizeof label, "%s rbackward rdw vs FD of backward", tag);
+    tu_check(label, tu_rel_diff(an_w, fd_w, nw), TOL_FD);
+    snprintf(label, sizeof label, "%s rbackward rdb vs FD of backward", tag);
+    tu_check(label, tu_rel_diff(an_b, fd_b, F), TOL_FD);
+
+    /* rx NULL (x fixed) and rdx NULL */
+    mt_conv_backward(NULL, p_w, p_b, dyp, x, wp, N, C, H, W, F, scratch);
+    mt_conv_backward(NULL, m_w, m_b, dym, x, wm, N, C, H, W, F, scratch);
+    quotient(fd_w, p_w, m_w, EPS_FD, nw);
+    mt_conv_rbackward(NULL, an_w, an_b, c, rdy, x, NULL, w, vw, N, C, H, W, F, scratch);
+    snprintf(label, sizeof label, "%s rbackward rx=rdx=NULL rdw vs FD", tag);
+    tu_check(label, tu_rel_diff(an_w, fd_w, nw), TOL_FD);
+
+    FREE_ALL(x, w, b, c, y, scratch, rx, vw, vb, rdy, xp, wp, bp, dyp, xm, wm, bm, dym, an_x, an_w, an_b, an_y,
+             fd_x, fd_w, fd_b, fd_y, p_x, p_w, p_b, p_y, m_x, m_w, m_b, m_y);
+}
+
+/* ---- batchnorm ------------------------------------------------------------------------ */
+
+/* Inputs with a per-channel offset and scale (so μ and s matter): x = o_c + a_c·U(−1, 1). */
+static void bn_input(float *x, int C, int M, uint64_t seed, uint32_t tag)
+{
+    tu_random(x, (size_t)C * M, -1, 1, seed, tag);
+    for (int c = 0; c < C; c++)
+        for (int j = 0; j < M; j++) x[(size_t)c * M + j] = 0.7f * (float)c - 0.5f + (0.5f + 0.4f * c) * x[(size_t)c * M + j];
+}
+
+static double max_rel_stat(const float *got, const float *want, int n)
+{
+    double worst = 0.0;
+    for (int i = 0; i < n; i++) {
+        double d = fabs((double)got[i] - want[i]) / fmax(fabs((double)want[i]), 1e-30);
+        if (!(d <= worst)) worst = d;
+    }
+    return worst;
+}
+
+static void check_bn_fast_vs_ref(int C, int M, uint64_t seed)
+{
+    const size_t n = (size_t)C * M;
+    float *x = vec(n), *g = vec(C), *be = vec(C), *dy = vec(n);
+    float *rx = vec(n), *vg = vec(C), *vbe = vec(C), *rdy = vec(n);
+    float *f_y = vec(n), *r_y = vec(n), *f_st = vec(2 * C), *r_st = vec(2 * C), *zero_st = vec(2 * C);
+    float *f_dx = vec(n), *r_dx = vec(n), *f_dg = vec(C), *r_dg = vec(C), *f_db = vec(C), *r_db = vec(C);
+    float *f_rst = vec(2 * C), *r_rst = vec(2 * C);
+    char tag[32], label[128];
+    snprintf(tag, sizeof tag, "bn C=%d M=%d", C, M);
+
+    bn_input(x, C, M, seed, 21);
+    tu_random(g, C, 0.5f, 1.5f, seed, 22);
+    tu_random(be, C, -1, 1, seed, 23);
+    tu_random(dy, n, -1, 1, seed, 24);
+    tu_random(rx, n, -1, 1, seed, 25);
+    tu_random(vg, C, -1, 1, seed, 26);
+    tu_random(vbe, C, -1, 1, seed, 27);
+    tu_random(rdy, n, -1, 1, seed, 28);
+    memset(zero_st, 0, 2 * C * sizeof *zero_st);
+
+    poison(f_y, n), poison(f_st, 2 * C);
+    mt_bn_forward(f_y, f_st, x, g, be, C, M);
+    mt_bn_forward_ref(r_y, r_st, x, g, be, C, M);
+    snprintf(label, sizeof label, "%s forward stats (mu, s) fast = ref (relative)", tag);
+    tu_check(label, max_rel_stat(f_st, r_st, 2 * C), 4 * UNIT_ROUNDOFF);
+    snprintf(label, sizeof label, "%s forward y fast = ref", tag);
+    tu_check(label, tu_rel_diff(f_y, r_y, n), TOL_DOUBLE_REF);
+
+    /* every later pass of both twins takes the fast forward's float statistics */
+    poison(f_dx, n), poison(f_dg, C), poison(f_db, C);
+    mt_bn_backward(f_dx, f_dg, f_db, dy, x, f_st, g, C, M);
+    mt_bn_backward_ref(r_dx, r_dg, r_db, dy, x, f_st, g, C, M);
+    snprintf(label, sizeof label, "%s backward dx fast = ref", tag);
+    tu_check(label, tu_rel_diff(f_dx, r_dx, n), TOL_DOUBLE_REF);
+    snprintf(label, sizeof label, "%s backward dgamma, dbeta fast = ref", tag);
+    tu_check(label, fmax(tu_rel_diff(f_dg, r_dg, C), tu_rel_diff(f_db, r_db, C)), TOL_DOUBLE_REF);
+
+    /* dx NULL: dγ, dβ unchanged; dγ NULL: dx unchanged, dβ untouched */
+    float *keep = vec(n);
+    memcpy(keep, f_dg, C * sizeof *keep);
+    poison(f_dg, C);
+    mt_bn_backward(NULL, f_dg, f_db, dy, x, f_st, g, C, M);
+    snprintf(label, sizeof label, "%s backward dx=NULL: same dgamma", tag);
+    tu_expect(all_equal(f_dg, keep, C), label);
+    memcpy(keep, f_dx, n * sizeof *keep);
+    for (int c = 0; c < C; c++) f_db[c] = 12345.0f;
+    poison(f_dx, n);
+    mt_bn_backward(f_dx, NULL, f_db, dy, x, f_st, g, C, M);
+    int untouched = 1;
+    for (int c = 0; c < C; c++) untouched &= f_db[c] == 12345.0f;
+    snprintf(label, sizeof label, "%s backward dgamma=NULL: same dx, dbeta untouched", tag);
+    tu_expect(untouched && all_equal(f_dx, keep, n), label);
+
+    poison(f_y, n), poison(f_rst, 2 * C);
+    mt_bn_rforward(f_y, f_rst, x, rx, f_st, g, vg, vbe, C, M);
+    mt_bn_rforward_ref(r_y, r_rst, x, rx, f_st, g, vg, vbe, C, M);
+    snprintf(label, sizeof label, "%s rforward ry fast = ref", tag);
+    tu_check(label, tu_rel_diff(f_y, r_y, n), TOL_DOUBLE_REF);
+    snprintf(label, sizeof label, "%s rforward rstats fast = ref (per half)", tag);
+    tu_check(label, fmax(tu_rel_diff(f_rst, r_rst, C), tu_rel_diff(f_rst + C, r_rst + C, C)), TOL_DOUBLE_REF);
+
+    poison(f_dx, n), poison(f_dg, C), poison(f_db, C);
+    mt_bn_rbackward(f_dx, f_dg, f_db, dy, rdy, x, rx, f_st, f_rst, g, vg, C, M);
+    mt_bn_rbackward_ref(r_dx, r_dg, r_db, dy, rdy, x, rx, f_st, f_rst, g, vg, C, M);
+    snprintf(label, sizeof label, "%s rbackward rdx fast = ref", tag);
+    tu_check(label, tu_rel_diff(f_dx, r_dx, n), TOL_DOUBLE_REF);
+    snprintf(label, sizeof label, "%s rbackward rdgamma, rdbeta fast = ref", tag);
+    tu_check(label, fmax(tu_rel_diff(f_dg, r_dg, C), tu_rel_diff(f_db, r_db, C)), TOL_DOUBLE_REF);
+
+    /* rx NULL and vβ NULL: rstats exactly zero, and the same as the passes on zeros */
+    float *zx = vec(n), *zb = vec(C);
+    memset(zx, 0, n * sizeof *zx), memset(zb, 0, C * sizeof *zb);
+    poison(f_y, n), poison(f_rst, 2 * C);
+    mt_bn_rforward(f_y, f_rst, x, NULL, f_st, g, vg, NULL, C, M);
+    mt_bn_rforward_ref(r_y, r_rst, x, zx, f_st, g, vg, zb, C, M);
+    snprintf(label, sizeof label, "%s rforward rx=vbeta=NULL: rstats = 0", tag);
+    tu_expect(all_zero(f_rst, 2 * C) && all_zero(r_rst, 2 * C), label);
+    snprintf(label, sizeof label, "%s rforward rx=vbeta=NULL = ref on 0", tag);
+    tu_check(label, tu_rel_diff(f_y, r_y, n), TOL_DOUBLE_REF);
+    poison(f_dx, n), poison(f_dg, C), poison(f_db, C);
+    mt_bn_rbackward(f_dx, f_dg, f_db, dy, rdy, x, NULL, f_st, zero_st, g, vg, C, M);
+    mt_bn_rbackward_ref(r_dx, r_dg, r_db, dy, rdy, x, zx, f_st, zero_st, g, vg, C, M);
+    snprintf(label, sizeof label, "%s rbackward rx=NULL = ref on 0", tag);
+    tu_check(label, fmax(tu_rel_diff(f_dx, r_dx, n), fmax(tu_rel_diff(f_dg, r_dg, C), tu_rel_diff(f_db, r_db, C))),
+             TOL_DOUBLE_REF);
+    memcpy(keep, f_dg, C * sizeof *keep);
+    poison(f_dg, C);
+    mt_bn_rbackward(NULL, f_dg, f_db, dy, rdy, x, NULL, f_st, zero_st, g, vg, C, M);
+    snprintf(label, sizeof label, "%s rbackward rdx=NULL: same rdgamma", tag);
+    tu_expect(all_equal(f_dg, keep, C), label);
+
+    FREE_ALL(x, g, be, dy, rx, vg, vbe, rdy, f_y, r_y, f_st, r_st, zero_st, f_dx, r_dx, f_dg, r_dg, f_db, r_db,
+             f_rst, r_rst, keep, zx, zb);
+}
+
+typedef struct {
+    int C, M;
+    float *x, *g, *be, *y, *st;
+    const float *c;
+} bn_ctx;
+
+static double bn_probe(void *p)
+{
+    bn_ctx *k = p;
+    mt_bn_forward(k->y, k->st, k->x, k->g, k->be, k->C, k->M);
+    return probe(k->c, k->y, (size_t)k->C * k->M);
+}
+
+static void check_bn_fd(int C, int M, uint64_t seed)
+{
+    const size_t n = (size_t)C * M;
+    float *x = vec(n), *g = vec(C), *be = vec(C), *c = vec(n), *y = vec(n), *st = vec(2 * C), *rst = vec(2 * C);
+    float *rx = vec(n), *vg = vec(C), *vbe = vec(C), *rdy = vec(n);
+    float *xp = vec(n), *gp = vec(C), *bp = vec(C), *dyp = vec(n), *stp = vec(2 * C);
+    float *xm = vec(n), *gm = vec(C), *bm = vec(C), *dym = vec(n), *stm = vec(2 * C);
+    float *an_x = vec(n), *an_g = vec(C), *an_b = vec(C), *fd_x = vec(n), *fd_g = vec(C), *fd_b = vec(C);
+    float *p_x = vec(n), *p_g = vec(C), *p_b = vec(C), *m_x = vec(n), *m_g = vec(C), *m_b = vec(C);
+    char tag[32], label[128];
+    snprintf(tag, sizeof tag, "bn C=%d M=%d", C, M);
+
+    bn_input(x, C, M, seed, 31);
+    tu_random(g, C, 0.5f, 1.5f, seed, 32);
+    tu_random(be, C, -1, 1, seed, 33);
+    tu_random(c, n, -1, 1, seed, 34);
+    tu_random(rx, n, -1, 1, seed, 35);
+    /* a direction partly along x, so that Rσ² and Rs are of order one (for rx independent
+     * of x they are O(1/√M) and the FD of s would measure mostly its truncation error) */
+    for (size_t i = 0; i < n; i++) rx[i] += 0.5f * x[i];
+    tu_random(vg, C, -1, 1, seed, 36);
+    tu_random(vbe, C, -1, 1, seed, 37);
+    tu_random(rdy, n, -1, 1, seed, 38);
+
+    bn_ctx k = {C, M, x, g, be, y, st, c};
+    mt_bn_forward(y, st, x, g, be, C, M);
+    mt_bn_backward(an_x, an_g, an_b, c, x, st, g, C, M);
+    fd_gradient(x, n, EPS_FD, bn_probe, &k, fd_x);
+    fd_gradient(g, C, EPS_FD, bn_probe, &k, fd_g);
+    fd_gradient(be, C, EPS_FD, bn_probe, &k, fd_b);
+    mt_bn_forward(y, st, x, g, be, C, M); /* the base point's statistics again */
+    snprintf(label, sizeof label, "%s backward dx vs FD", tag);
+    tu_check(label, tu_rel_diff(an_x, fd_x, n), TOL_FD);
+    snprintf(label, sizeof label, "%s backward dgamma vs FD", tag);
+    tu_check(label, tu_rel_diff(an_g, fd_g, C), TOL_FD);
+    snprintf(label, sizeof label, "%s backward dbeta vs FD", tag);
+    tu_check(label, tu_rel_diff(an_b, fd_b, C), TOL_FD);
+
+    /* rforward, and its statistics, against FD of forward along (rx, vγ, vβ) */
+    float *an_y = vec(n), *fd_y = vec(n), *p_y = vec(n), *m_y = vec(n), *fd_st = vec(2 * C);
+    moved(xp, x, EPS_BN_DIR, rx, n), moved(gp, g, EPS_BN_DIR, vg, C), moved(bp, be, EPS_BN_DIR, vbe, C);
+    moved(xm, x, -EPS_BN_DIR, rx, n), moved(gm, g, -EPS_BN_DIR, vg, C), moved(bm, be, -EPS_BN_DIR, vbe, C);
+    mt_bn_forward(p_y, stp, xp, gp, bp, C, M);
+    mt_bn_forward(m_y, stm, xm, gm, bm, C, M);
+    quotient(fd_y, p_y, m_y, EPS_BN_DIR, n);
+    quotient(fd_st, stp, stm, EPS_BN_DIR, 2 * C);
+    mt_bn_rforward(an_y, rst, x, rx, st, g, vg, vbe, C, M);
+    snprintf(label, sizeof label, "%s rforward vs FD of forward", tag);
+    tu_check(label, tu_rel_diff(an_y, fd_y, n), TOL_FD);
+    snprintf(label, sizeof label, "%s rforward rstats vs FD of stats (per half)", tag);
+    tu_check(label, fmax(tu_rel_diff(rst, fd_st, C), tu_rel_diff(rst + C, fd_st + C, C)), TOL_FD);
+
+    /* rbackward against FD of backward(dy + ε·rdy, x + ε·rx, γ + ε·vγ) at the moved
+     * statistics */
+    moved(dyp, c, EPS_BN_DIR, rdy, n), moved(dym, c, -EPS_BN_DIR, rdy, n);
+    mt_bn_backward(p_x, p_g, p_b, dyp, xp, stp, gp, C, M);
+    mt_bn_backward(m_x, m_g, m_b, dym, xm, stm, gm, C, M);
+    quotient(fd_x, p_x, m_x, EPS_BN_DIR, n);
+    quotient(fd_g, p_g, m_g, EPS_BN_DIR, C);
+    quotient(fd_b, p_b, m_b, EPS_BN_DIR, C);
+    mt_bn_rbackward(an_x, an_g, an_b, c, rdy, x, rx, st, rst, g, vg, C, M);
+    snprintf(label, sizeof label, "%s rbackward rdx vs FD of backward", tag);
+    tu_check(label, tu_rel_diff(an_x, fd_x, n), TOL_FD);
+    snprintf(label, sizeof label, "%s rbackward rdgamma vs FD of backward", tag);
+    tu_check(label, tu_rel_diff(an_g, fd_g, C), TOL_FD);
+    snprintf(label, sizeof label, "%s rbackward rdbeta vs FD of backward", tag);
+    tu_check(label, tu_rel_diff(an_b, fd_b, C), TOL_FD);
+
+    FREE_ALL(x, g, be, c, y, st, rst, rx, vg, vbe, rdy, xp, gp, bp, dyp, stp, xm, gm, bm, dym, stm, an_x, an_g,
+             an_b, fd_x, fd_g, fd_b, p_x, p_g, p_b, m_x, m_g, m_b, an_y, fd_y, p_y, m_y, fd_st);
+}
+
+/* ---- max-pool ------------------------------------------------------------------------- */
+
+/* x[n] = 0.01·π(i) − offset for a random permutation π: all values distinct, at least 0.01
+ * apart, so a move by ≤ EPS_POOL·|direction| ≤ 1e-3 never changes a window's maximum. */
+static void distinct_values(float *x, size_t n, uint64_t seed, uint32_t tag)
+{
+    float *u = vec(n);
+    size_t *perm = mt_malloc(n * sizeof *perm);
+    tu_random(u, n, 0, 1, seed, tag);
+    for (size_t i = 0; i < n; i++) perm[i] = i;
+    for (size_t i = n - 1; i > 0; i--) { /* Fisher–Yates */
+        size_t j = (size_t)(u[i] * (float)(i + 1));
+        if (j > i) j = i;
+        size_t t = perm[i];
+        perm[i] = perm[j], perm[j] = t;
+    }
+    for (size_t i = 0; i < n; i++) x[i] = 0.01f * (float)perm[i] - 0.005f * (float)n;
+    free(perm);
+    free(u);
+}
+
+typedef struct {
+    int P, H, W;
+    float *x, *y;
+    int32_t *am;
+    const float *c;
+} pool_ctx;
+
+static double pool_probe(void *p)
+{
+    pool_ctx *k = p;
+    mt_maxpool_forward(k->y, k->am, k->x, k->P, k->H, k->W);
+    return probe(k->c, k->y, (size_t)k->P * (k->H / 2) * (k->W / 2));
+}
+
+static void check_maxpool(int P, int H, int W, uint64_t seed)
+{
+    const int Ho = H / 2, Wo = W / 2;
+    const size_t nx = (size_t)P * H * W, ny = (size_t)P * Ho * Wo;
+    float *x = vec(nx), *y = vec(ny), *c = vec(ny), *rx = vec(nx), *rdy = vec(ny);
+    float *xp = vec(nx), *xm = vec(nx), *yp = vec(ny), *ym = vec(ny), *cp = vec(ny), *cm = vec(ny);
+    float *an_x = vec(nx), *fd_x = vec(nx), *an_y = vec(ny), *fd_y = vec(ny), *dxp = vec(nx), *dxm = vec(nx);
+    int32_t *am = mt_malloc(ny * sizeof *am), *amp = mt_malloc(ny * sizeof *am), *amm = mt_malloc(ny * sizeof *am);
+    char tag[40], label[128];
+    snprintf(tag, sizeof tag, "maxpool P=%d %dx%d", P, H, W);
+
+    distinct_values(x, nx, seed, 41);
+    tu_random(c, ny, -1, 1, seed, 42);
+    tu_random(rx, nx, -1, 1, seed, 43);
+    tu_random(rdy, ny, -1, 1, seed, 44);
+
+    /* forward: the maximum of each window (floor: an odd last row / column is ignored) */
+    mt_maxpool_forward(y, am, x, P, H, W);
+    int exact = 1;
+    for (int p = 0; p < P; p++)
+        for (int i = 0; i < Ho; i++)
+            for (int j = 0; j < Wo; j++) {
+                const float *xp0 = x + (size_t)p * H * W;
+                float m = -INFINITY;
+                int where = -1;
+                for (int a = 0; a < 2; a++)
+                    for (int b2 = 0; b2 < 2; b2++)
+                        if (xp0[(2 * i + a) * W + 2 * j + b2] > m) m = xp0[(2 * i + a) * W + 2 * j + b2], where = (2 * i + a) * W + 2 * j + b2;
+                const size_t o = ((size_t)p * Ho + i) * Wo + j;
+                exact &= y[o] == m && am[o] == where;
+            }
+    snprintf(label, sizeof label, "%s forward = window maxima and their indices", tag);
+    tu_expect(exact, label);
+
+    pool_ctx k = {P, H, W, x, y, am, c};
+    mt_maxpool_backward(an_x, c, am, P, H, W);
+    fd_gradient(x, nx, EPS_POOL, pool_probe, &k, fd_x);
+    mt_maxpool_forward(y, am, x, P, H, W);
+    snprintf(label, sizeof label, "%s backward vs FD", tag);
+    tu_check(label, tu_rel_diff(an_x, fd_x, nx), TOL_FD);
+
+    moved(xp, x, EPS_POOL, rx, nx), moved(xm, x, -EPS_POOL, rx, nx);
+    mt_maxpool_forward(yp, amp, xp, P, H, W);
+    mt_maxpool_forward(ym, amm, xm, P, H, W);
+    snprintf(label, sizeof label, "%s FD points keep the argmax", tag);
+    tu_expect(memcmp(amp, am, ny * sizeof *am) == 0 && memcmp(amm, am, ny * sizeof *am) == 0, label);
+    quotient(fd_y, yp, ym, EPS_POOL, ny);
+    mt_maxpool_rforward(an_y, rx, am, P, H, W);
+    snprintf(label, sizeof label, "%s rforward vs FD of forward", tag);
+    tu_check(label, tu_rel_diff(an_y, fd_y, ny), TOL_FD);
+
+    moved(cp, c, EPS_POOL, rdy, ny), moved(cm, c, -EPS_POOL, rdy, ny);
+    mt_maxpool_backward(dxp, cp, amp, P, H, W);
+    mt_maxpool_backward(dxm, cm, amm, P, H, W);
+    quotient(fd_x, dxp, dxm, EPS_POOL, nx);
+    mt_maxpool_rbackward(an_x, rdy, am, P, H, W);
+    snprintf(label, sizeof label, "%s rbackward vs FD of backward", tag);
+    tu_check(label, tu_rel_diff(an_x, fd_x, nx), TOL_FD);
+
+    /* rbackward and backward are the same map; the dropped odd row / column gets zero */
+    mt_maxpool_backward(dxp, rdy, am, P, H, W);
+    int zeros_outside = 1;
+    for (int p = 0; p < P; p++)
+        for (int i = 0; i < H; i++)
+            for (int j = 0; j < W; j++)
+                if (i >= 2 * Ho || j >= 2 * Wo) zeros_outside &= an_x[((size_t)p * H + i) * W + j] == 0.0f;
+    snprintf(label, sizeof label, "%s rbackward = backward on rdy; 0 outside the windows", tag);
+    tu_expect(all_equal(an_x, dxp, nx) && zeros_outside, label);
+
+    FREE_ALL(x, y, c, rx, rdy, xp, xm, yp, ym, cp, cm, an_x, fd_x, an_y, fd_y, dxp, dxm);
+    free(am), free(amp), free(amm);
+}
+
+/* Ties pick the first maximum in row-major window order. */
+static void check_maxpool_ties(void)
+{
+    /* one 2×4 plane, two windows: [[5,5],[5,5]] → index 0; [[1,7],[7,7]] → index 3 (row 0, col 3) */
+    const float x[8] = {5, 5, 1, 7, 5, 5, 7, 7};
+    float y[2];
+    int32_t am[2];
+    mt_maxpool_forward(y, am, x, 1, 2, 4);
+    tu_expect(y[0] == 5 && am[0] == 0 && y[1] == 7 && am[1] == 3, "maxpool ties: first maximum in window order");
+}
+
+/* ---- flatten -------------------------------------------------------------------------- */
+
+typedef struct {
+    int N, C, HW;
+    float *x, *y;
+    const float *c;
+} flat_ctx;
+
+static double flat_probe(void *p)
+{
+    flat_ctx *k = p;
+    mt_flatten_forward(k->y, k->x, k->N, k->C, k->HW);
+    return probe(k->c, k->y, (size_t)k->N * k->C * k->HW);
+}
+
+static void check_flatten(int N, int C, int HW, uint64_t seed)
+{
+    const size_t n = (size_t)N * C * HW;
+    float *x = vec(n), *y = vec(n), *back = vec(n), *c = vec(n), *an = vec(n), *fd = vec(n);
+    char label[96];
+    tu_random(x, n, -1, 1, seed, 51);
+    tu_random(c, n, -1, 1, seed, 52);
+
+    /* PyTorch's x.view(N, -1) of an NCHW tensor: row n holds image n's (c, h, w) in order */
+    mt_flatten_forward(y, x, N, C, HW);
+    int exact = 1;
+    for (int nn = 0; nn < N; nn++)
+        for (int cc = 0; cc < C; cc++)
+            for (int i = 0; i < HW; i++) exact &= y[((size_t)nn * C + cc) * HW + i] == x[((size_t)cc * N + nn) * HW + i];
+    mt_flatten_backward(back, y, N, C, HW);
+    snprintf(label, sizeof label, "flatten N=%d C=%d HW=%d forward = per-image (c,h,w) rows; backward inverts", N,
+             C, HW);
+    tu_expect(exact && all_equal(back, x, n), label);
+
+    /* backward is the gradient of the probe (linear: FD exact up to rounding) */
+    flat_ctx k = {N, C, HW, x, y, c};
+    mt_flatten_backward(an, c, N, C, HW);
+    fd_gradient(x, n, EPS_FD, flat_probe, &k, fd);
+    snprintf(label, sizeof label, "flatten N=%d C=%d HW=%d backward vs FD", N, C, HW);
+    tu_check(label, tu_rel_diff(an, fd, n), TOL_FD);
+    FREE_ALL(x, y, back, c, an, fd);
+}
+
+/* ---- cross-entropy -------------------------------------------------------------------- */
+
+static void labels_for(float *labels, int N, int K)
+{
+    for (int n = 0; n < N; n++) labels[n] = (float)((n * 7 + 3) % K);
+}
+
+typedef struct {
+    int N, K;
+    float *z, *probs;
+    const float *labels;
+} xent_ctx;
+
+static double xent_value(void *p)
+{
+    xent_ctx *k = p;
+    return mt_xent_forward(k->probs, k->z, k->labels, k->N, k->K);
+}
+
+static void check_xent(int N, int K, uint64_t seed)
+{
+    const size_t n = (size_t)N * K;
+    float *z = vec(n), *labels = vec(N), *f_p = vec(n), *r_p = vec(n), *rz = vec(n);
+    float *f_d = vec(n), *r_d = vec(n), *fd = vec(n), *zp = vec(n), *zm = vec(n), *pp = vec(n), *pm = vec(n);
+    float *dp = vec(n), *dm = vec(n);
+    char tag[32], label[128];
+    snprintf(tag, sizeof tag, "xent N=%d K=%d", N, K);
+    tu_random(z, n, -3, 3, seed, 61);
+    tu_random(rz, n, -1, 1, seed, 62);
+    labels_for(labels, N, K);
+
+    const float L = mt_xent_forward(f_p, z, labels, N, K);
+    const float Lr = mt_xent_forward_ref(r_p, z, labels, N, K);
+    snprintf(label, sizeof label, "%s forward loss fast = ref (relative)", tag);
+    tu_check(label, fabs((double)L - Lr) / fabs((double)Lr), 4 * UNIT_ROUNDOFF);
+    snprintf(label, sizeof label, "%s forward probs fast = ref", tag);
+    tu_check(label, tu_rel_diff(f_p, r_p, n), TOL_DOUBLE_REF);
+
+    mt_xent_backward(f_d, f_p, labels, N, K);
+    mt_xent_backward_ref(r_d, f_p, labels, N, K);
+    snprintf(label, sizeof label, "%s backward fast = ref", tag);
+    tu_check(label, tu_rel_diff(f_d, r_d, n), TOL_DOUBLE_REF);
+    mt_xent_rbackward(f_d, f_p, rz, N, K);
+    mt_xent_rbackward_ref(r_d, f_p, rz, N, K);
+    snprintf(label, sizeof label, "%s rbackward fast = ref (explicit Jacobian)", tag);
+    tu_check(label, tu_rel_diff(f_d, r_d, n), TOL_DOUBLE_REF);
+
+    /* backward against FD of the loss */
+    xent_ctx k = {N, K, z, pp, labels};
+    mt_xent_backward(f_d, f_p, labels, N, K);
+    fd_gradient(z, n, EPS_XENT, xent_value, &k, fd);
+    snprintf(label, sizeof label, "%s backward vs FD of forward", tag);
+    tu_check(label, tu_rel_diff(f_d, fd, n), TOL_FD);
+
+    /* rbackward against FD of backward along rz (the probs move with z) */
+    moved(zp, z, EPS_FD, rz, n), moved(zm, z, -EPS_FD, rz, n);
+    mt_xent_forward(pp, zp, labels, N, K);
+    mt_xent_forward(pm, zm, labels, N, K);
+    mt_xent_backward(dp, pp, labels, N, K);
+    mt_xent_backward(dm, pm, labels, N, K);
+    quotient(fd, dp, dm, EPS_FD, n);
+    mt_xent_rbackward(f_d, f_p, rz, N, K);
+    snprintf(label, sizeof label, "%s rbackward vs FD of backward", tag);
+    tu_check(label, tu_rel_diff(f_d, fd, n), TOL_FD);
+
+    /* huge logits: the max-subtracted softmax stays finite and shift-invariant */
+    for (size_t i = 0; i < n; i++) zp[i] = z[i] + 1000.0f;
+    const float Lbig = mt_xent_forward(pp, zp, labels, N, K);
+    snprintf(label, sizeof label, "%s logits + 1000: same loss (absolute; float z rounding)", tag);
+    tu_check(label, isfinite(Lbig) ? fabs((double)Lbig - L) : INFINITY, 1e-3);
+
+    FREE_ALL(z, labels, f_p, r_p, rz, f_d, r_d, fd, zp, zm, pp, pm, dp, dm);
+}
+
+static void check_xent_correct(void)
+{
+    /* rows: argmax 2 (label 2: right), argmax 0 (label 1: wrong), tie 1/3 → 1 (label 1:
+     * right), tie 0/1 → 0 (label 2: wrong). Taking the last maximum would count 1. */
+    const float z[16] = {0, 1, 5, 2, 9, 1, 1, 1, 0, 4, 0, 4, 3, 3, -1, 2};
+    const float labels[4] = {2, 1, 1, 2};
+    tu_expect(mt_xent_correct(z, labels, 4, 4) == 2, "xent correct: argmax per row, first on ties");
+}
+
+/* ---- the chain conv → bn → relu → maxpool → flatten → linear → xent ------------------ */
+
+enum { CH_N = 3, CH_C = 2, CH_H = 4, CH_W = 4, CH_F = 2, CH_K = 3 };
+enum {
+    CH_HW = CH_H * CH_W,
+    CH_M = CH_N * CH_HW,                  /* bn values per channel */
+    CH_D = CH_F * (CH_H / 2) * (CH_W / 2), /* flattened features */
+    /* offsets of the parameter tensors in θ */
+    O_W1 = 0,
+    O_B1 = O_W1 + CH_F * CH_C * 9,
+    O_G = O_B1 + CH_F,
+    O_BE = O_G + CH_F,
+    O_W2 = O_BE + CH_F,
+    O_B2 = O_W2 + CH_K * CH_D,
+    CH_P = O_B2 + CH_K
+};
+
+typedef struct {
+    float x[CH_C * CH_M], labels[CH_N];                       /* data */
+    float a1[CH_F * CH_M], st[2 * CH_F], a2[CH_F * CH_M];     /* conv out, bn stats, bn out */
+    float a3[CH_F * CH_M], a4[CH_F * CH_M / 4], a5[CH_N * CH_D]; /* relu, pool, flatten */
+    float z[CH_N * CH_K], probs[CH_N * CH_K];                 /* logits */
+    int32_t am[CH_F * CH_M / 4];                               /* pool argmax */
+    float dz[CH_N * CH_K], d5[CH_N * CH_D], d4[CH_F * CH_M / 4], d3[CH_F * CH_M], d2[CH_F * CH_M], d1[CH_F * CH_M];
+    float r1[CH_F * CH_M], rst[2 * CH_F], r2[CH_F * CH_M], r3[CH_F * CH_M], r4[CH_F * CH_M / 4], r5[CH_N * CH_D];
+    float rz[CH_N * CH_K], rdz[CH_N * CH_K], rd5[CH_N * CH_D], rd4[CH_F * CH_M / 4], rd3[CH_F * CH_M];
+    float rd2[CH_F * CH_M], rd1[CH_F * CH_M];
+    float *scratch;
+    float *theta;                                     /* where FD moves the parameters */
+    unsigned char mask0[CH_F * CH_M];                 /* relu mask and argmax at the base */
+    int32_t am0[CH_F * CH_M / 4];
+    int kinks;                                        /* FD evaluations that left them */
+    double relu_margin, pool_gap;                     /* distances to the kinks at the base */
+} chain;
+
+static float chain_forward(chain *ch, const float *th)
+{
+    mt_conv_forward(ch->a1, ch->x, th + O_W1, th + O_B1, CH_N, CH_C, CH_H, CH_W, CH_F, ch->scratch);
+    mt_bn_forward(ch->a2, ch->st, ch->a1, th + O_G, th + O_BE, CH_F, CH_M);
+    mt_relu_forward(ch->a3, ch->a2, CH_F * CH_M);
+    mt_maxpool_forward(ch->a4, ch->am, ch->a3, CH_F * CH_N, CH_H, CH_W);
+    mt_flatten_forward(ch->a5, ch->a4, CH_N, CH_F, CH_HW / 4);
+    mt_linear_forward(ch->z, ch->a5, th + O_W2, th + O_B2, CH_N, CH_D, CH_K);
+    return mt_xent_forward(ch->probs, ch->z, ch->labels, CH_N, CH_K);
+}
+
+static void chain_backward(chain *ch, const float *th, float *g)
+{
+    mt_xent_backward(ch->dz, ch->probs, ch->labels, CH_N, CH_K);
+    mt_linear_backward(ch->d5, g + O_W2, g + O_B2, ch->dz, ch->a5, th + O_W2, CH_N, CH_D, CH_K);
+    mt_flatten_backward(ch->d4, ch->d5, CH_N, CH_F, CH_HW / 4);
+    mt_maxpool_backward(ch->d3, ch->d4, ch->am, CH_F * CH_N, CH_H, CH_W);
+    mt_relu_backward(ch->d2, ch->d3, ch->a2, CH_F * CH_M);
+    mt_bn_backward(ch->d1, g + O_G, g + O_BE, ch->d2, ch->a1, ch->st, th + O_G, CH_F, CH_M);
+    mt_conv_backward(NULL, g + O_W1, g + O_B1, ch->d1, ch->x, th + O_W1, CH_N, CH_C, CH_H, CH_W, CH_F, ch->scratch);
+}
+
+/* hv = H(θ)·v: forward, backward, then the R-passes in the same order */
+static void chain_hvp(chain *ch, const float *th, const float *v, float *g, float *hv)
+{
+    chain_forward(ch, th);
+    chain_backward(ch, th, g);
+    mt_conv_rforward(ch->r1, ch->x, NULL, th + O_W1, v + O_W1, v + O_B1, CH_N, CH_C, CH_H, CH_W, CH_F, ch->scratch);
+    mt_bn_rforward(ch->r2, ch->rst, ch->a1, ch->r1, ch->st, th + O_G, v + O_G, v + O_BE, CH_F, CH_M);
+    mt_relu_rforward(ch->r3, ch->r2, ch->a2, CH_F * CH_M);
+    mt_maxpool_rforward(ch->r4, ch->r3, ch->am, CH_F * CH_N, CH_H, CH_W);
+    mt_flatten_forward(ch->r5, ch->r4, CH_N, CH_F, CH_HW / 4);
+    mt_linear_rforward(ch->rz, ch->a5, ch->r5, th + O_W2, v + O_W2, v + O_B2, CH_N, CH_D, CH_K);
+    mt_xent_rbackward(ch->rdz, ch->probs, ch->rz, CH_N, CH_K);
+    mt_linear_rbackward(ch->rd5, hv + O_W2, hv + O_B2, ch->dz, ch->rdz, ch->a5, ch->r5, th + O_W2, v + O_W2, CH_N,
+                        CH_D, CH_K);
+    mt_flatten_backward(ch->rd4, ch->rd5, CH_N, CH_F, CH_HW / 4);
+    mt_maxpool_rbackward(ch->rd3, ch->rd4, ch->am, CH_F * CH_N, CH_H, CH_W);
+    mt_relu_rbackward(ch->rd2, ch->rd3, ch->a2, CH_F * CH_M);
+    mt_bn_rbackward(ch->rd1, hv + O_G, hv + O_BE, ch->d2, ch->rd2, ch->a1, ch->r1, ch->st, ch->rst, th + O_G,
+                    v + O_G, CH_F, CH_M);
+    mt_conv_rbackward(NULL, hv + O_W1, hv + O_B1, ch->d1, ch->rd1, ch->x, NULL, th + O_W1, v + O_W1, CH_N, CH_C,
+                      CH_H, CH_W, CH_F, ch->scratch);
+}
+
+/* Records the relu mask and pool argmax of the last forward as the base point's, and how
+ * far it is from their kinks: the smallest |relu input|, and the smallest gap between the
+ * largest and second-largest relu output of a window whose maximum is positive (a window
+ * of zeros keeps its argmax while its inputs stay negative, which the mask covers). */
+static void chain_mark_base(chain *ch)
+{
+    double margin = INFINITY, gap = INFINITY;
+    for (int i = 0; i < CH_F * CH_M; i++) {
+        ch->mask0[i] = ch->a2[i] > 0;
+        margin = fmin(margin, fabs(ch->a2[i]));
+    }
+    for (int o = 0; o < CH_F * CH_M / 4; o++) {
+        const int p = o / (CH_HW / 4), i = o % (CH_HW / 4) / (CH_W / 2), j = o % (CH_W / 2);
+        const float *win = ch->a3 + (size_t)p * CH_HW + 2 * i * CH_W + 2 * j;
+        const float v[4] = {win[0], win[1], win[CH_W], win[CH_W + 1]};
+        float first = -INFINITY, second = -INFINITY;
+        for (int k = 0; k < 4; k++) {
+            if (v[k] > first) second = first, first = v[k];
+            else if (v[k] > second) second = v[k];
+        }
+        if (first > 0) gap = fmin(gap, first - second);
+    }
+    memcpy(ch->am0, ch->am, sizeof ch->am0);
+    ch->relu_margin = margin;
+    ch->pool_gap = gap;
+    ch->kinks = 0;
+}
+
+/* Counts a forward whose relu mask or pool argmax differs from the base point's. */
+static void chain_count_kink(chain *ch)
+{
+    int same = memcmp(ch->am, ch->am0, sizeof ch->am0) == 0;
+    for (int i = 0; i < CH_F * CH_M && same; i++) same = (ch->a2[i] > 0) == ch->mask0[i];
+    ch->kinks += !same;
+}
+
+static double chain_loss(void *p)
+{
+    chain *ch = p;
+    const float L = chain_forward(ch, ch->theta);
+    chain_count_kink(ch);
+    return L;
+}
+
+/* Data and parameters of the chain from one seed. */
+static void chain_draw(chain *ch, float *th, uint64_t seed)
+{
+    tu_random(ch->x, CH_C * CH_M, -1, 1, seed, 71);
+    labels_for(ch->labels, CH_N, CH_K);
+    tu_random(th, CH_P, -0.5f, 0.5f, seed, 72); /* conv, linear: ~PyTorch's ±1/sqrt(fan_in) */
+    tu_random(th + O_G, CH_F, 0.8f, 1.2f, seed, 73);
+}
+
+/* The chain at the first seed from `first` whose base point is at least CHAIN_MARGIN from
+ * every relu and pool kink: a random point of a piecewise-smooth function is often within
+ * 1e-3 of a kink (with ~100 relu inputs the nearest one is ~1e-2 away on average), and a
+ * difference quotient across a kink measures nothing. FD steps move the relu inputs by
+ * ~ε·|∂a/∂θ| ≲ 1e-2 here, which CHAIN_MARGIN covers; the kink count checks it. */
+#define CHAIN_MARGIN 0.03
+static void check_chain(uint64_t first)
+{
+    chain *ch = mt_calloc(1, sizeof *ch);
+    float *th = vec(CH_P), *u = vec(CH_P), *v = vec(CH_P), *g = vec(CH_P), *fd = vec(CH_P);
+    float *hv = vec(CH_P), *hu = vec(CH_P), *gp = vec(CH_P), *gm = vec(CH_P), *thp = vec(CH_P), *thm = vec(CH_P);
+    char label[128];
+    ch->scratch = vec(mt_conv_scratch_floats(CH_N, CH_C, CH_H, CH_W));
+    ch->theta = th;
+
+    uint64_t seed = first;
+    float L = 0;
+    for (; seed < first + 100; seed++) {
+        chain_draw(ch, th, seed);
+        L = chain_forward(ch, th);
+        chain_mark_base(ch);
+        if (ch->relu_margin >= CHAIN_MARGIN && ch->pool_gap >= CHAIN_MARGIN) break;
+    }
+    printf("     chain: seed %llu, loss %.6f, P = %d, smallest |relu input| %.3f, pool gap %.3f\n",
+           (unsigned long long)seed, L, CH_P, ch->relu_margin, ch->pool_gap);
+    tu_expect(ch->relu_margin >= CHAIN_MARGIN && ch->pool_gap >= CHAIN_MARGIN,
+              "chain: a base point at least 0.03 from every relu and pool kink");
+    tu_random(u, CH_P, -1, 1, seed, 74);
+    tu_random(v, CH_P, -1, 1, seed, 75);
+
+    /* gradient against FD of the loss */
+    chain_backward(ch, th, g);
+    fd_gradient(th, CH_P, EPS_CHAIN, chain_loss, ch, fd);
+    snprintf(label, sizeof label, "chain: FD of the loss stays on the base's relu/pool pieces");
+    tu_expect(ch->kinks == 0, label);
+    tu_check("chain conv-bn-relu-pool-flatten-linear-xent gradient vs FD", tu_rel_diff(g, fd, CH_P),
+             TOL_CHAIN_GRAD);
+
+    /* Hv against FD of the gradient along v */
+    chain_hvp(ch, th, v, g, hv);
+    chain_mark_base(ch); /* chain_hvp's forward is the base point again */
+    moved(thp, th, EPS_CHAIN, v, CH_P), moved(thm, th, -EPS_CHAIN, v, CH_P);
+    chain_forward(ch, thp);
+    chain_count_kink(ch);
+    chain_backward(ch, thp, gp);
+    chain_forward(ch, thm);
+    chain_count_kink(ch);
+    chain_backward(ch, thm, gm);
+    quotient(fd, gp, gm, EPS_CHAIN, CH_P);
+    tu_expect(ch->kinks == 0, "chain: FD of the gradient stays on the base's relu/pool pieces");
+    tu_check("chain HVP (composed R-passes) vs FD of the gradient", tu_rel_diff(hv, fd, CH_P), TOL_CHAIN_HVP);
+
+    /* u·Hv = v·Hu */
+    chain_hvp(ch, th, u, g, hu);
+    double uhv = 0, vhu = 0, nu = 0, nv = 0, nhu = 0, nhv = 0;
+    for (int i = 0; i < CH_P; i++) {
+        uhv += (double)u[i] * hv[i], vhu += (double)v[i] * hu[i];
+        nu += (double)u[i] * u[i], nv += (double)v[i] * v[i], nhu += (double)hu[i] * hu[i], nhv += (double)hv[i] * hv[i];
+    }
+    printf("     chain: u.Hv = %.9g, v.Hu = %.9g\n", uhv, vhu);
+    tu_check("chain HVP symmetry |u.Hv - v.Hu| / (|u||Hv| + |v||Hu|)", fabs(uhv - vhu) / (sqrt(nu * nhv) + sqrt(nv * nhu)),
+             TOL_SYMMETRY);
+
+    FREE_ALL(th, u, v, g, fd, hv, hu, gp, gm, thp, thm, ch->scratch);
+    free(ch);
+}
+
+int main(void)
+{
+    /* conv shapes: odd sizes; Conv4's first layer on a 10-image Fashion-MNIST batch; one
+     * image of 1×1 (every tap but the centre is padding); and 6 images of 16×84×84, whose
+     * columns (16·9·84·84 floats per image) run in chunks of 4 + 2 images. */
+    const conv_shape shapes[] = {{3, 2, 5, 4, 3}, {10, 1, 28, 28, 8}, {2, 3, 1, 1, 2}, {6, 16, 84, 84, 2}};
+    const conv_shape big = shapes[3];
+    const int chunk = mt_conv_chunk_images(big.N, big.C, big.H, big.W);
+    tu_expect(chunk > 1 && chunk < big.N && big.N % chunk != 0,
+              "conv 6x16x84x84 runs in several chunks, the last one partial");
+    tu_expect(mt_conv_chunk_images(5, 64, 256, 256) == 1 && mt_conv_chunk_images(3, 1, 4, 4) == 3,
+              "conv chunks: at least one image, at most N");
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) check_conv_fast_vs_ref(shapes[i], 100 + i);
+    check_conv_fd((conv_shape){3, 2, 5, 4, 3}, 200);
+    check_conv_fd((conv_shape){2, 1, 3, 3, 2}, 201);
+
+    check_bn_fast_vs_ref(3, 7, 300);
+    check_bn_fast_vs_ref(4, 144, 301);
+    check_bn_fast_vs_ref(2, 5000, 302);
+    check_bn_fd(3, 144, 310);
+
+    check_maxpool(6, 6, 6, 400);
+    check_maxpool(4, 5, 7, 401); /* odd sizes: the last row and column are dropped */
+    check_maxpool_ties();
+
+    check_flatten(3, 4, 6, 500);
+
+    check_xent(7, 5, 600);
+    check_xent(80, 5, 601);
+    check_xent_correct();
+
+    check_chain(700);
+    return tu_finish();
+}
