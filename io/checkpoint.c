@@ -138,7 +138,10 @@ void mt_checkpoint_free(mt_checkpoint *ck)
 /* The static kind string for a stored kind name (so mt_tensor_info.kind stays a literal). */
 static const char *known_kind(const char *kind)
 {
-    return strcmp(kind, "linear") == 0 ? "linear" : "unknown";
+    static const char *const kinds[] = {"linear", "conv2d", "batchnorm"};
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
+        if (strcmp(kind, kinds[i]) == 0) return kinds[i];
+    return "unknown";
 }
 
 static int read_table(hid_t file, mt_checkpoint *ck, char *why, size_t whylen)

@@ -26,7 +26,13 @@ int mt_metrics_write(FILE *f, const mt_metrics_row *r)
     number(post, sizeof post, r->loss_post);
     number(rate, sizeof rate, r->tasks_per_s);
     number(elapsed, sizeof elapsed, r->elapsed_s);
-    fprintf(f, "{\"iteration\": %ld, \"loss_pre\": %s, \"loss_post\": %s, \"tasks_per_s\": %s, \"elapsed_s\": %s}\n",
-            r->iteration, pre, post, rate, elapsed);
+    fprintf(f, "{\"iteration\": %ld, \"loss_pre\": %s, \"loss_post\": %s, ", r->iteration, pre, post);
+    if (r->has_accuracy) {
+        char apre[32], apost[32];
+        number(apre, sizeof apre, r->acc_pre);
+        number(apost, sizeof apost, r->acc_post);
+        fprintf(f, "\"acc_pre\": %s, \"acc_post\": %s, ", apre, apost);
+    }
+    fprintf(f, "\"tasks_per_s\": %s, \"elapsed_s\": %s}\n", rate, elapsed);
     return fflush(f) == 0 && !ferror(f) ? 0 : -1;
 }

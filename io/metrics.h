@@ -14,6 +14,8 @@ typedef struct {
     double loss_post;   /* query loss after adaptation, mean over the meta-batch */
     double tasks_per_s; /* over the iterations since the previous line */
     double elapsed_s;   /* since the start of training */
+    int has_accuracy;   /* classification: also write acc_pre and acc_post */
+    double acc_pre, acc_post; /* query accuracy before / after adaptation, mean over the meta-batch */
 } mt_metrics_row;
 
 /* Opens (truncates) the log. Returns NULL with a message in err. */

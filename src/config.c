@@ -34,15 +34,23 @@ static const key_spec keys[] = {
      "meta-iterations (outer optimizer steps)"},
     {"run", "log_every", KEY_LONG, FIELD(log_every), 1, 4294967295.0, 0, NULL,
      "iterations between metrics.jsonl lines (and progress lines when not on a terminal)"},
-    {"task", "family", KEY_CHOICE, FIELD(family), 0, 0, 0, "sinusoid",
-     "task family: sinusoid (regression, Finn et al. 2017)"},
+    {"task", "family", KEY_CHOICE, FIELD(family), 0, 0, 0, "sinusoid|fewshot",
+     "sinusoid (regression, Finn et al. 2017) | fewshot (N-way K-shot image classification)"},
     {"task", "shots", KEY_INT, FIELD(shots), 1, 100000, 0, NULL,
-     "support examples per task (sinusoid: points)"},
+     "support examples per task (sinusoid: points; fewshot: images per class)"},
     {"task", "query", KEY_INT, FIELD(query), 1, 100000, 0, NULL,
-     "query examples per task (sinusoid: points)"},
-    {"model", "arch", KEY_CHOICE, FIELD(arch), 0, 0, 0, "mlp",
-     "architecture: mlp (in-hidden-hidden-out, ReLU; layers fc1, fc2, head)"},
-    {"model", "hidden", KEY_INT, FIELD(hidden), 1, 65536, 0, NULL, "width of the MLP's two hidden layers"},
+     "query examples per task (sinusoid: points; fewshot: images per class)"},
+    {"task", "ways", KEY_INT, FIELD(ways), 2, 10000, 0, NULL, "fewshot: classes per task"},
+    {"task", "dataset", KEY_STRING, FIELD(dataset), 0, 0, 0, NULL,
+     "fewshot: HDF5 dataset file (made by `metatrain data import`)"},
+    {"task", "train_split", KEY_STRING, FIELD(train_split), 0, 0, 0, NULL, "fewshot: split of meta-training classes"},
+    {"task", "test_split", KEY_STRING, FIELD(test_split), 0, 0, 0, NULL, "fewshot: split that `metatrain eval` uses"},
+    {"task", "rotations", KEY_INT, FIELD(rotations), 0, 1, 0, NULL,
+     "fewshot: 1 adds every class rotated by 90/180/270 degrees as 3 new classes"},
+    {"model", "arch", KEY_CHOICE, FIELD(arch), 0, 0, 0, "mlp|conv4",
+     "mlp (sinusoid; layers fc1, fc2, head) | conv4 (fewshot; conv1-4, bn1-4, head)"},
+    {"model", "hidden", KEY_INT, FIELD(hidden), 1, 65536, 0, NULL, "mlp: width of the two hidden layers"},
+    {"model", "filters", KEY_INT, FIELD(filters), 1, 4096, 0, NULL, "conv4: channels of every conv layer"},
     {"meta", "algo", KEY_CHOICE, FIELD(algo), 0, 0, 0, "maml|fomaml|reptile",
      "maml (exact second order) | fomaml (first order) | reptile"},
     {"meta", "inner_steps", KEY_INT, FIELD(inner_steps), 1, 10000, 0, NULL,
@@ -74,8 +82,12 @@ void mt_config_defaults(mt_config *c)
     snprintf(c->family, sizeof c->family, "sinusoid");
     c->shots = 10;
     c->query = 10;
+    c->ways = 5;
+    snprintf(c->train_split, sizeof c->train_split, "train");
+    snprintf(c->test_split, sizeof c->test_split, "test");
     snprintf(c->arch, sizeof c->arch, "mlp");
     c->hidden = 40;
+    c->filters = 64;
     snprintf(c->algo, sizeof c->algo, "maml");
     c->inner_steps = 1;
     c->inner_lr = 0.01f;
@@ -146,7 +158,7 @@ static int assign(mt_config *c, const key_spec *k, const char *value, char *err,
 {
     char *field = (char *)c + k->offset;
     char *end = NULL;
-    if (value[0] == '\0') {
+    if (value[0] == '\0' && k->type != KEY_STRING) {
         set_err(err, errlen, "[%s] %s has no value", k->section, k->name);
         return -1;
     }
@@ -355,6 +367,19 @@ int mt_config_set(mt_config *c, const char *assignment, char *err, size_t errlen
 
 int mt_config_check(const mt_config *c, char *err, size_t errlen)
 {
+    const int fewshot = strcmp(c->family, "fewshot") == 0;
+    if (fewshot && strcmp(c->arch, "conv4") != 0) {
+        set_err(err, errlen, "[task] family = fewshot needs [model] arch = conv4 (mlp is for sinusoid)");
+        return -1;
+    }
+    if (!fewshot && strcmp(c->arch, "mlp") != 0) {
+        set_err(err, errlen, "[task] family = %s needs [model] arch = mlp (conv4 is for fewshot)", c->family);
+        return -1;
+    }
+    if (fewshot && c->dataset[0] == '\0') {
+        set_err(err, errlen, "[task] family = fewshot needs [task] dataset (an HDF5 file from `metatrain data import`)");
+        return -1;
+    }
     if (c->ckpt_every > c->iterations) {
         set_err(err, errlen, "[checkpoint] every = %ld is more than [run] iterations = %ld", c->ckpt_every,
                 c->iterations);

@@ -24,10 +24,13 @@ typedef struct {
     long log_every;
     /* [task] */
     char family[16];
-    int shots, query;
+    int shots, query, ways;
+    char dataset[MT_PATH_LEN];
+    char train_split[64], test_split[64];
+    int rotations;
     /* [model] */
     char arch[16];
-    int hidden;
+    int hidden, filters;
     /* [meta] */
     char algo[16];
     int inner_steps, eval_inner_steps, meta_batch;

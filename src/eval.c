@@ -16,6 +16,7 @@
 #include "checkpoint.h"
 #include "cli.h"
 #include "common.h"
+#include "family.h"
 #include "meta.h"
 #include "model.h"
 #include "tasks.h"
@@ -23,16 +24,19 @@
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: metatrain eval CKPT [--tasks N] [--inner-steps K] [--seed S] [--json]\n"
+            "usage: metatrain eval CKPT [--tasks N] [--inner-steps K] [--seed S] [--data FILE] [--json]\n"
             "\n"
             "Evaluates a checkpoint on fresh tasks of the family it was trained on: adapts on each\n"
-            "task's support set, then measures the query loss (sinusoid: mean squared error).\n"
+            "task's support set, then measures the query set: mean squared error (sinusoid) or\n"
+            "accuracy (fewshot, on the classes of task.test_split, never seen in training).\n"
             "  mpirun -np 2 metatrain eval runs/sinusoid_maml/ckpt-00020000.h5 --tasks 1000\n"
             "\n"
             "  --tasks N        evaluation tasks (default 600)\n"
             "  --inner-steps K  adaptation steps (default: meta.eval_inner_steps of the run; 0 = none)\n"
             "  --seed S         seed of the evaluation tasks (default: the run's seed; evaluation\n"
             "                   tasks come from their own stream, never from the training tasks)\n"
+            "  --data FILE      fewshot: the dataset file, if it moved since training (default:\n"
+            "                   task.dataset of the run)\n"
             "  --json           print one JSON object: family, tasks, metric, inner_steps, mean,\n"
             "                   ci95, mean_before, ci95_before, step, checkpoint\n"
             "  -h, --help       this text\n"
@@ -41,7 +45,7 @@ static void usage(FILE *out)
 }
 
 typedef struct {
-    const char *ckpt;
+    const char *ckpt, *data;
     long tasks, inner_steps, seed;
     int json, seed_given;
 } eval_args;
@@ -59,6 +63,13 @@ static int parse_args(const mt_dist *d, int argc, char **argv, eval_args *a)
             return MT_EXIT_OK;
         } else if (strcmp(arg, "--json") == 0) {
             a->json = 1;
+            continue;
+        } else if (strcmp(arg, "--data") == 0) {
+            if (i + 1 >= argc) {
+                mt_cli_error(d, "--data needs a dataset file");
+                return MT_EXIT_USAGE;
+            }
+            a->data = argv[++i];
             continue;
         } else if (strcmp(arg, "--tasks") == 0) {
             target = &a->tasks, lo = 2, hi = 100000000;
@@ -126,15 +137,23 @@ int mt_eval_main(const mt_dist *d, int argc, char **argv)
     snprintf(origin, sizeof origin, "%s:/config", args.ckpt);
     rc = mt_config_parse(&cfg, config_text, origin, err, sizeof err) == 0 ? 0 : MT_EXIT_USAGE;
     if (d->rank != 0) free(config_text);
-    mt_model model;
-    if (rc == 0 && mt_model_mlp(&model, 1, cfg.hidden, 1) != 0) {
-        snprintf(err, sizeof err, "%s: the stored config does not describe a model", args.ckpt);
-        rc = MT_EXIT_USAGE;
+    if (!mt_dist_all(d, rc == 0)) {
+        mt_cli_error(d, "%s", err);
+        mt_checkpoint_free(&ck);
+        return MT_EXIT_USAGE;
     }
-    if (rc == 0 && d->rank == 0 && mt_checkpoint_match_model(&ck, &model, err, sizeof err) != 0) rc = MT_EXIT_USAGE;
+    if (args.seed_given) cfg.seed = (uint64_t)args.seed;
+    mt_model model;
+    mt_family family;
+    if ((rc = mt_family_open(&family, d, &cfg, cfg.test_split, args.data, &model)) != 0) {
+        mt_checkpoint_free(&ck);
+        return rc;
+    }
+    if (d->rank == 0 && mt_checkpoint_match_model(&ck, &model, err, sizeof err) != 0) rc = MT_EXIT_USAGE;
     if (!mt_dist_all(d, rc == 0)) {
         mt_cli_error(d, "%s: %s", args.ckpt, err);
         mt_checkpoint_free(&ck);
+        mt_family_close(&family);
         return MT_EXIT_USAGE;
     }
 
@@ -143,24 +162,24 @@ int mt_eval_main(const mt_dist *d, int argc, char **argv)
     if (d->rank == 0) memcpy(theta, ck.params, P * sizeof(float));
     mt_dist_bcast_float(d, theta, P);
     const long step = ck.step;
-    const uint64_t seed = args.seed_given ? (uint64_t)args.seed : cfg.seed;
     mt_checkpoint_free(&ck);
+    const int classify = model.loss == MT_LOSS_XENT;
     const int steps = args.inner_steps >= 0 ? (int)args.inner_steps : cfg.eval_inner_steps;
     const long T = args.tasks;
 
     /* results[0..T) after adaptation, [T..2T) before; each slot written by one rank. */
     double *results = mt_calloc(2 * (size_t)T, sizeof(double));
-    mt_meta *meta = mt_meta_init(&model, 0, cfg.shots > cfg.query ? cfg.shots : cfg.query);
+    mt_meta *meta = mt_meta_init(&model, 0, family.n_support > family.n_query ? family.n_support : family.n_query);
     mt_task_buffer tb;
-    mt_task_buffer_init(&tb, cfg.shots, cfg.query, 1, 1);
+    mt_family_buffer(&family, &tb);
     int lo, hi;
     mt_dist_task_range((int)T, d->rank, d->size, &lo, &hi);
     double t0 = mt_now();
     for (int t = lo; t < hi; t++) {
-        mt_sinusoid_fill(&tb, seed, MT_STREAM_EVAL, 0, (uint32_t)t);
+        mt_family_fill(&family, &tb, MT_STREAM_EVAL, 0, (uint32_t)t);
         mt_task_losses l = mt_meta_adapt_eval(meta, theta, cfg.inner_lr, steps, &tb.task);
-        results[t] = l.post;
-        results[T + t] = l.pre;
+        results[t] = classify ? l.acc_post : l.post;
+        results[T + t] = classify ? l.acc_pre : l.pre;
     }
     mt_dist_sum_double(d, results, 2 * (size_t)T);
     double mean, ci, mean_pre, ci_pre;
@@ -168,25 +187,29 @@ int mt_eval_main(const mt_dist *d, int argc, char **argv)
     mean_ci95(results + T, T, &mean_pre, &ci_pre);
     if (d->rank == 0) {
         if (args.json) {
-            printf("{\"family\": \"%s\", \"tasks\": %ld, \"metric\": \"mse\", \"inner_steps\": %d, \"mean\": %.9g, "
+            printf("{\"family\": \"%s\", \"tasks\": %ld, \"metric\": \"%s\", \"inner_steps\": %d, \"mean\": %.9g, "
                    "\"ci95\": %.9g, \"mean_before\": %.9g, \"ci95_before\": %.9g, \"step\": %ld, \"checkpoint\": \"",
-                   cfg.family, T, steps, mean, ci, mean_pre, ci_pre, step);
+                   cfg.family, T, classify ? "accuracy" : "mse", steps, mean, ci, mean_pre, ci_pre, step);
             for (const char *p = args.ckpt; *p; p++) {
                 if (*p == '"' || *p == '\\') putchar('\\');
                 if ((unsigned char)*p >= 0x20) putchar(*p);
             }
             printf("\"}\n");
         } else {
-            printf("eval %s (step %ld): %ld %s tasks, %d-shot, %d adaptation step%s, %.1f s\n"
-                   "  query MSE after adaptation:  %.4f +- %.4f (95%% CI)\n"
-                   "  query MSE before adaptation: %.4f +- %.4f\n",
-                   args.ckpt, step, T, cfg.family, cfg.shots, steps, steps == 1 ? "" : "s", mt_now() - t0, mean, ci,
-                   mean_pre, ci_pre);
+            const char *what = classify ? "accuracy" : "MSE";
+            const double scale = classify ? 100.0 : 1.0;
+            printf("eval %s (step %ld): %ld %s tasks (%s), %d-shot, %d adaptation step%s, %.1f s\n"
+                   "  query %s after adaptation:  %.4f%s +- %.4f (95%% CI)\n"
+                   "  query %s before adaptation: %.4f%s +- %.4f\n",
+                   args.ckpt, step, T, cfg.family, family.source, cfg.shots, steps, steps == 1 ? "" : "s",
+                   mt_now() - t0, what, scale * mean, classify ? "%" : "", scale * ci, what, scale * mean_pre,
+                   classify ? "%" : "", scale * ci_pre);
         }
         fflush(stdout);
     }
     mt_task_buffer_free(&tb);
     mt_meta_free(meta);
+    mt_family_close(&family);
     free(results);
     free(theta);
     return 0;

@@ -46,6 +46,12 @@ void mt_meta_free(mt_meta *mm)
     free(mm);
 }
 
+/* Fraction of the query set the last forward pass (on the query set) got right. */
+static float query_accuracy(const mt_meta *mm, const mt_task *t)
+{
+    return (float)mt_model_correct(mm->model, mm->ws, t->yq, t->n_query) / (float)t->n_query;
+}
+
 /* next = cur − α·grad */
 static void sgd_step(float *next, const float *cur, const float *grad, float alpha, size_t P)
 {
@@ -60,7 +66,10 @@ void mt_meta_task_grad(mt_meta *mm, mt_algo algo, const float *theta, float inne
     const int K = inner_steps;
     assert(K >= 0 && K <= mm->max_steps);
 
-    if (losses) losses->pre = mt_model_forward(m, mm->ws, theta, t->xq, t->yq, t->n_query);
+    if (losses) {
+        losses->pre = mt_model_forward(m, mm->ws, theta, t->xq, t->yq, t->n_query);
+        losses->acc_pre = query_accuracy(mm, t);
+    }
 
     /* Inner loop: θ_{k+1} = θ_k − α ∇L_S(θ_k); the gradient is formed in g as scratch. */
     memcpy(mm->thetas, theta, P * sizeof(float));
@@ -72,13 +81,20 @@ void mt_meta_task_grad(mt_meta *mm, mt_algo algo, const float *theta, float inne
     const float *theta_K = mm->thetas + (size_t)K * P;
 
     if (algo == MT_ALGO_REPTILE) {
-        if (losses) losses->post = mt_model_forward(m, mm->ws, theta_K, t->xq, t->yq, t->n_query);
+        if (losses) {
+            losses->post = mt_model_forward(m, mm->ws, theta_K, t->xq, t->yq, t->n_query);
+            losses->acc_post = query_accuracy(mm, t);
+        }
         for (size_t i = 0; i < P; i++) g[i] = theta[i] - theta_K[i];
         return;
     }
 
-    float post = mt_model_loss_grad(m, mm->ws, theta_K, t->xq, t->yq, t->n_query, mm->lambda);
-    if (losses) losses->post = post;
+    float post = mt_model_forward(m, mm->ws, theta_K, t->xq, t->yq, t->n_query);
+    if (losses) {
+        losses->post = post;
+        losses->acc_post = query_accuracy(mm, t);
+    }
+    mt_model_backward(m, mm->ws, theta_K, t->xq, t->yq, t->n_query, mm->lambda);
 
     if (algo == MT_ALGO_MAML) {
         /* Reverse pass: λ ← (I − α H_S(θ_k)) λ, from the last inner step to the first.
@@ -106,6 +122,7 @@ mt_task_losses mt_meta_adapt_eval(mt_meta *mm, const float *theta, float inner_l
     const size_t P = mm->P;
     mt_task_losses out;
     out.pre = mt_model_forward(m, mm->ws, theta, t->xq, t->yq, t->n_query);
+    out.acc_pre = query_accuracy(mm, t);
     /* Fast weights in lambda, their gradient in hv: two vectors whatever the step count. */
     memcpy(mm->lambda, theta, P * sizeof(float));
     for (int k = 0; k < steps; k++) {
@@ -113,6 +130,7 @@ mt_task_losses mt_meta_adapt_eval(mt_meta *mm, const float *theta, float inner_l
         sgd_step(mm->lambda, mm->lambda, mm->hv, inner_lr, P);
     }
     out.post = mt_model_forward(m, mm->ws, mm->lambda, t->xq, t->yq, t->n_query);
+    out.acc_post = query_accuracy(mm, t);
     return out;
 }
 

@@ -29,9 +29,11 @@ typedef struct {
     int n_support, n_query;
 } mt_task;
 
-/* Query losses of a task before (at θ) and after (at θ_K) adaptation. */
+/* Query losses of a task before (at θ) and after (at θ_K) adaptation, and for
+ * classification models the fraction of query examples classified correctly (else 0). */
 typedef struct {
     float pre, post;
+    float acc_pre, acc_post;
 } mt_task_losses;
 
 typedef struct mt_meta mt_meta;

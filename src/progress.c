@@ -74,11 +74,19 @@ static void format_duration(char *buf, size_t len, double s)
     else snprintf(buf, len, "%02ld:%02ld", t / 60, t % 60);
 }
 
+/* "312 it/s", or "8.7 s/it" for slow work. */
+static void format_rate(char *buf, size_t len, double rate)
+{
+    if (rate >= 1.0 || rate <= 0.0) snprintf(buf, len, "%.0f it/s", rate);
+    else snprintf(buf, len, "%.1f s/it", 1.0 / rate);
+}
+
 void mt_progress_update(mt_progress *p, long done, const char *status, int logged)
 {
     double now = mt_now(), elapsed = now - p->start;
     double rate = elapsed > 0 ? (double)done / elapsed : 0.0;
-    char eta[32], spent[32];
+    char eta[32], spent[32], speed[32];
+    format_rate(speed, sizeof speed, rate);
     format_duration(eta, sizeof eta, rate > 0 ? (double)(p->total - done) / rate : 0.0);
     format_duration(spent, sizeof spent, elapsed);
     switch (p->mode) {
@@ -90,15 +98,15 @@ void mt_progress_update(mt_progress *p, long done, const char *status, int logge
         int filled = p->total > 0 ? (int)((double)WIDTH * done / p->total) : WIDTH;
         for (int i = 0; i < WIDTH; i++) bar[i] = i < filled ? '#' : '.';
         bar[WIDTH] = '\0';
-        fprintf(p->out, "\r%s [%s] %ld/%ld %3d%% %.0f it/s ETA %s  %s\033[K", p->label, bar, done, p->total,
-                p->total > 0 ? (int)(100.0 * done / p->total) : 100, rate, eta, status ? status : "");
+        fprintf(p->out, "\r%s [%s] %ld/%ld %3d%% %s ETA %s  %s\033[K", p->label, bar, done, p->total,
+                p->total > 0 ? (int)(100.0 * done / p->total) : 100, speed, eta, status ? status : "");
         fflush(p->out);
         break;
     }
     case MT_PROGRESS_LINES:
         if (!logged) return;
-        fprintf(p->out, "%s %ld/%ld  %.0f it/s  elapsed %s  ETA %s  %s\n", p->label, done, p->total, rate, spent,
-                eta, status ? status : "");
+        fprintf(p->out, "%s %ld/%ld  %s  elapsed %s  ETA %s  %s\n", p->label, done, p->total, speed, spent, eta,
+                status ? status : "");
         fflush(p->out);
         break;
     case MT_PROGRESS_NONE:

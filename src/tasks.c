@@ -33,6 +33,7 @@ void mt_task_buffer_init(mt_task_buffer *b, int n_support, int n_query, int in, 
 {
     size_t rows = (size_t)n_support + n_query;
     b->slab = mt_calloc(rows * (size_t)(in + out), sizeof(float));
+    b->picks = mt_calloc(rows, sizeof(int32_t));
     float *p = b->slab;
     b->task.xs = p, p += (size_t)n_support * in;
     b->task.ys = p, p += (size_t)n_support * out;
@@ -46,6 +47,7 @@ void mt_task_buffer_free(mt_task_buffer *b)
 {
     if (!b) return;
     free(b->slab);
+    free(b->picks);
     memset(b, 0, sizeof *b);
 }
 

@@ -32,6 +32,7 @@ void mt_sinusoid_task(float *xs, float *ys, int n_support, float *xq, float *yq,
 /* Storage for one task's support and query rows; an mt_task points into it. */
 typedef struct {
     float *slab;
+    int32_t *picks; /* scratch for samplers: n_support + n_query indices */
     mt_task task;
 } mt_task_buffer;
 

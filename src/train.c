@@ -18,6 +18,7 @@
 #include "checkpoint.h"
 #include "cli.h"
 #include "common.h"
+#include "family.h"
 #include "ioutil.h"
 #include "meta.h"
 #include "metrics.h"
@@ -34,6 +35,7 @@ static void usage(FILE *out)
             "Meta-trains a model on a task family, splitting each meta-batch over the MPI ranks:\n"
             "  mpirun -np 2 metatrain train                        # built-in sinusoid MAML\n"
             "  mpirun -np 4 metatrain train configs/sinusoid_maml.ini --set meta.algo=fomaml\n"
+            "  mpirun -np 2 metatrain train configs/fmnist_5w1s_maml.ini   # after `metatrain data import`\n"
             "\n"
             "  CONFIG              INI file (see configs/); without it, the built-in default below\n"
             "  --set S.K=V         override one key after the file is read (repeatable)\n"
@@ -150,30 +152,31 @@ int mt_train_main(const mt_dist *d, int argc, char **argv)
     if ((rc = mt_cli_load_config(d, args.config_path, args.sets, args.n_sets, &cfg)) != 0) return rc;
     mt_algo algo;
     if (mt_algo_parse(cfg.algo, &algo) != 0) return MT_EXIT_USAGE; /* the config checked the name */
+    /* Data first: a bad dataset is bad input, and leaves no run directory behind. */
+    mt_model model;
+    mt_family family;
+    if ((rc = mt_family_open(&family, d, &cfg, cfg.train_split, NULL, &model)) != 0) return rc;
     char *config_text = mt_config_format(&cfg);
     if ((rc = prepare_run_dir(d, &cfg, config_text)) != 0) {
+        mt_family_close(&family);
         free(config_text);
         return rc;
-    }
-
-    mt_model model;
-    if (mt_model_mlp(&model, 1, cfg.hidden, 1) != 0) {
-        mt_cli_error(d, "cannot build the model");
-        free(config_text);
-        return MT_EXIT_USAGE;
     }
     const size_t P = model.n_params;
     const int B = cfg.meta_batch;
     int lo, hi;
     mt_dist_task_range(B, d->rank, d->size, &lo, &hi);
 
-    /* One slab per role: θ, Adam moments, the reduced gradient (+2 loss sums), a task's g. */
-    float *slab = mt_calloc(5 * P + 2, sizeof(float));
-    float *theta = slab, *adam_m = slab + P, *adam_v = slab + 2 * P, *gsum = slab + 3 * P, *g = slab + 4 * P + 2;
+    /* One slab per role: θ, Adam moments, the reduced gradient (+4 metric sums), a task's g. */
+    enum { EXTRA = 4 }; /* loss and accuracy, before and after adaptation */
+    float *slab = mt_calloc(5 * P + EXTRA, sizeof(float));
+    float *theta = slab, *adam_m = slab + P, *adam_v = slab + 2 * P, *gsum = slab + 3 * P,
+          *g = slab + 4 * P + EXTRA;
     mt_model_init_params(&model, theta, cfg.seed);
-    mt_meta *meta = mt_meta_init(&model, cfg.inner_steps, cfg.shots > cfg.query ? cfg.shots : cfg.query);
+    mt_meta *meta = mt_meta_init(&model, cfg.inner_steps,
+                                 family.n_support > family.n_query ? family.n_support : family.n_query);
     mt_task_buffer tb;
-    mt_task_buffer_init(&tb, cfg.shots, cfg.query, 1, 1);
+    mt_family_buffer(&family, &tb);
     const mt_adam_config adam = {cfg.lr, cfg.beta1, cfg.beta2, cfg.eps};
 
     FILE *metrics = NULL;
@@ -181,10 +184,10 @@ int mt_train_main(const mt_dist *d, int argc, char **argv)
     if (d->rank == 0) {
         snprintf(path, sizeof path, "%s/metrics.jsonl", cfg.run_dir);
         metrics = mt_metrics_open(path, err, sizeof err);
-        printf("metatrain %s: %s %s on %s, %d rank%s, meta-batch %d, %d inner step%s, %ld iterations, "
+        printf("metatrain %s: %s %s on %s (%s), %d rank%s, meta-batch %d, %d inner step%s, %ld iterations, "
                "%zu parameters\n  run directory %s\n",
-               MT_VERSION, cfg.algo, cfg.arch, cfg.family, d->size, d->size == 1 ? "" : "s", B, cfg.inner_steps,
-               cfg.inner_steps == 1 ? "" : "s", cfg.iterations, P, cfg.run_dir);
+               MT_VERSION, cfg.algo, cfg.arch, cfg.family, family.source, d->size, d->size == 1 ? "" : "s", B,
+               cfg.inner_steps, cfg.inner_steps == 1 ? "" : "s", cfg.iterations, P, cfg.run_dir);
         if (B < d->size)
             printf("  note: meta-batch %d is smaller than the %d ranks; %d rank%s will idle\n", B, d->size,
                    d->size - B, d->size - B == 1 ? "" : "s");
@@ -204,18 +207,17 @@ int mt_train_main(const mt_dist *d, int argc, char **argv)
     for (long s = 0; s < cfg.iterations; s++) {
         const long step = s + 1;
         const int logged = step % cfg.log_every == 0 || step == cfg.iterations;
-        double pre = 0.0, post = 0.0;
-        memset(gsum, 0, (P + 2) * sizeof(float));
+        double sums[EXTRA] = {0};
+        memset(gsum, 0, (P + EXTRA) * sizeof(float));
         for (int t = lo; t < hi; t++) {
-            mt_task_losses losses;
-            mt_sinusoid_fill(&tb, cfg.seed, MT_STREAM_TRAIN, (uint64_t)s, (uint32_t)t);
-            mt_meta_task_grad(meta, algo, theta, cfg.inner_lr, cfg.inner_steps, &tb.task, g, logged ? &losses : NULL);
+            mt_task_losses l;
+            mt_family_fill(&family, &tb, MT_STREAM_TRAIN, (uint64_t)s, (uint32_t)t);
+            mt_meta_task_grad(meta, algo, theta, cfg.inner_lr, cfg.inner_steps, &tb.task, g, logged ? &l : NULL);
             for (size_t i = 0; i < P; i++) gsum[i] += g[i];
-            if (logged) pre += losses.pre, post += losses.post;
+            if (logged) sums[0] += l.pre, sums[1] += l.post, sums[2] += l.acc_pre, sums[3] += l.acc_post;
         }
-        gsum[P] = (float)pre;
-        gsum[P + 1] = (float)post;
-        mt_dist_sum_float(d, gsum, P + 2);
+        for (int i = 0; i < EXTRA; i++) gsum[P + i] = (float)sums[i];
+        mt_dist_sum_float(d, gsum, P + EXTRA);
         const float inv_b = 1.0f / (float)B;
         for (size_t i = 0; i < P; i++) gsum[i] *= inv_b;
         mt_adam_step(theta, adam_m, adam_v, gsum, P, step, &adam);
@@ -225,6 +227,9 @@ int mt_train_main(const mt_dist *d, int argc, char **argv)
             last.iteration = step;
             last.loss_pre = gsum[P] / B;
             last.loss_post = gsum[P + 1] / B;
+            last.has_accuracy = model.loss == MT_LOSS_XENT;
+            last.acc_pre = gsum[P + 2] / B;
+            last.acc_post = gsum[P + 3] / B;
             last.tasks_per_s = (double)(step - s_log) * B / (now - t_log);
             last.elapsed_s = now - t_start;
             t_log = now, s_log = step;
@@ -243,8 +248,11 @@ int mt_train_main(const mt_dist *d, int argc, char **argv)
                 goto done;
             }
         }
-        char status[96];
-        snprintf(status, sizeof status, "query loss %.4g -> %.4g", last.loss_pre, last.loss_post);
+        char status[128];
+        int len = snprintf(status, sizeof status, "query loss %.4g -> %.4g", last.loss_pre, last.loss_post);
+        if (last.has_accuracy)
+            snprintf(status + len, sizeof status - (size_t)len, ", accuracy %.1f%% -> %.1f%%", 100 * last.acc_pre,
+                     100 * last.acc_post);
         mt_progress_update(&progress, step, last.iteration ? status : "", logged);
 
         if (cfg.ckpt_every > 0 && step % cfg.ckpt_every == 0 && step != cfg.iterations &&
@@ -255,10 +263,10 @@ int mt_train_main(const mt_dist *d, int argc, char **argv)
     if ((rc = save_checkpoint(d, &cfg, config_text, &model, theta, cfg.iterations, path, sizeof path)) != 0) goto done;
     if (d->rank == 0) {
         double elapsed = mt_now() - t_start;
-        printf("done: %ld iterations in %.1f s (%.0f tasks/s); query loss %.4g before, %.4g after adaptation\n"
-               "  checkpoint %s\n  evaluate with: metatrain eval %s\n",
-               cfg.iterations, elapsed, (double)cfg.iterations * B / elapsed, last.loss_pre, last.loss_post, path,
-               path);
+        printf("done: %ld iterations in %.1f s (%.0f tasks/s); query loss %.4g before, %.4g after adaptation",
+               cfg.iterations, elapsed, (double)cfg.iterations * B / elapsed, last.loss_pre, last.loss_post);
+        if (last.has_accuracy) printf("; accuracy %.1f%% -> %.1f%%", 100 * last.acc_pre, 100 * last.acc_post);
+        printf("\n  checkpoint %s\n  evaluate with: metatrain eval %s\n", path, path);
         fflush(stdout);
     }
 
@@ -266,6 +274,7 @@ done:
     if (metrics) fclose(metrics);
     mt_task_buffer_free(&tb);
     mt_meta_free(meta);
+    mt_family_close(&family);
     free(slab);
     free(config_text);
     return rc;

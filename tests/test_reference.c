@@ -12,9 +12,14 @@
  * exactly the float32 inputs stored, then rounded once to float32, so each stored output is
  * the exact answer to within 6e-8 relative.
  *
- * The file is found as argv[1], else $MT_REFERENCE_DIR/mlp_sinusoid.bin (tests/CMakeLists.txt
- * sets MT_REFERENCE_DIR). A missing, truncated or malformed file is an error with a message
- * naming the file and the problem, and exit status 1: it never passes vacuously.
+ * The same checks run for the Conv4 few-shot classifier (conv, batchnorm with batch
+ * statistics, ReLU, max-pool, flatten, linear head, softmax cross-entropy) on one 5-way task
+ * with tests/reference/conv4_fewshot.bin (tests/reference/make_reference_conv4.py): loss,
+ * accuracy, gradient, HVP, and the MAML and FOMAML meta-gradients for K = 1 and K = 2.
+ *
+ * The fixtures are found in the directory argv[1], else $MT_REFERENCE_DIR (tests/CMakeLists.txt
+ * sets it). A missing, truncated or malformed file is an error with a message naming the file
+ * and the problem, and exit status 1: it never passes vacuously.
  *
  * Tolerances (normwise relative, max |ours − reference| / max |reference|): our float32
  * computation against the float64 answer. The same computation in torch float32 differs by
@@ -35,6 +40,7 @@
 #include "testutil.h"
 
 #define FIXTURE_NAME "mlp_sinusoid.bin"
+#define CONV4_FIXTURE_NAME "conv4_fewshot.bin"
 #define NAME_LEN 32     /* bytes of a record's name field */
 #define HEADER_LEN 36   /* name + int32 count */
 #define MAX_RECORDS 64  /* the fixture has 19 */
@@ -58,10 +64,11 @@ typedef struct {
 /* Prints "test_reference: <path>: <problem>" with a hint, and exits 1. */
 static _Noreturn void bad_fixture(const char *path, const char *problem)
 {
+    const char *script = strstr(path, CONV4_FIXTURE_NAME) ? "make_reference_conv4.py" : "make_reference.py";
     fprintf(stderr,
             "test_reference: %s: %s\n"
-            "  (regenerate with: /usr/bin/python3 tests/reference/make_reference.py %s)\n",
-            path, problem, path);
+            "  (regenerate with: /usr/bin/python3 tests/reference/%s %s)\n",
+            path, problem, script, path);
     exit(1);
 }
 
@@ -185,24 +192,8 @@ static void compare_loss(const char *label, float got, float want)
     tu_check(label, tu_rel_diff(&got, &want, 1), TOL_REF);
 }
 
-int main(int argc, char **argv)
+static void check_mlp(const char *path)
 {
-    char path_buf[4096];
-    const char *path = argc > 1 ? argv[1] : NULL;
-    if (!path) {
-        const char *dir = getenv("MT_REFERENCE_DIR");
-        if (!dir || !*dir) {
-            fprintf(stderr, "test_reference: no fixture: pass its path as the first argument or set "
-                            "MT_REFERENCE_DIR to the directory holding " FIXTURE_NAME " (ctest sets it)\n");
-            return 1;
-        }
-        if (snprintf(path_buf, sizeof path_buf, "%s/%s", dir, FIXTURE_NAME) >= (int)sizeof path_buf) {
-            fprintf(stderr, "test_reference: MT_REFERENCE_DIR is too long\n");
-            return 1;
-        }
-        path = path_buf;
-    }
-
     fixture f;
     fixture_read(&f, path);
     printf("fixture %s: %d records\n", path, f.n);
@@ -283,5 +274,100 @@ int main(int argc, char **argv)
     free(g);
     free(hv);
     fixture_free(&f);
+}
+
+/* NCHW [N, C, HW] (PyTorch) to CNHW [C, N, HW] (metatrain's conv layout). */
+static float *to_cnhw(const float *x, int N, int C, int HW)
+{
+    float *out = mt_malloc((size_t)N * C * HW * sizeof *out);
+    for (int n = 0; n < N; n++)
+        for (int c = 0; c < C; c++)
+            memcpy(out + ((size_t)c * N + n) * HW, x + ((size_t)n * C + c) * HW, (size_t)HW * sizeof *out);
+    return out;
+}
+
+static void check_conv4(const char *path)
+{
+    fixture f;
+    fixture_read(&f, path);
+    printf("fixture %s: %d records\n", path, f.n);
+    const float *config = fixture_get(&f, "config", 8);
+    const int C = config_int(&f, config, 0, "C"), H = config_int(&f, config, 1, "H");
+    const int W = config_int(&f, config, 2, "W"), F = config_int(&f, config, 3, "filters");
+    const int ways = config_int(&f, config, 4, "ways");
+    const int ns = config_int(&f, config, 5, "n_support"), nq = config_int(&f, config, 6, "n_query");
+    const float inner_lr = config[7];
+    if (!(inner_lr > 0.0f && inner_lr < 10.0f)) bad_fixture(path, "config[7] (inner_lr) is not in (0, 10)");
+
+    mt_model m;
+    if (mt_model_conv4(&m, C, H, W, F, ways) != 0) bad_fixture(path, "config does not describe a Conv4");
+    const size_t P = m.n_params;
+    printf("model conv4 %dx%dx%d, %d filters, %d ways, P=%zu; %d support, %d query images; inner_lr %g\n", C, H, W, F,
+           ways, P, ns, nq, inner_lr);
+
+    const float *theta = fixture_get(&f, "theta", P), *v = fixture_get(&f, "v", P);
+    float *xs = to_cnhw(fixture_get(&f, "x_support", (size_t)ns * C * H * W), ns, C, H * W);
+    float *xq = to_cnhw(fixture_get(&f, "x_query", (size_t)nq * C * H * W), nq, C, H * W);
+    mt_task task = {.xs = xs,
+                    .ys = fixture_get(&f, "y_support", (size_t)ns),
+                    .xq = xq,
+                    .yq = fixture_get(&f, "y_query", (size_t)nq),
+                    .n_support = ns,
+                    .n_query = nq};
+    const int max_rows = ns > nq ? ns : nq;
+    mt_workspace *ws = mt_workspace_init(&m, max_rows);
+    float *g = mt_malloc(P * sizeof *g), *hv = mt_malloc(P * sizeof *hv);
+
+    const float loss_s = mt_model_loss_grad(&m, ws, theta, task.xs, task.ys, ns, g);
+    compare_loss("conv4 support loss at theta", loss_s, *fixture_get(&f, "loss_support", 1));
+    compare("conv4 support gradient at theta", g, fixture_get(&f, "grad_support", P), P, TOL_REF);
+    mt_model_hvp(&m, ws, theta, task.xs, task.ys, ns, v, hv);
+    compare("conv4 support HVP at theta, H v", hv, fixture_get(&f, "hvp_support", P), P, TOL_REF);
+    const float loss_q = mt_model_forward(&m, ws, theta, task.xq, task.yq, nq);
+    compare_loss("conv4 query loss at theta", loss_q, *fixture_get(&f, "loss_query", 1));
+    const float acc = (float)mt_model_correct(&m, ws, task.yq, nq) / (float)nq;
+    tu_check("conv4 query accuracy at theta", fabsf(acc - *fixture_get(&f, "acc_query", 1)), 0.0);
+
+    mt_meta *mm = mt_meta_init(&m, 2, max_rows);
+    for (int K = 1; K <= 2; K++) {
+        char name[NAME_LEN], label[96];
+        mt_task_losses losses;
+        mt_meta_task_grad(mm, MT_ALGO_MAML, theta, inner_lr, K, &task, g, &losses);
+        snprintf(name, sizeof name, "maml_k%d_loss", K);
+        snprintf(label, sizeof label, "conv4 K=%d query loss after adaptation", K);
+        compare_loss(label, losses.post, *fixture_get(&f, name, 1));
+        snprintf(name, sizeof name, "maml_k%d_grad", K);
+        snprintf(label, sizeof label, "conv4 K=%d MAML meta-gradient", K);
+        compare(label, g, fixture_get(&f, name, P), P, TOL_REF);
+        mt_meta_task_grad(mm, MT_ALGO_FOMAML, theta, inner_lr, K, &task, g, NULL);
+        snprintf(name, sizeof name, "fomaml_k%d_grad", K);
+        snprintf(label, sizeof label, "conv4 K=%d FOMAML meta-gradient", K);
+        compare(label, g, fixture_get(&f, name, P), P, TOL_REF);
+    }
+    mt_meta_free(mm);
+    mt_workspace_free(ws);
+    free(xs);
+    free(xq);
+    free(g);
+    free(hv);
+    fixture_free(&f);
+}
+
+int main(int argc, char **argv)
+{
+    const char *dir = argc > 1 ? argv[1] : getenv("MT_REFERENCE_DIR");
+    if (!dir || !*dir) {
+        fprintf(stderr, "test_reference: no fixtures: pass their directory as the first argument or set "
+                        "MT_REFERENCE_DIR (ctest sets it)\n");
+        return 1;
+    }
+    char path[4096];
+    if (snprintf(path, sizeof path, "%s/%s", dir, FIXTURE_NAME) >= (int)sizeof path) {
+        fprintf(stderr, "test_reference: the fixture directory name is too long\n");
+        return 1;
+    }
+    check_mlp(path);
+    snprintf(path, sizeof path, "%s/%s", dir, CONV4_FIXTURE_NAME);
+    check_conv4(path);
     return tu_finish();
 }

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# fewshot_e2e.sh — few-shot classification end to end on a tiny generated dataset: IDX
+# files → `data import` → Conv4 MAML training under mpirun -np 2 → checkpoint → `eval`
+# (accuracy, the same numbers on 1 and 2 ranks), and the errors a bad dataset gives.
+#
+# usage: fewshot_e2e.sh METATRAIN MPIEXEC MAKE_IMAGES   (run by ctest; prints ok/FAIL per check)
+set -u
+BIN=$1
+MPIEXEC=$2
+MAKE_IMAGES=$3
+source "$(dirname "$0")/lib.sh"
+
+# 8 classes of 6 images, 16x16 (the smallest Conv4 takes): classes 0-4 train, 5-7 test.
+"$MAKE_IMAGES" idx-images "$TMP/img.idx" 48 16 16 0 && "$MAKE_IMAGES" idx-labels "$TMP/lab.idx" 48 8 || exit 1
+run "$BIN" data import idx "$TMP/img.idx" "$TMP/lab.idx" --split train=0-4 --split test=5-7 -o "$TMP/tiny.h5" --quiet
+expect_exit 0 "import the tiny dataset"
+
+common=(--set task.family=fewshot --set model.arch=conv4 --set task.dataset="$TMP/tiny.h5" --set task.ways=5
+        --set task.shots=1 --set task.query=2 --set task.rotations=1 --set model.filters=4 --set meta.inner_lr=0.1
+        --set meta.meta_batch=4 --set meta.eval_inner_steps=2 --progress lines)
+RUN=$TMP/run
+run "${MPIRUN[@]}" -np 2 "$BIN" train "${common[@]}" --set run.dir="$RUN" --set run.iterations=6 \
+    --set run.log_every=3
+expect_exit 0 "train Conv4 MAML for 6 iterations on 2 ranks"
+check "progress lines show the accuracy" grep -q "accuracy" "$TMP/out"
+check "the final checkpoint exists" test -f "$RUN/ckpt-00000006.h5"
+check "metrics.jsonl has 2 lines" test "$(wc -l <"$RUN/metrics.jsonl")" -eq 2
+check "metrics carry acc_pre and acc_post" grep -q '"acc_pre": [0-9.]*, "acc_post": [0-9.]*' "$RUN/metrics.jsonl"
+if command -v h5dump >/dev/null; then
+    h5dump -d /model "$RUN/ckpt-00000006.h5" >"$TMP/model.txt" 2>&1
+    check "the layout table lists conv1.weight, bn4.bias and head.weight" \
+        bash -c "grep -q conv1.weight '$TMP/model.txt' && grep -q bn4.bias '$TMP/model.txt' && grep -q head.weight '$TMP/model.txt'"
+fi
+
+CKPT=$RUN/ckpt-00000006.h5
+run "${MPIRUN[@]}" -np 2 "$BIN" eval "$CKPT" --tasks 30 --json
+expect_exit 0 "eval on 2 ranks"
+cp "$TMP/out" "$TMP/eval2.json"
+check "eval reports accuracy" grep -q '"metric": "accuracy"' "$TMP/eval2.json"
+mean=$(json_field mean "$TMP/eval2.json")
+check "the mean accuracy is in [0, 1] (got $mean)" awk -v m="$mean" 'BEGIN { exit !(m >= 0 && m <= 1) }'
+run "$BIN" eval "$CKPT" --tasks 30 --json
+expect_exit 0 "eval on 1 rank"
+check "1 and 2 ranks give the same evaluation" cmp -s "$TMP/out" "$TMP/eval2.json"
+run "$BIN" eval "$CKPT" --tasks 30 --json --data "$TMP/tiny.h5"
+expect_exit 0 "eval with --data"
+check "--data naming the same file gives the same numbers" cmp -s "$TMP/out" "$TMP/eval2.json"
+
+# A bad dataset is bad input (exit 2, one message naming the problem), and makes no run dir.
+bad() { # label, expected text, extra args...
+    local label=$1 want=$2
+    shift 2
+    run "${MPIRUN[@]}" -np 2 "$BIN" train "${common[@]}" --set run.dir="$TMP/bad" --set run.iterations=1 "$@"
+    expect_exit 2 "$label"
+    check "$label: says '$want'" grep -q "$want" "$TMP/err"
+    check "$label: said once" test "$(grep -c 'error' "$TMP/err")" -eq 1
+    check "$label: no run directory" test ! -e "$TMP/bad"
+}
+bad "missing dataset file" "$TMP/none.h5" --set task.dataset="$TMP/none.h5"
+bad "missing split" "no split 'val'" --set task.train_split=val
+bad "too few classes for the ways" "classes" --set task.ways=21
+bad "too few images per class" "images" --set task.query=6
+printf 'not hdf5\n' >"$TMP/text.h5"
+bad "not an HDF5 file" "$TMP/text.h5" --set task.dataset="$TMP/text.h5"
+run "$BIN" train --set task.family=fewshot --set model.arch=conv4 --set run.dir="$TMP/bad"
+expect_exit 2 "fewshot without a dataset"
+check "fewshot without a dataset: says so" grep -q "needs \[task\] dataset" "$TMP/err"
+run "$BIN" train --set task.family=fewshot --set task.dataset="$TMP/tiny.h5" --set run.dir="$TMP/bad"
+expect_exit 2 "fewshot with the mlp"
+check "fewshot with the mlp: says conv4 is needed" grep -q "arch = conv4" "$TMP/err"
+
+finish
