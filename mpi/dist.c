@@ -8,6 +8,9 @@
 #include <unistd.h>
 
 #include "common.h"
+#include "fixed.h"
+
+#include <math.h>
 
 #define MPI_CHECK(call)                                                                        \
     do {                                                                                       \
@@ -96,4 +99,33 @@ void mt_dist_bcast_float(const mt_dist *d, float *buf, size_t n)
 {
     MT_CHECK(n <= (size_t)0x7fffffff, "broadcast of %zu values is too large for one MPI call", n);
     MPI_CHECK(MPI_Bcast(buf, (int)n, MPI_FLOAT, 0, d->comm));
+}
+
+void mt_dist_mean_exact(const mt_dist *d, const float *tasks, int n_local, size_t P, long n_total, float *out,
+                        int64_t *acc)
+{
+    MT_CHECK(P <= (size_t)0x7fffffff, "reduction of %zu values is too large for one MPI call", P);
+    float local = mt_fixed_max_abs(tasks, (size_t)n_local * P), global = 0.0f;
+    /* MPI_MAX ignores NaN on some implementations: carry "not finite" as +inf. */
+    if (isnan(local)) local = INFINITY;
+    MPI_CHECK(MPI_Allreduce(&local, &global, 1, MPI_FLOAT, MPI_MAX, d->comm));
+    const double q = mt_fixed_quantum(global, n_total);
+    if (!(q > 0.0)) { /* all zero, or not finite: every rank takes the same branch */
+        for (size_t i = 0; i < P; i++) out[i] = q == 0.0 ? 0.0f : NAN;
+        return;
+    }
+    memset(acc, 0, P * sizeof *acc);
+    for (int t = 0; t < n_local; t++) mt_fixed_add(acc, tasks + (size_t)t * P, P, q);
+    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, acc, (int)P, MPI_INT64_T, MPI_SUM, d->comm));
+    mt_fixed_to_float(out, acc, P, q, 1.0 / (double)n_total);
+}
+
+void mt_dist_mean_fast(const mt_dist *d, const float *tasks, int n_local, size_t P, long n_total, float *out)
+{
+    memset(out, 0, P * sizeof *out);
+    for (int t = 0; t < n_local; t++)
+        for (size_t i = 0; i < P; i++) out[i] += tasks[(size_t)t * P + i];
+    mt_dist_sum_float(d, out, P);
+    const float inv = 1.0f / (float)n_total;
+    for (size_t i = 0; i < P; i++) out[i] *= inv;
 }

@@ -11,6 +11,7 @@
 
 #include <mpi.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct {
     MPI_Comm comm;     /* the ranks of this run (a duplicate of MPI_COMM_WORLD) */
@@ -32,6 +33,16 @@ void mt_dist_task_range(int n_tasks, int rank, int size, int *lo, int *hi);
 /* In-place sum of buf[n] over all ranks (float MPI_Allreduce). */
 void mt_dist_sum_float(const mt_dist *d, float *buf, size_t n);
 void mt_dist_sum_double(const mt_dist *d, double *buf, size_t n);
+
+/* out[P] = (Σ over all ranks' local task vectors tasks[n_local, P]) / n_total, summed
+ * exactly in fixed point (src/fixed.h): the same bits for any rank count, task placement
+ * and MPI algorithm. Two collectives: a max of |values|, then an int64 sum of P values.
+ * acc is int64 scratch [P]. A non-finite value makes out NaN everywhere. */
+void mt_dist_mean_exact(const mt_dist *d, const float *tasks, int n_local, size_t P, long n_total, float *out,
+                        int64_t *acc);
+
+/* The same with a float allreduce: faster, but the bits depend on the rank count. */
+void mt_dist_mean_fast(const mt_dist *d, const float *tasks, int n_local, size_t P, long n_total, float *out);
 
 /* Collective decision: 1 on every rank iff ok is non-zero on every rank. */
 int mt_dist_all(const mt_dist *d, int ok);

@@ -68,6 +68,8 @@ static const key_spec keys[] = {
      "iterations between checkpoints (0: only the final one)"},
     {"checkpoint", "keep", KEY_INT, FIELD(ckpt_keep), 1, 1000000, 0, NULL,
      "checkpoints kept in run.dir; older ones are deleted"},
+    {"dist", "reduce", KEY_CHOICE, FIELD(reduce), 0, 0, 0, "exact|fast",
+     "exact: fixed-point sum, same bits for any rank count | fast: float allreduce"},
 };
 
 #define N_KEYS ((int)(sizeof keys / sizeof keys[0]))
@@ -99,6 +101,7 @@ void mt_config_defaults(mt_config *c)
     c->eps = 1e-8f;
     c->ckpt_every = 0;
     c->ckpt_keep = 3;
+    snprintf(c->reduce, sizeof c->reduce, "exact");
 }
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...)

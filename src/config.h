@@ -40,6 +40,8 @@ typedef struct {
     /* [checkpoint] */
     long ckpt_every;
     int ckpt_keep;
+    /* [dist] */
+    char reduce[16];
 } mt_config;
 
 /* The built-in default: sinusoid MAML as in Finn et al. 2017 (DESIGN §7). */

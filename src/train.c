@@ -167,11 +167,17 @@ int mt_train_main(const mt_dist *d, int argc, char **argv)
     int lo, hi;
     mt_dist_task_range(B, d->rank, d->size, &lo, &hi);
 
-    /* One slab per role: θ, Adam moments, the reduced gradient (+4 metric sums), a task's g. */
-    enum { EXTRA = 4 }; /* loss and accuracy, before and after adaptation */
-    float *slab = mt_calloc(5 * P + EXTRA, sizeof(float));
-    float *theta = slab, *adam_m = slab + P, *adam_v = slab + 2 * P, *gsum = slab + 3 * P,
-          *g = slab + 4 * P + EXTRA;
+    /* One slab per role: θ, Adam moments, the mean meta-gradient, and this rank's task
+     * gradients (kept until the reduction: the exact sum needs their global maximum first). */
+    const int max_local = (B + d->size - 1) / d->size;
+    float *slab = mt_calloc((4 + (size_t)max_local) * P, sizeof(float));
+    float *theta = slab, *adam_m = slab + P, *adam_v = slab + 2 * P, *gmean = slab + 3 * P, *task_g = slab + 4 * P;
+    const int exact = strcmp(cfg.reduce, "exact") == 0;
+    int64_t *acc = exact ? mt_calloc(P, sizeof *acc) : NULL;
+    /* Logged metrics per task: loss and accuracy before and after adaptation. Each task has its
+     * own slot, so the sums over ranks are exact and the log does not depend on the rank count. */
+    enum { EXTRA = 4 };
+    double *slots = mt_calloc((size_t)EXTRA * B, sizeof *slots);
     mt_model_init_params(&model, theta, cfg.seed);
     mt_meta *meta = mt_meta_init(&model, cfg.inner_steps,
                                  family.n_support > family.n_query ? family.n_support : family.n_query);
@@ -207,29 +213,33 @@ int mt_train_main(const mt_dist *d, int argc, char **argv)
     for (long s = 0; s < cfg.iterations; s++) {
         const long step = s + 1;
         const int logged = step % cfg.log_every == 0 || step == cfg.iterations;
-        double sums[EXTRA] = {0};
-        memset(gsum, 0, (P + EXTRA) * sizeof(float));
         for (int t = lo; t < hi; t++) {
             mt_task_losses l;
             mt_family_fill(&family, &tb, MT_STREAM_TRAIN, (uint64_t)s, (uint32_t)t);
-            mt_meta_task_grad(meta, algo, theta, cfg.inner_lr, cfg.inner_steps, &tb.task, g, logged ? &l : NULL);
-            for (size_t i = 0; i < P; i++) gsum[i] += g[i];
-            if (logged) sums[0] += l.pre, sums[1] += l.post, sums[2] += l.acc_pre, sums[3] += l.acc_post;
+            mt_meta_task_grad(meta, algo, theta, cfg.inner_lr, cfg.inner_steps, &tb.task, task_g + (size_t)(t - lo) * P,
+                              logged ? &l : NULL);
+            if (logged) {
+                double *slot = slots + (size_t)EXTRA * t;
+                slot[0] = l.pre, slot[1] = l.post, slot[2] = l.acc_pre, slot[3] = l.acc_post;
+            }
         }
-        for (int i = 0; i < EXTRA; i++) gsum[P + i] = (float)sums[i];
-        mt_dist_sum_float(d, gsum, P + EXTRA);
-        const float inv_b = 1.0f / (float)B;
-        for (size_t i = 0; i < P; i++) gsum[i] *= inv_b;
-        mt_adam_step(theta, adam_m, adam_v, gsum, P, step, &adam);
+        if (exact) mt_dist_mean_exact(d, task_g, hi - lo, P, B, gmean, acc);
+        else mt_dist_mean_fast(d, task_g, hi - lo, P, B, gmean);
+        mt_adam_step(theta, adam_m, adam_v, gmean, P, step, &adam);
 
         if (logged) {
+            mt_dist_sum_double(d, slots, (size_t)EXTRA * B);
+            double sums[EXTRA] = {0};
+            for (int t = 0; t < B; t++)
+                for (int i = 0; i < EXTRA; i++) sums[i] += slots[(size_t)EXTRA * t + i];
+            memset(slots, 0, (size_t)EXTRA * B * sizeof *slots);
             double now = mt_now();
             last.iteration = step;
-            last.loss_pre = gsum[P] / B;
-            last.loss_post = gsum[P + 1] / B;
+            last.loss_pre = sums[0] / B;
+            last.loss_post = sums[1] / B;
             last.has_accuracy = model.loss == MT_LOSS_XENT;
-            last.acc_pre = gsum[P + 2] / B;
-            last.acc_post = gsum[P + 3] / B;
+            last.acc_pre = sums[2] / B;
+            last.acc_post = sums[3] / B;
             last.tasks_per_s = (double)(step - s_log) * B / (now - t_log);
             last.elapsed_s = now - t_start;
             t_log = now, s_log = step;
@@ -275,6 +285,8 @@ done:
     mt_task_buffer_free(&tb);
     mt_meta_free(meta);
     mt_family_close(&family);
+    free(slots);
+    free(acc);
     free(slab);
     free(config_text);
     return rc;

@@ -20,7 +20,8 @@ double tu_rel_diff(const float *got, const float *want, size_t n)
     double worst = 0.0, scale = 0.0;
     for (size_t i = 0; i < n; i++) {
         double d = fabs((double)got[i] - want[i]);
-        if (!(d <= worst)) worst = d; /* also catches NaN */
+        if (isnan(d)) return NAN; /* a NaN anywhere fails every tolerance */
+        if (d > worst) worst = d;
         if (fabs(want[i]) > scale) scale = fabs(want[i]);
     }
     return scale > 0 ? worst / scale : worst;
@@ -31,7 +32,8 @@ double tu_rel_diff_d(const double *got, const double *want, size_t n)
     double worst = 0.0, scale = 0.0;
     for (size_t i = 0; i < n; i++) {
         double d = fabs(got[i] - want[i]);
-        if (!(d <= worst)) worst = d;
+        if (isnan(d)) return NAN;
+        if (d > worst) worst = d;
         if (fabs(want[i]) > scale) scale = fabs(want[i]);
     }
     return scale > 0 ? worst / scale : worst;

@@ -3,11 +3,12 @@
 # files → `data import` → Conv4 MAML training under mpirun -np 2 → checkpoint → `eval`
 # (accuracy, the same numbers on 1 and 2 ranks), and the errors a bad dataset gives.
 #
-# usage: fewshot_e2e.sh METATRAIN MPIEXEC MAKE_IMAGES   (run by ctest; prints ok/FAIL per check)
+# usage: fewshot_e2e.sh METATRAIN MPIEXEC MAKE_IMAGES CKPT_DIFF   (run by ctest; ok/FAIL per check)
 set -u
 BIN=$1
 MPIEXEC=$2
 MAKE_IMAGES=$3
+CKPT_DIFF=$4
 source "$(dirname "$0")/lib.sh"
 
 # 8 classes of 6 images, 16x16 (the smallest Conv4 takes): classes 0-4 train, 5-7 test.
@@ -33,6 +34,19 @@ if command -v h5dump >/dev/null; then
 fi
 
 CKPT=$RUN/ckpt-00000006.h5
+# The exact reduction makes θ independent of the rank count for Conv4 too.
+for np in 1 3 4; do
+    run "${MPIRUN[@]}" -np $np "$BIN" train "${common[@]}" --set run.dir="$TMP/np$np" --set run.iterations=6 \
+        --set run.log_every=3
+    expect_exit 0 "train the same 6 iterations on $np rank(s)"
+    check "$np vs 2 ranks: bit-identical theta" "$CKPT_DIFF" "$TMP/np$np/ckpt-00000006.h5" "$CKPT" --tol 0
+done
+check "4 vs 2 ranks: the same metrics.jsonl losses" \
+    cmp -s <(cut -d, -f1-5 "$TMP/np4/metrics.jsonl") <(cut -d, -f1-5 "$RUN/metrics.jsonl")
+run "$BIN" train "${common[@]}" --set run.dir="$TMP/seed2" --set run.iterations=6 --set run.seed=2
+check "another seed gives another theta (the comparison has teeth)" \
+    bash -c "! '$CKPT_DIFF' '$TMP/seed2/ckpt-00000006.h5' '$CKPT' --tol 0 >/dev/null"
+
 run "${MPIRUN[@]}" -np 2 "$BIN" eval "$CKPT" --tasks 30 --json
 expect_exit 0 "eval on 2 ranks"
 cp "$TMP/out" "$TMP/eval2.json"

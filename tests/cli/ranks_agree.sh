@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # ranks_agree.sh — the trained θ does not depend on how many ranks share the meta-batch:
-# 20 iterations with 1, 2 and 3 ranks (same config and seed) must give the same parameters
-# up to float rounding (the gradient sum is a plain float allreduce, whose bits change with
-# the rank count), two runs with the same rank count must be bit-identical, and a different
-# seed must give clearly different parameters — so the comparison tool is shown to fail
-# when it should. ckpt_diff's own exit statuses (0 same, 1 different, 2 unreadable) are
+# 20 iterations with 1, 2, 3 and 4 ranks (same config and seed) must give bit-identical
+# parameters with the default dist.reduce = exact (fixed-point sums), and agree to float
+# rounding with dist.reduce = fast (a float allreduce, whose bits change with the rank
+# count); two runs with the same rank count must be bit-identical, and a different seed
+# must give clearly different parameters — so the comparison tool is shown to fail when it
+# should. ckpt_diff's own exit statuses (0 same, 1 different, 2 unreadable) are
 # checked too.
 #
 # usage: ranks_agree.sh METATRAIN MPIEXEC CKPT_DIFF   (run by ctest; prints ok/FAIL per check)
@@ -74,15 +75,21 @@ train() {
 train np1 1
 train np2 2
 train np3 3
+train np4 4
 train np2_again 2
 train np2_seed2 2 --set run.seed=2
+train fast1 1 --set dist.reduce=fast
+train fast3 3 --set dist.reduce=fast
 
 C1=$TMP/np1/ckpt-00000020.h5
 C2=$TMP/np2/ckpt-00000020.h5
 C3=$TMP/np3/ckpt-00000020.h5
-ckpt_diff 0 "1 vs 2 ranks agree to 1e-5 (normwise relative)" "$C1" "$C2" --tol 1e-5
-ckpt_diff 0 "1 vs 3 ranks agree to 1e-5" "$C1" "$C3" --tol 1e-5
-ckpt_diff 0 "2 vs 3 ranks agree to 1e-5" "$C2" "$C3" --tol 1e-5
+ckpt_diff 0 "exact: 1 vs 2 ranks are bit-identical" "$C1" "$C2" --tol 0
+ckpt_diff 0 "exact: 1 vs 3 ranks are bit-identical" "$C1" "$C3" --tol 0
+ckpt_diff 0 "exact: 1 vs 4 ranks are bit-identical" "$C1" "$TMP/np4/ckpt-00000020.h5" --tol 0
+ckpt_diff 0 "fast: 1 vs 3 ranks agree to 1e-5 (normwise relative)" "$TMP/fast1/ckpt-00000020.h5" \
+    "$TMP/fast3/ckpt-00000020.h5" --tol 1e-5
+ckpt_diff 0 "fast and exact agree to 1e-5" "$TMP/fast1/ckpt-00000020.h5" "$C1" --tol 1e-5
 ckpt_diff 0 "two runs with 2 ranks are bit-identical" "$C2" "$TMP/np2_again/ckpt-00000020.h5"
 ckpt_diff 0 "two runs with 2 ranks are bit-identical (explicit --tol 0)" "$C2" "$TMP/np2_again/ckpt-00000020.h5" --tol 0
 ckpt_diff 0 "a checkpoint equals itself" "$C3" "$C3"
