@@ -101,31 +101,70 @@ void mt_dist_bcast_float(const mt_dist *d, float *buf, size_t n)
     MPI_CHECK(MPI_Bcast(buf, (int)n, MPI_FLOAT, 0, d->comm));
 }
 
-void mt_dist_mean_exact(const mt_dist *d, const float *tasks, int n_local, size_t P, long n_total, float *out,
-                        int64_t *acc)
+/* The quantum for this iteration (collective); 0: all zero, NaN: something not finite. */
+static double agree_quantum(const mt_dist *d, const float *tasks, size_t n, long n_total)
 {
-    MT_CHECK(P <= (size_t)0x7fffffff, "reduction of %zu values is too large for one MPI call", P);
-    float local = mt_fixed_max_abs(tasks, (size_t)n_local * P), global = 0.0f;
-    /* MPI_MAX ignores NaN on some implementations: carry "not finite" as +inf. */
-    if (isnan(local)) local = INFINITY;
+    float local = mt_fixed_max_abs(tasks, n), global = 0.0f;
+    if (isnan(local)) local = INFINITY; /* MPI_MAX need not order NaN */
     MPI_CHECK(MPI_Allreduce(&local, &global, 1, MPI_FLOAT, MPI_MAX, d->comm));
-    const double q = mt_fixed_quantum(global, n_total);
-    if (!(q > 0.0)) { /* all zero, or not finite: every rank takes the same branch */
-        for (size_t i = 0; i < P; i++) out[i] = q == 0.0 ? 0.0f : NAN;
+    return mt_fixed_quantum(global, n_total);
+}
+
+void mt_shard_range(size_t P, int n, int r, size_t *lo, size_t *hi)
+{
+    *lo = P * (size_t)r / (size_t)n;
+    *hi = P * (size_t)(r + 1) / (size_t)n;
+}
+
+void mt_shards_init(mt_shards *s, const mt_dist *d, size_t P)
+{
+    MT_CHECK(P <= (size_t)0x7fffffff, "%zu parameters are too many for one MPI call", P);
+    s->counts = mt_malloc((size_t)d->size * sizeof *s->counts);
+    s->displs = mt_malloc((size_t)d->size * sizeof *s->displs);
+    for (int r = 0; r < d->size; r++) {
+        size_t lo, hi;
+        mt_shard_range(P, d->size, r, &lo, &hi);
+        s->counts[r] = (int)(hi - lo);
+        s->displs[r] = (int)lo;
+    }
+    mt_shard_range(P, d->size, d->rank, &s->lo, &s->hi);
+}
+
+void mt_shards_free(mt_shards *s)
+{
+    free(s->counts);
+    free(s->displs);
+    memset(s, 0, sizeof *s);
+}
+
+void mt_dist_mean_exact_shard(const mt_dist *d, const mt_shards *s, const float *tasks, int n_local, size_t P,
+                              long n_total, float *out, int64_t *acc)
+{
+    const double q = agree_quantum(d, tasks, (size_t)n_local * P, n_total);
+    const size_t n = s->hi - s->lo;
+    if (!(q > 0.0)) {
+        for (size_t i = 0; i < n; i++) out[i] = q == 0.0 ? 0.0f : NAN;
         return;
     }
     memset(acc, 0, P * sizeof *acc);
     for (int t = 0; t < n_local; t++) mt_fixed_add(acc, tasks + (size_t)t * P, P, q);
-    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, acc, (int)P, MPI_INT64_T, MPI_SUM, d->comm));
-    mt_fixed_to_float(out, acc, P, q, 1.0 / (double)n_total);
+    /* In place: every rank sends all of acc and receives its shard at the start of acc. */
+    MPI_CHECK(MPI_Reduce_scatter(MPI_IN_PLACE, acc, s->counts, MPI_INT64_T, MPI_SUM, d->comm));
+    mt_fixed_to_float(out, acc, n, q, 1.0 / (double)n_total);
 }
 
-void mt_dist_mean_fast(const mt_dist *d, const float *tasks, int n_local, size_t P, long n_total, float *out)
+void mt_dist_mean_fast_shard(const mt_dist *d, const mt_shards *s, const float *tasks, int n_local, size_t P,
+                             long n_total, float *out, float *sum)
 {
-    memset(out, 0, P * sizeof *out);
+    memset(sum, 0, P * sizeof *sum);
     for (int t = 0; t < n_local; t++)
-        for (size_t i = 0; i < P; i++) out[i] += tasks[(size_t)t * P + i];
-    mt_dist_sum_float(d, out, P);
+        for (size_t i = 0; i < P; i++) sum[i] += tasks[(size_t)t * P + i];
+    MPI_CHECK(MPI_Reduce_scatter(MPI_IN_PLACE, sum, s->counts, MPI_FLOAT, MPI_SUM, d->comm));
     const float inv = 1.0f / (float)n_total;
-    for (size_t i = 0; i < P; i++) out[i] *= inv;
+    for (size_t i = 0; i < s->hi - s->lo; i++) out[i] = sum[i] * inv;
+}
+
+void mt_dist_allgather_shards(const mt_dist *d, const mt_shards *s, float *v)
+{
+    MPI_CHECK(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, v, s->counts, s->displs, MPI_FLOAT, d->comm));
 }

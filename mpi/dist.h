@@ -34,15 +34,31 @@ void mt_dist_task_range(int n_tasks, int rank, int size, int *lo, int *hi);
 void mt_dist_sum_float(const mt_dist *d, float *buf, size_t n);
 void mt_dist_sum_double(const mt_dist *d, double *buf, size_t n);
 
-/* out[P] = (Σ over all ranks' local task vectors tasks[n_local, P]) / n_total, summed
- * exactly in fixed point (src/fixed.h): the same bits for any rank count, task placement
- * and MPI algorithm. Two collectives: a max of |values|, then an int64 sum of P values.
- * acc is int64 scratch [P]. A non-finite value makes out NaN everywhere. */
-void mt_dist_mean_exact(const mt_dist *d, const float *tasks, int n_local, size_t P, long n_total, float *out,
-                        int64_t *acc);
+/* The shards of a vector of P values over the ranks: contiguous, in rank order, sizes
+ * differing by at most one; a pure function of (P, size). Made once per run (the hot loop
+ * does not allocate). */
+typedef struct {
+    size_t lo, hi;       /* this rank's shard [lo, hi) */
+    int *counts, *displs; /* every rank's shard size and start, for the v-collectives */
+} mt_shards;
 
-/* The same with a float allreduce: faster, but the bits depend on the rank count. */
-void mt_dist_mean_fast(const mt_dist *d, const float *tasks, int n_local, size_t P, long n_total, float *out);
+void mt_shards_init(mt_shards *s, const mt_dist *d, size_t P);
+void mt_shards_free(mt_shards *s); /* accepts a zeroed struct */
+/* Rank r's shard of P values over n ranks. */
+void mt_shard_range(size_t P, int n, int r, size_t *lo, size_t *hi);
+
+/* This rank's shard out[hi−lo] of the mean (Σ over all ranks' local task vectors
+ * tasks[n_local, P]) / n_total, summed exactly in fixed point (src/fixed.h): the same bits
+ * for any rank count, task placement and MPI algorithm. Two collectives: a max of |values|,
+ * then an int64 reduce-scatter. A non-finite value makes the mean NaN on every rank. acc is
+ * int64 scratch [P]. */
+void mt_dist_mean_exact_shard(const mt_dist *d, const mt_shards *s, const float *tasks, int n_local, size_t P,
+                              long n_total, float *out, int64_t *acc);
+/* The same with a float reduce-scatter (dist.reduce = fast). sum is float scratch [P]. */
+void mt_dist_mean_fast_shard(const mt_dist *d, const mt_shards *s, const float *tasks, int n_local, size_t P,
+                             long n_total, float *out, float *sum);
+/* Every rank's shard of v[P] to every rank (in place: each rank's own shard is the input). */
+void mt_dist_allgather_shards(const mt_dist *d, const mt_shards *s, float *v);
 
 /* Collective decision: 1 on every rank iff ok is non-zero on every rank. */
 int mt_dist_all(const mt_dist *d, int ok);

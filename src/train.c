@@ -167,13 +167,19 @@ int mt_train_main(const mt_dist *d, int argc, char **argv)
     int lo, hi;
     mt_dist_task_range(B, d->rank, d->size, &lo, &hi);
 
-    /* One slab per role: θ, Adam moments, the mean meta-gradient, and this rank's task
-     * gradients (kept until the reduction: the exact sum needs their global maximum first). */
+    /* ZeRO-1: this rank updates only its shard [lo, hi) of θ, so the mean meta-gradient and
+     * Adam's moments exist only for that shard (2·P/N floats of moments per rank). */
+    mt_shards shards;
+    mt_shards_init(&shards, d, P);
+    const size_t S = shards.hi - shards.lo;
+    /* One slab per role: θ, this rank's tasks' gradients (kept until the reduction: the exact
+     * sum needs their global maximum first), the shard's mean gradient and Adam moments. */
     const int max_local = (B + d->size - 1) / d->size;
-    float *slab = mt_calloc((4 + (size_t)max_local) * P, sizeof(float));
-    float *theta = slab, *adam_m = slab + P, *adam_v = slab + 2 * P, *gmean = slab + 3 * P, *task_g = slab + 4 * P;
+    float *slab = mt_calloc(((size_t)1 + max_local) * P + 3 * S, sizeof(float));
+    float *theta = slab, *task_g = slab + P, *gshard = task_g + (size_t)max_local * P, *adam_m = gshard + S,
+          *adam_v = adam_m + S;
     const int exact = strcmp(cfg.reduce, "exact") == 0;
-    int64_t *acc = exact ? mt_calloc(P, sizeof *acc) : NULL;
+    void *scratch = mt_calloc(P, exact ? sizeof(int64_t) : sizeof(float)); /* the reduction's [P] */
     /* Logged metrics per task: loss and accuracy before and after adaptation. Each task has its
      * own slot, so the sums over ranks are exact and the log does not depend on the rank count. */
     enum { EXTRA = 4 };
@@ -223,9 +229,10 @@ int mt_train_main(const mt_dist *d, int argc, char **argv)
                 slot[0] = l.pre, slot[1] = l.post, slot[2] = l.acc_pre, slot[3] = l.acc_post;
             }
         }
-        if (exact) mt_dist_mean_exact(d, task_g, hi - lo, P, B, gmean, acc);
-        else mt_dist_mean_fast(d, task_g, hi - lo, P, B, gmean);
-        mt_adam_step(theta, adam_m, adam_v, gmean, P, step, &adam);
+        if (exact) mt_dist_mean_exact_shard(d, &shards, task_g, hi - lo, P, B, gshard, scratch);
+        else mt_dist_mean_fast_shard(d, &shards, task_g, hi - lo, P, B, gshard, scratch);
+        mt_adam_step(theta + shards.lo, adam_m, adam_v, gshard, S, step, &adam);
+        mt_dist_allgather_shards(d, &shards, theta);
 
         if (logged) {
             mt_dist_sum_double(d, slots, (size_t)EXTRA * B);
@@ -286,7 +293,8 @@ done:
     mt_meta_free(meta);
     mt_family_close(&family);
     free(slots);
-    free(acc);
+    free(scratch);
+    mt_shards_free(&shards);
     free(slab);
     free(config_text);
     return rc;
