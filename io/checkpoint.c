@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "common.h"
 #include "ioutil.h"
@@ -49,22 +50,49 @@ void mt_checkpoint_path(char *out, size_t len, const char *dir, long step)
     snprintf(out, len, "%s/ckpt-%08ld.h5", dir, step);
 }
 
-static int write_params(hid_t file, const float *params, size_t P)
+/* CRC-32 of a vector written in shards: each rank's shard CRC, combined in rank order. */
+static uint32_t shard_crc(MPI_Comm comm, const float *shard, size_t n)
 {
-    hsize_t dims[1] = {P}, chunk[1] = {P < (1u << 20) ? P : (1u << 20)};
+    uint32_t local = (uint32_t)crc32(0L, (const Bytef *)shard, (uInt)(n * sizeof(float)));
+    if (comm == MPI_COMM_NULL) return local;
+    int size;
+    MPI_Comm_size(comm, &size);
+    uint64_t mine[2] = {local, n * sizeof(float)};
+    uint64_t *all = mt_malloc(2 * (size_t)size * sizeof *all);
+    int rc = MPI_Allgather(mine, 2, MPI_UINT64_T, all, 2, MPI_UINT64_T, comm);
+    MT_CHECK(rc == MPI_SUCCESS, "MPI_Allgather of checkpoint checksums failed");
+    uLong crc = 0;
+    for (int r = 0; r < size; r++) crc = crc32_combine(crc, (uLong)all[2 * r], (z_off_t)all[2 * r + 1]);
+    free(all);
+    return (uint32_t)crc;
+}
+
+/* Creates the float32 vector `name` [P] and writes values [lo, hi) from shard; collective
+ * when dxpl says so. Stores its CRC-32 as an attribute. */
+static int write_vector(hid_t file, const char *name, const float *shard, size_t P, size_t lo, size_t hi,
+                        hid_t dxpl, uint32_t crc)
+{
+    hsize_t dims[1] = {P}, start[1] = {lo}, count[1] = {hi - lo}, one[1] = {1};
     hid_t space = H5Screate_simple(1, dims, NULL);
-    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
-    int ok = space >= 0 && dcpl >= 0 && H5Pset_chunk(dcpl, 1, chunk) >= 0 && H5Pset_fletcher32(dcpl) >= 0 &&
-             H5Pset_obj_track_times(dcpl, 0) >= 0;
-    hid_t d = ok ? H5Dcreate2(file, "params", H5T_IEEE_F32LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT) : -1;
-    ok = d >= 0 && H5Dwrite(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, params) >= 0;
+    hid_t mem = H5Screate_simple(1, hi > lo ? count : one, NULL);
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE), lcpl = H5Pcreate(H5P_LINK_CREATE);
+    int ok = space >= 0 && mem >= 0 && dcpl >= 0 && lcpl >= 0 && H5Pset_obj_track_times(dcpl, 0) >= 0 &&
+             H5Pset_create_intermediate_group(lcpl, 1) >= 0;
+    hid_t d = ok ? H5Dcreate2(file, name, H5T_IEEE_F32LE, space, lcpl, dcpl, H5P_DEFAULT) : -1;
+    if (hi > lo) ok = ok && H5Sselect_hyperslab(space, H5S_SELECT_SET, start, NULL, count, NULL) >= 0;
+    else ok = ok && H5Sselect_none(space) >= 0 && H5Sselect_none(mem) >= 0;
+    ok = ok && d >= 0 && H5Dwrite(d, H5T_NATIVE_FLOAT, mem, space, dxpl, shard) >= 0 &&
+         mt_h5_attr_write_u64(d, "crc32", crc) == 0;
     if (d >= 0) H5Dclose(d);
+    if (lcpl >= 0) H5Pclose(lcpl);
     if (dcpl >= 0) H5Pclose(dcpl);
+    if (mem >= 0) H5Sclose(mem);
     if (space >= 0) H5Sclose(space);
     return ok ? 0 : -1;
 }
 
-static int write_table(hid_t file, const mt_model *m)
+/* The /model table; rows from `writer` only (the others select nothing). */
+static int write_table(hid_t file, const mt_model *m, int writer, hid_t dxpl)
 {
     int n = mt_model_tensor_count(m);
     table_row *rows = mt_calloc((size_t)n, sizeof *rows);
@@ -79,48 +107,83 @@ static int write_table(hid_t file, const mt_model *m)
         for (int j = 0; j < 4; j++) rows[i].shape[j] = t.shape[j];
     }
     hsize_t dims[1] = {(hsize_t)n};
-    hid_t type = table_type(), space = H5Screate_simple(1, dims, NULL);
+    hid_t type = table_type(), space = H5Screate_simple(1, dims, NULL), mem = H5Screate_simple(1, dims, NULL);
     hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
-    int ok = type >= 0 && space >= 0 && dcpl >= 0 && H5Pset_obj_track_times(dcpl, 0) >= 0;
+    int ok = type >= 0 && space >= 0 && mem >= 0 && dcpl >= 0 && H5Pset_obj_track_times(dcpl, 0) >= 0;
+    if (!writer) ok = ok && H5Sselect_none(space) >= 0 && H5Sselect_none(mem) >= 0;
     hid_t d = ok ? H5Dcreate2(file, "model", type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT) : -1;
-    ok = d >= 0 && H5Dwrite(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, rows) >= 0 &&
-         mt_h5_attr_write_str(d, "arch", m->arch) == 0;
+    ok = d >= 0 && H5Dwrite(d, type, mem, space, dxpl, rows) >= 0 && mt_h5_attr_write_str(d, "arch", m->arch) == 0;
     if (d >= 0) H5Dclose(d);
     if (dcpl >= 0) H5Pclose(dcpl);
+    if (mem >= 0) H5Sclose(mem);
     if (space >= 0) H5Sclose(space);
     if (type >= 0) H5Tclose(type);
     free(rows);
     return ok ? 0 : -1;
 }
 
-int mt_checkpoint_write(const char *path, const mt_model *m, const float *params, const mt_checkpoint *ck,
-                        char *err, size_t errlen)
+/* Every rank learns whether all succeeded (single writer: itself). */
+static int all_ok(MPI_Comm comm, int ok)
 {
+    if (comm == MPI_COMM_NULL) return ok;
+    int in = ok, out = 0;
+    MT_CHECK(MPI_Allreduce(&in, &out, 1, MPI_INT, MPI_LAND, comm) == MPI_SUCCESS, "MPI_Allreduce failed");
+    return out;
+}
+
+int mt_checkpoint_write(const char *path, const mt_model *m, const float *params, const mt_checkpoint_shard *sh,
+                        const mt_checkpoint *ck, char *err, size_t errlen)
+{
+    const size_t P = m->n_params, lo = sh->lo, hi = sh->hi;
+    const int parallel = sh->comm != MPI_COMM_NULL;
+    int rank = 0;
+    if (parallel) MPI_Comm_rank(sh->comm, &rank);
     char partial[MT_H5_PATH_LEN];
     snprintf(partial, sizeof partial, "%s.partial", path);
+    err[0] = '\0';
     mt_h5_quiet();
-    hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
-    if (fcpl >= 0) H5Pset_obj_track_times(fcpl, 0);
-    hid_t file = H5Fcreate(partial, H5F_ACC_TRUNC, fcpl, H5P_DEFAULT);
+
+    /* Checksums first: they are collectives of their own, outside HDF5's. */
+    const uint32_t crc_params = shard_crc(sh->comm, params + lo, hi - lo);
+    const int optim = sh->m_shard != NULL;
+    const uint32_t crc_m = optim ? shard_crc(sh->comm, sh->m_shard, hi - lo) : 0;
+    const uint32_t crc_v = optim ? shard_crc(sh->comm, sh->v_shard, hi - lo) : 0;
+
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS), fcpl = H5Pcreate(H5P_FILE_CREATE), dxpl = H5Pcreate(H5P_DATASET_XFER);
+    int ok = fapl >= 0 && fcpl >= 0 && dxpl >= 0 && H5Pset_obj_track_times(fcpl, 0) >= 0;
+    if (parallel)
+        ok = ok && H5Pset_fapl_mpio(fapl, sh->comm, MPI_INFO_NULL) >= 0 && H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE) >= 0;
+    hid_t file = ok ? H5Fcreate(partial, H5F_ACC_TRUNC, fcpl, fapl) : -1;
     if (file < 0) snprintf(err, errlen, "cannot create checkpoint %s: %s", partial, mt_h5_reason());
-    if (fcpl >= 0) H5Pclose(fcpl); /* after taking the reason: a successful call clears the stack */
-    if (file < 0) return -1;
-    int ok = mt_h5_attr_write_str(file, "format", MT_CKPT_FORMAT) == 0 &&
+    ok = file >= 0;
+    if (ok) {
+        /* Attributes and object creation are collective: same calls, same values everywhere. */
+        ok = mt_h5_attr_write_str(file, "format", MT_CKPT_FORMAT) == 0 &&
              mt_h5_attr_write_i64(file, "format_version", MT_CKPT_VERSION) == 0 &&
-             mt_h5_attr_write_i64(file, "step", ck->step) == 0 &&
-             mt_h5_attr_write_u64(file, "seed", ck->seed) == 0 &&
+             mt_h5_attr_write_i64(file, "step", ck->step) == 0 && mt_h5_attr_write_u64(file, "seed", ck->seed) == 0 &&
              mt_h5_attr_write_i64(file, "world_size", ck->world_size) == 0 &&
              mt_h5_attr_write_str(file, "program_version", MT_VERSION) == 0 &&
              mt_h5_attr_write_str(file, "config", ck->config ? ck->config : "") == 0 &&
-             write_params(file, params, m->n_params) == 0 && write_table(file, m) == 0;
-    if (H5Fclose(file) < 0) ok = 0;
-    if (!ok) {
-        snprintf(err, errlen, "cannot write checkpoint %s: %s", partial, mt_h5_reason());
-        unlink(partial);
-        return -1;
+             write_vector(file, "params", params + lo, P, lo, hi, dxpl, crc_params) == 0 &&
+             (!optim || (write_vector(file, "optim/m", sh->m_shard, P, lo, hi, dxpl, crc_m) == 0 &&
+                         write_vector(file, "optim/v", sh->v_shard, P, lo, hi, dxpl, crc_v) == 0)) &&
+             write_table(file, m, rank == 0, dxpl) == 0;
+        if (!ok) snprintf(err, errlen, "cannot write checkpoint %s: %s", partial, mt_h5_reason());
+        if (H5Fclose(file) < 0 && ok) {
+            snprintf(err, errlen, "cannot close checkpoint %s: %s", partial, mt_h5_reason());
+            ok = 0;
+        }
     }
-    if (mt_fsync_rename(partial, path, err, errlen) != 0) {
-        unlink(partial);
+    if (dxpl >= 0) H5Pclose(dxpl);
+    if (fcpl >= 0) H5Pclose(fcpl);
+    if (fapl >= 0) H5Pclose(fapl);
+    /* Only when every rank's part is in the file does rank 0 make it the checkpoint. */
+    ok = all_ok(sh->comm, ok);
+    if (ok && rank == 0 && mt_fsync_rename(partial, path, err, errlen) != 0) ok = 0;
+    ok = all_ok(sh->comm, ok);
+    if (!ok) {
+        if (rank == 0) unlink(partial);
+        if (!err[0]) snprintf(err, errlen, "cannot write checkpoint %s: another rank failed", path);
         return -1;
     }
     return 0;
@@ -131,6 +194,8 @@ void mt_checkpoint_free(mt_checkpoint *ck)
     if (!ck) return;
     free(ck->config);
     free(ck->params);
+    free(ck->m);
+    free(ck->v);
     free(ck->tensors);
     memset(ck, 0, sizeof *ck);
 }
@@ -180,30 +245,44 @@ static int read_table(hid_t file, mt_checkpoint *ck, char *why, size_t whylen)
     return ok ? 0 : -1;
 }
 
-static int read_params(hid_t file, mt_checkpoint *ck, char *why, size_t whylen)
+/* Reads the float32 vector `name` into a new buffer *out and counts its length in *n (must
+ * equal *n when *n is non-zero). Version 2 checks the stored CRC-32. */
+static int read_vector(hid_t file, const char *name, int version, float **out, size_t *n, char *why, size_t whylen)
 {
-    hid_t d = H5Dopen2(file, "params", H5P_DEFAULT);
-    if (d < 0) {
-        snprintf(why, whylen, "no /params dataset");
+    if (H5Lexists(file, name, H5P_DEFAULT) <= 0) {
+        snprintf(why, whylen, "no /%s dataset", name);
         return -1;
     }
-    hid_t space = H5Dget_space(d);
+    hid_t d = H5Dopen2(file, name, H5P_DEFAULT);
+    hid_t space = d >= 0 ? H5Dget_space(d) : -1;
     int ok = space >= 0 && H5Sget_simple_extent_ndims(space) == 1;
-    hsize_t n = 0;
-    if (ok) H5Sget_simple_extent_dims(space, &n, NULL);
-    ok = ok && n > 0;
-    if (!ok) snprintf(why, whylen, "/params is not a non-empty vector");
+    hsize_t len = 0;
+    if (ok) H5Sget_simple_extent_dims(space, &len, NULL);
+    ok = ok && len > 0 && (*n == 0 || len == *n);
+    if (!ok) snprintf(why, whylen, "/%s is not a vector of %zu values", name, *n);
     if (ok) {
-        ck->n_params = (size_t)n;
-        ck->params = mt_malloc((size_t)n * sizeof(float));
-        if (H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, ck->params) < 0) {
-            snprintf(why, whylen, "/params cannot be read: %s (a checksum error means the file is damaged)",
+        *n = (size_t)len;
+        *out = mt_malloc((size_t)len * sizeof(float));
+        if (H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, *out) < 0) {
+            snprintf(why, whylen, "/%s cannot be read: %s (a checksum error means the file is damaged)", name,
                      mt_h5_reason());
             ok = 0;
         }
     }
+    if (ok && version >= 2) {
+        uint64_t want = 0;
+        uint32_t got = (uint32_t)crc32(0L, (const Bytef *)*out, (uInt)(len * sizeof(float)));
+        if (mt_h5_attr_read_u64(d, "crc32", &want) != 0) {
+            snprintf(why, whylen, "/%s has no crc32 attribute", name);
+            ok = 0;
+        } else if (want != got) {
+            snprintf(why, whylen, "/%s fails its checksum (crc32 %08x, stored %08llx): the file is damaged", name,
+                     got, (unsigned long long)want);
+            ok = 0;
+        }
+    }
     if (space >= 0) H5Sclose(space);
-    H5Dclose(d);
+    if (d >= 0) H5Dclose(d);
     return ok ? 0 : -1;
 }
 
@@ -254,18 +333,24 @@ int mt_checkpoint_read(const char *path, mt_checkpoint *ck, char *err, size_t er
     if (mt_h5_attr_read_str(file, "format", &format) != 0 || strcmp(format, MT_CKPT_FORMAT) != 0) {
         snprintf(why, sizeof why, "format attribute is %s%s%s, expected \"%s\"", format ? "\"" : "",
                  format ? format : "missing", format ? "\"" : "", MT_CKPT_FORMAT);
-    } else if (mt_h5_attr_read_i64(file, "format_version", &version) != 0 || version != MT_CKPT_VERSION) {
-        snprintf(why, sizeof why, "format_version %lld is not supported (this metatrain reads version %d)",
+    } else if (mt_h5_attr_read_i64(file, "format_version", &version) != 0 || version < 1 ||
+               version > MT_CKPT_VERSION) {
+        snprintf(why, sizeof why, "format_version %lld is not supported (this metatrain reads versions 1 to %d)",
                  (long long)version, MT_CKPT_VERSION);
     } else if (mt_h5_attr_read_i64(file, "step", &step) != 0 || mt_h5_attr_read_u64(file, "seed", &seed) != 0 ||
                mt_h5_attr_read_i64(file, "world_size", &world) != 0 ||
                mt_h5_attr_read_str(file, "program_version", &pv) != 0 ||
                mt_h5_attr_read_str(file, "config", &ck->config) != 0) {
         snprintf(why, sizeof why, "missing or unreadable attribute (step, seed, world_size, program_version, config)");
-    } else if (read_params(file, ck, why, sizeof why) == 0 && read_table(file, ck, why, sizeof why) == 0 &&
-               check_table(ck, why, sizeof why) == 0) {
+    } else if (read_vector(file, "params", (int)version, &ck->params, &ck->n_params, why, sizeof why) == 0 &&
+               read_table(file, ck, why, sizeof why) == 0 && check_table(ck, why, sizeof why) == 0) {
         ok = 1;
+        /* Optimizer state: version 2 files written by training have both moments. */
+        if (version >= 2 && H5Lexists(file, "optim", H5P_DEFAULT) > 0)
+            ok = read_vector(file, "optim/m", 2, &ck->m, &ck->n_params, why, sizeof why) == 0 &&
+                 read_vector(file, "optim/v", 2, &ck->v, &ck->n_params, why, sizeof why) == 0;
     }
+    ck->version = (int)version;
     ck->step = (long)step;
     ck->seed = seed;
     ck->world_size = (int)world;
@@ -330,7 +415,9 @@ static int compare_steps(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-int mt_checkpoint_prune(const char *dir, int keep, char *err, size_t errlen)
+/* The checkpoints of dir, sorted by step (ascending), into a malloc'd array (*out, count
+ * returned; names malloc'd), or -1 with err. */
+static long list_ckpts(const char *dir, ckpt_entry **out, char *err, size_t errlen)
 {
     DIR *d = opendir(dir);
     if (!d) {
@@ -356,8 +443,23 @@ int mt_checkpoint_prune(const char *dir, int keep, char *err, size_t errlen)
     }
     closedir(d);
     qsort(entries, n, sizeof *entries, compare_steps);
+    *out = entries;
+    return (long)n;
+}
+
+static void free_ckpts(ckpt_entry *entries, long n)
+{
+    for (long i = 0; i < n; i++) free(entries[i].name);
+    free(entries);
+}
+
+int mt_checkpoint_prune(const char *dir, int keep, char *err, size_t errlen)
+{
+    ckpt_entry *entries;
+    long n = list_ckpts(dir, &entries, err, errlen);
+    if (n < 0) return -1;
     int deleted = 0, status = 0;
-    for (size_t i = 0; i + (size_t)keep < n; i++) {
+    for (long i = 0; i + keep < n; i++) {
         char path[MT_H5_PATH_LEN];
         snprintf(path, sizeof path, "%s/%s", dir, entries[i].name);
         if (unlink(path) != 0 && status == 0) {
@@ -367,7 +469,17 @@ int mt_checkpoint_prune(const char *dir, int keep, char *err, size_t errlen)
             deleted++;
         }
     }
-    for (size_t i = 0; i < n; i++) free(entries[i].name);
-    free(entries);
+    free_ckpts(entries, n);
     return status ? -1 : deleted;
+}
+
+long mt_checkpoint_steps(const char *dir, long *steps, long max)
+{
+    char err[64];
+    ckpt_entry *entries;
+    long n = list_ckpts(dir, &entries, err, sizeof err);
+    if (n < 0) return 0; /* no directory: no checkpoints */
+    for (long i = 0; i < n && i < max; i++) steps[i] = entries[n - 1 - i].step;
+    free_ckpts(entries, n);
+    return n < max ? n : max;
 }

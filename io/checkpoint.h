@@ -1,48 +1,63 @@
 /*
  * checkpoint.h — metatrain checkpoints: one HDF5 file per saved step.
  *
- * Layout (format "metatrain-checkpoint", format_version 1; inspect with h5dump):
- *   /params          float32 [P]   the meta-parameters θ (chunked, Fletcher-32 checksummed)
+ * Layout (format "metatrain-checkpoint", format_version 2; inspect with h5dump):
+ *   /params          float32 [P]   the meta-parameters θ
+ *   /optim/m, /v     float32 [P]   Adam's moments (the Adam step count is `step`)
  *   /model           compound table, one row per parameter tensor:
  *                    name, kind, offset, size, ndim, shape[4] — enough to rebuild the layout
  *   root attributes  format, format_version, step, seed, world_size, program_version,
  *                    config (the resolved INI text: the checkpoint alone rebuilds the run)
+ *   each vector      crc32: zlib's CRC-32 of its little-endian bytes, checked on read
  *
- * Files are written as <path>.partial, flushed with fsync and renamed, so a crash never
- * leaves a truncated file under the final name. Every HDF5 call is checked; failures come
- * back as a message naming the file, never as HDF5's error stack.
- *
- * This version is written by a single rank; the sharded, collectively written and
- * resumable format (optimizer moments) extends it.
+ * Written collectively with parallel HDF5: every rank writes its shard [lo, hi) of the three
+ * vectors as a hyperslab (one file, any rank count), the CRCs of the shards are combined in
+ * rank order. The file is created as <path>.partial; after every rank closed it without
+ * error, rank 0 fsyncs it, renames it and fsyncs the directory, so a crash or a failure
+ * never leaves a truncated file under the final name. Every HDF5 call is checked; failures
+ * come back as a message naming the file. Version 1 files (θ only) still read.
  */
 #ifndef MT_CHECKPOINT_H
 #define MT_CHECKPOINT_H
 
+#include <mpi.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "model.h"
 
 #define MT_CKPT_FORMAT "metatrain-checkpoint"
-#define MT_CKPT_VERSION 1
+#define MT_CKPT_VERSION 2
 
 typedef struct {
-    long step;        /* completed meta-iterations */
+    long step;        /* completed meta-iterations (= Adam steps taken) */
     uint64_t seed;
     int world_size;   /* ranks that wrote it */
+    int version;      /* format_version read */
     char program_version[32];
     char *config;     /* resolved INI text, malloc'd */
     size_t n_params;
     float *params;    /* [n_params], malloc'd */
+    float *m, *v;     /* [n_params] Adam moments (version 2), malloc'd; NULL if absent */
     int n_tensors;
     mt_tensor_info *tensors; /* [n_tensors] the stored layout, malloc'd; kind points into a static */
 } mt_checkpoint;
 
-/* Writes a checkpoint of model m with parameters params[m->n_params] to path (atomically:
- * path.partial, fsync, rename). ck supplies step, seed, world_size and config; its params
- * and tensors are ignored. Returns 0, or -1 with a message in err. */
-int mt_checkpoint_write(const char *path, const mt_model *m, const float *params, const mt_checkpoint *ck,
-                        char *err, size_t errlen);
+/* What a writer contributes: this process's shard [lo, hi) of θ (given whole) and of Adam's
+ * moments (given as the shard only; NULL: no optimizer state). comm is the communicator of
+ * the ranks that write together, or MPI_COMM_NULL for a single writer with lo = 0, hi = P. */
+typedef struct {
+    MPI_Comm comm;
+    size_t lo, hi;
+    const float *m_shard, *v_shard; /* [hi − lo] */
+} mt_checkpoint_shard;
+
+/* Collective over sh->comm. Writes a checkpoint of model m with parameters params[P] to
+ * path (atomically: path.partial, fsync, rename). ck supplies step, seed, world_size and
+ * config; its other fields are ignored. Returns 0 on every rank, or -1 on every rank with a
+ * message in err (on the rank that saw the problem; rank 0 says at least that it failed). */
+int mt_checkpoint_write(const char *path, const mt_model *m, const float *params, const mt_checkpoint_shard *sh,
+                        const mt_checkpoint *ck, char *err, size_t errlen);
 
 /* Reads and validates a checkpoint (format, version, checksums, layout consistency).
  * Returns 0 and fills ck (free with mt_checkpoint_free), or -1 with a message in err. */
@@ -60,5 +75,9 @@ void mt_checkpoint_path(char *out, size_t len, const char *dir, long step);
 /* Deletes all but the newest `keep` ckpt-*.h5 files of dir. Returns the number deleted,
  * or -1 with a message in err. */
 int mt_checkpoint_prune(const char *dir, int keep, char *err, size_t errlen);
+
+/* Steps of the checkpoints in dir, newest first, at most max of them; 0 when there are none
+ * (or no such directory). */
+long mt_checkpoint_steps(const char *dir, long *steps, long max);
 
 #endif

@@ -168,3 +168,13 @@ void mt_dist_allgather_shards(const mt_dist *d, const mt_shards *s, float *v)
 {
     MPI_CHECK(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, v, s->counts, s->displs, MPI_FLOAT, d->comm));
 }
+
+void mt_dist_scatter_shards(const mt_dist *d, const mt_shards *s, const float *full, float *shard)
+{
+    MPI_CHECK(MPI_Scatterv(full, s->counts, s->displs, MPI_FLOAT, shard, (int)(s->hi - s->lo), MPI_FLOAT, 0, d->comm));
+}
+
+void mt_dist_bcast_long(const mt_dist *d, long *buf, size_t n)
+{
+    MPI_CHECK(MPI_Bcast(buf, (int)n, MPI_LONG, 0, d->comm));
+}

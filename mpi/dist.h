@@ -57,6 +57,9 @@ void mt_dist_mean_exact_shard(const mt_dist *d, const mt_shards *s, const float 
 /* The same with a float reduce-scatter (dist.reduce = fast). sum is float scratch [P]. */
 void mt_dist_mean_fast_shard(const mt_dist *d, const mt_shards *s, const float *tasks, int n_local, size_t P,
                              long n_total, float *out, float *sum);
+/* Rank 0's full vector full[P] (ignored elsewhere) scattered: every rank gets its shard. */
+void mt_dist_scatter_shards(const mt_dist *d, const mt_shards *s, const float *full, float *shard);
+
 /* Every rank's shard of v[P] to every rank (in place: each rank's own shard is the input). */
 void mt_dist_allgather_shards(const mt_dist *d, const mt_shards *s, float *v);
 
@@ -70,6 +73,7 @@ long mt_dist_bcast_text(const mt_dist *d, char **buf, long len);
 
 /* Broadcasts buf[n] from rank 0. */
 void mt_dist_bcast_float(const mt_dist *d, float *buf, size_t n);
+void mt_dist_bcast_long(const mt_dist *d, long *buf, size_t n);
 
 /* Ends the job from any rank: MPI_Abort(code). */
 _Noreturn void mt_dist_abort(int code);

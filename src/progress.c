@@ -57,8 +57,9 @@ static mt_progress_mode resolve(mt_progress_mode mode, FILE *out)
     return isatty(fileno(out)) ? MT_PROGRESS_BAR : MT_PROGRESS_LINES;
 }
 
-void mt_progress_start(mt_progress *p, mt_progress_mode mode, FILE *out, const char *label, long total)
+void mt_progress_start(mt_progress *p, mt_progress_mode mode, FILE *out, const char *label, long first, long total)
 {
+    p->first = first;
     p->mode = resolve(mode, out);
     p->out = out;
     p->label = label;
@@ -84,7 +85,7 @@ static void format_rate(char *buf, size_t len, double rate)
 void mt_progress_update(mt_progress *p, long done, const char *status, int logged)
 {
     double now = mt_now(), elapsed = now - p->start;
-    double rate = elapsed > 0 ? (double)done / elapsed : 0.0;
+    double rate = elapsed > 0 ? (double)(done - p->first) / elapsed : 0.0;
     char eta[32], spent[32], speed[32];
     format_rate(speed, sizeof speed, rate);
     format_duration(eta, sizeof eta, rate > 0 ? (double)(p->total - done) / rate : 0.0);

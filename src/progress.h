@@ -21,15 +21,15 @@ typedef struct {
     mt_progress_mode mode; /* resolved: never AUTO */
     FILE *out;
     const char *label;
-    long total;
+    long first, total; /* units done before this run started (a resume), and in all */
     double start, last_draw;
 } mt_progress;
 
 /* Parses "auto", "bar", "lines", "none"; returns 0, or -1. */
 int mt_progress_parse(const char *s, mt_progress_mode *out);
 
-/* Resolves AUTO and starts the clock. */
-void mt_progress_start(mt_progress *p, mt_progress_mode mode, FILE *out, const char *label, long total);
+/* Resolves AUTO and starts the clock; `first` of `total` units are already done. */
+void mt_progress_start(mt_progress *p, mt_progress_mode mode, FILE *out, const char *label, long first, long total);
 
 /* Reports that `done` of total units are complete; `status` is a short text such as
  * "loss 0.41 -> 0.05". logged: this is a logged iteration (lines mode prints only those). */

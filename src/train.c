@@ -30,7 +30,7 @@
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: metatrain train [CONFIG] [--set section.key=value]... [--progress MODE]\n"
+            "usage: metatrain train [CONFIG] [--set section.key=value]... [--resume WHAT] [--progress MODE]\n"
             "\n"
             "Meta-trains a model on a task family, splitting each meta-batch over the MPI ranks:\n"
             "  mpirun -np 2 metatrain train                        # built-in sinusoid MAML\n"
@@ -39,6 +39,10 @@ static void usage(FILE *out)
             "\n"
             "  CONFIG              INI file (see configs/); without it, the built-in default below\n"
             "  --set S.K=V         override one key after the file is read (repeatable)\n"
+            "  --resume WHAT       auto (default): continue from the newest usable checkpoint in\n"
+            "                      run.dir, if any (damaged ones are reported and skipped); never:\n"
+            "                      start over; PATH: continue from that checkpoint. A checkpoint\n"
+            "                      written by any number of ranks resumes on any other, exactly.\n"
             "  --progress MODE     auto (default) | bar | lines | none; auto draws a bar when the\n"
             "                      output is a terminal, else a line every run.log_every iterations\n"
             "  -h, --help          this text\n"
@@ -57,17 +61,26 @@ typedef struct {
     char *sets[MT_MAX_SETS];
     int n_sets;
     mt_progress_mode progress;
+    const char *resume; /* "auto", "never" or a checkpoint path */
 } train_args;
 
 /* Returns -1 to continue, else an exit status (0 after --help). */
 static int parse_args(const mt_dist *d, int argc, char **argv, train_args *a)
 {
     memset(a, 0, sizeof *a);
+    a->resume = "auto";
     for (int i = 0; i < argc; i++) {
         const char *arg = argv[i];
         if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
             if (d->rank == 0) usage(stdout);
             return MT_EXIT_OK;
+        } else if (strcmp(arg, "--resume") == 0 || strncmp(arg, "--resume=", 9) == 0) {
+            const char *v = arg[8] == '=' ? arg + 9 : (i + 1 < argc ? argv[++i] : NULL);
+            if (!v || !v[0]) {
+                mt_cli_error(d, "--resume takes auto, never or a checkpoint path");
+                return MT_EXIT_USAGE;
+            }
+            a->resume = v;
         } else if (strcmp(arg, "--set") == 0 || strncmp(arg, "--set=", 6) == 0) {
             const char *v = arg[5] == '=' ? arg + 6 : (i + 1 < argc ? argv[++i] : NULL);
             if (!v) {
@@ -123,23 +136,124 @@ static int prepare_run_dir(const mt_dist *d, const mt_config *c, const char *con
     return 0;
 }
 
-/* Rank 0 writes ckpt-<step>.h5 and prunes old ones; all ranks learn the outcome. */
-static int save_checkpoint(const mt_dist *d, const mt_config *c, const char *config_text, const mt_model *m,
-                           const float *theta, long step, char *path, size_t pathlen)
+/* Everything a checkpoint saves and a resume restores. */
+typedef struct {
+    const mt_config *cfg;
+    const char *config_text;
+    const mt_model *model;
+    const mt_shards *shards;
+    float *theta;          /* [P] */
+    float *adam_m, *adam_v; /* [shard] */
+} train_state;
+
+/* Collective: all ranks write ckpt-<step>.h5 (each its shard), rank 0 prunes old ones. */
+static int save_checkpoint(const mt_dist *d, const train_state *ts, long step, char *path, size_t pathlen)
 {
     char err[MT_ERR_LEN] = "";
-    int ok = 1;
-    mt_checkpoint_path(path, pathlen, c->run_dir, step);
-    if (d->rank == 0) {
-        mt_checkpoint ck = {.step = step, .seed = c->seed, .world_size = d->size, .config = (char *)config_text};
-        ok = mt_checkpoint_write(path, m, theta, &ck, err, sizeof err) == 0 &&
-             mt_checkpoint_prune(c->run_dir, c->ckpt_keep, err, sizeof err) >= 0;
-    }
+    mt_checkpoint_path(path, pathlen, ts->cfg->run_dir, step);
+    mt_checkpoint ck = {.step = step, .seed = ts->cfg->seed, .world_size = d->size, .config = (char *)ts->config_text};
+    mt_checkpoint_shard sh = {d->comm, ts->shards->lo, ts->shards->hi, ts->adam_m, ts->adam_v};
+    int ok = mt_checkpoint_write(path, ts->model, ts->theta, &sh, &ck, err, sizeof err) == 0;
+    if (ok && d->rank == 0) ok = mt_checkpoint_prune(ts->cfg->run_dir, ts->cfg->ckpt_keep, err, sizeof err) >= 0;
     if (!mt_dist_all(d, ok)) {
-        mt_cli_error(d, "%s", err);
+        if (err[0] && d->rank != 0) fprintf(stderr, "metatrain: error: %s (rank %d)\n", err, d->rank);
+        mt_cli_error(d, "%s", err[0] ? err : "writing the checkpoint failed on another rank");
         return MT_EXIT_FAILURE;
     }
     return 0;
+}
+
+/* Rank 0: reads the checkpoint at path and checks it can continue this run. 0, or -1 + why. */
+static int load_for_resume(const char *path, const train_state *ts, mt_checkpoint *ck, char *why, size_t len)
+{
+    if (mt_checkpoint_read(path, ck, why, len) != 0) return -1;
+    char msg[512];
+    int ok = 1;
+    if (mt_checkpoint_match_model(ck, ts->model, msg, sizeof msg) != 0) {
+        snprintf(why, len, "%s does not fit this run's model: %s", path, msg);
+        ok = 0;
+    } else if (!ck->m || !ck->v) {
+        snprintf(why, len, "%s holds no optimizer state (format version %d): it cannot continue a run exactly",
+                 path, ck->version);
+        ok = 0;
+    } else if (ck->seed != ts->cfg->seed) {
+        snprintf(why, len, "%s was trained with run.seed = %llu, this run has %llu (set it, or --resume never)", path,
+                 (unsigned long long)ck->seed, (unsigned long long)ts->cfg->seed);
+        ok = 0;
+    } else if (ck->step > ts->cfg->iterations) {
+        snprintf(why, len, "%s is at iteration %ld, beyond run.iterations = %ld", path, ck->step, ts->cfg->iterations);
+        ok = 0;
+    }
+    if (!ok) mt_checkpoint_free(ck);
+    return ok ? 0 : -1;
+}
+
+/* Collective. how: "never", "auto" (the newest usable checkpoint of run.dir, if any; damaged
+ * ones are reported and skipped) or a path (which must be usable). Restores θ, this rank's
+ * shard of the moments and *step (0 for a fresh start). Returns 0, or an exit status. */
+static int resume(const mt_dist *d, const char *how, const train_state *ts, long *step)
+{
+    long found[2] = {0, 0}; /* status (0 fresh, 1 resumed, -1 error), step */
+    mt_checkpoint ck = {0};
+    char why[MT_ERR_LEN] = "", path[MT_H5_PATH_LEN] = "";
+    if (d->rank == 0 && strcmp(how, "never") != 0) {
+        if (strcmp(how, "auto") != 0) {
+            snprintf(path, sizeof path, "%s", how);
+            found[0] = load_for_resume(path, ts, &ck, why, sizeof why) == 0 ? 1 : -1;
+        } else {
+            long steps[64];
+            long n = mt_checkpoint_steps(ts->cfg->run_dir, steps, 64);
+            for (long i = 0; i < n && found[0] == 0; i++) {
+                mt_checkpoint_path(path, sizeof path, ts->cfg->run_dir, steps[i]);
+                if (load_for_resume(path, ts, &ck, why, sizeof why) == 0) found[0] = 1;
+                else fprintf(stderr, "metatrain: warning: skipping %s\n", why);
+            }
+        }
+        found[1] = ck.step;
+    }
+    mt_dist_bcast_long(d, found, 2);
+    if (found[0] < 0) {
+        mt_cli_error(d, "cannot resume: %s", why);
+        return MT_EXIT_USAGE;
+    }
+    *step = found[1];
+    if (found[0] == 0) return 0;
+    const size_t P = ts->model->n_params;
+    if (d->rank == 0) {
+        memcpy(ts->theta, ck.params, P * sizeof(float));
+        printf("  resuming from %s (iteration %ld, written by %d rank%s)\n", path, ck.step, ck.world_size,
+               ck.world_size == 1 ? "" : "s");
+    }
+    mt_dist_bcast_float(d, ts->theta, P);
+    mt_dist_scatter_shards(d, ts->shards, ck.m, ts->adam_m);
+    mt_dist_scatter_shards(d, ts->shards, ck.v, ts->adam_v);
+    mt_checkpoint_free(&ck);
+    return 0;
+}
+
+/* Rank 0: metrics.jsonl for a run that starts at iteration `step`: truncated for a fresh
+ * start, or keeping the lines up to `step` when resuming (a crashed run may have logged
+ * past its last checkpoint). NULL with err on failure. */
+static FILE *open_metrics(const char *dir, long step, char *err, size_t errlen)
+{
+    char path[MT_H5_PATH_LEN], tmp[MT_H5_PATH_LEN + 16];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
+    if (step == 0) return mt_metrics_open(path, err, errlen);
+    snprintf(tmp, sizeof tmp, "%s.partial", path);
+    FILE *in = fopen(path, "r"), *out = fopen(tmp, "w");
+    char line[1024];
+    while (in && out && fgets(line, sizeof line, in)) {
+        long it = -1;
+        if (sscanf(line, "{\"iteration\": %ld", &it) == 1 && it <= step) fputs(line, out);
+    }
+    if (in) fclose(in);
+    if (!out || fclose(out) != 0 || rename(tmp, path) != 0) {
+        snprintf(err, errlen, "cannot rewrite %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    FILE *f = fopen(path, "a");
+    if (!f) snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
+    return f;
 }
 
 int mt_train_main(const mt_dist *d, int argc, char **argv)
@@ -193,9 +307,9 @@ int mt_train_main(const mt_dist *d, int argc, char **argv)
 
     FILE *metrics = NULL;
     char err[MT_ERR_LEN] = "", path[MT_H5_PATH_LEN];
+    const train_state ts = {&cfg, config_text, &model, &shards, theta, adam_m, adam_v};
+    long start = 0;
     if (d->rank == 0) {
-        snprintf(path, sizeof path, "%s/metrics.jsonl", cfg.run_dir);
-        metrics = mt_metrics_open(path, err, sizeof err);
         printf("metatrain %s: %s %s on %s (%s), %d rank%s, meta-batch %d, %d inner step%s, %ld iterations, "
                "%zu parameters\n  run directory %s\n",
                MT_VERSION, cfg.algo, cfg.arch, cfg.family, family.source, d->size, d->size == 1 ? "" : "s", B,
@@ -205,6 +319,12 @@ int mt_train_main(const mt_dist *d, int argc, char **argv)
                    d->size - B, d->size - B == 1 ? "" : "s");
         fflush(stdout);
     }
+    if ((rc = resume(d, args.resume, &ts, &start)) != 0) goto done;
+    if (start == cfg.iterations) {
+        if (d->rank == 0) printf("done: the run is already complete at iteration %ld (--resume never starts over)\n", start);
+        goto done;
+    }
+    if (d->rank == 0) metrics = open_metrics(cfg.run_dir, start, err, sizeof err);
     if (!mt_dist_all(d, d->rank != 0 || metrics != NULL)) {
         mt_cli_error(d, "%s", err);
         rc = MT_EXIT_FAILURE;
@@ -212,11 +332,12 @@ int mt_train_main(const mt_dist *d, int argc, char **argv)
     }
 
     mt_progress progress;
-    mt_progress_start(&progress, d->rank == 0 ? args.progress : MT_PROGRESS_NONE, stdout, "train", cfg.iterations);
+    mt_progress_start(&progress, d->rank == 0 ? args.progress : MT_PROGRESS_NONE, stdout, "train", start,
+                      cfg.iterations);
     double t_start = mt_now(), t_log = t_start;
-    long s_log = 0;
+    long s_log = start;
     mt_metrics_row last = {0};
-    for (long s = 0; s < cfg.iterations; s++) {
+    for (long s = start; s < cfg.iterations; s++) {
         const long step = s + 1;
         const int logged = step % cfg.log_every == 0 || step == cfg.iterations;
         for (int t = lo; t < hi; t++) {
@@ -273,15 +394,16 @@ int mt_train_main(const mt_dist *d, int argc, char **argv)
         mt_progress_update(&progress, step, last.iteration ? status : "", logged);
 
         if (cfg.ckpt_every > 0 && step % cfg.ckpt_every == 0 && step != cfg.iterations &&
-            (rc = save_checkpoint(d, &cfg, config_text, &model, theta, step, path, sizeof path)) != 0)
+            (rc = save_checkpoint(d, &ts, step, path, sizeof path)) != 0)
             goto done;
     }
     mt_progress_finish(&progress);
-    if ((rc = save_checkpoint(d, &cfg, config_text, &model, theta, cfg.iterations, path, sizeof path)) != 0) goto done;
+    if ((rc = save_checkpoint(d, &ts, cfg.iterations, path, sizeof path)) != 0) goto done;
     if (d->rank == 0) {
         double elapsed = mt_now() - t_start;
         printf("done: %ld iterations in %.1f s (%.0f tasks/s); query loss %.4g before, %.4g after adaptation",
-               cfg.iterations, elapsed, (double)cfg.iterations * B / elapsed, last.loss_pre, last.loss_post);
+               cfg.iterations - start, elapsed, (double)(cfg.iterations - start) * B / elapsed, last.loss_pre,
+               last.loss_post);
         if (last.has_accuracy) printf("; accuracy %.1f%% -> %.1f%%", 100 * last.acc_pre, 100 * last.acc_post);
         printf("\n  checkpoint %s\n  evaluate with: metatrain eval %s\n", path, path);
         fflush(stdout);

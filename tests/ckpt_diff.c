@@ -28,6 +28,28 @@ static int usage(void)
     return 2;
 }
 
+/* Compares vector `what` of the two files; prints one line; returns 0 if within tol. */
+static int compare(const char *what, const float *a, const float *b, size_t n, double tol)
+{
+    double worst = 0.0, scale = 0.0;
+    size_t worst_at = 0, n_differ = 0;
+    int nan = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]);
+        if (isnan(d)) nan = 1;
+        else if (d > worst) worst = d, worst_at = i;
+        if (fabs((double)b[i]) > scale) scale = fabs((double)b[i]);
+        if (memcmp(&a[i], &b[i], sizeof a[i]) != 0) n_differ++;
+    }
+    double rel = nan ? NAN : scale > 0 ? worst / scale : worst;
+    int within = tol == 0.0 ? n_differ == 0 : rel <= tol; /* NaN fails */
+    printf("ckpt_diff: %s: %zu values, %zu differ in bits, max_abs_diff %.6e (index %zu), rel_diff %.6e, "
+           "tol %.1e%s: %s\n",
+           what, n, n_differ, worst, worst_at, rel, tol, tol == 0.0 ? " (bit-identical)" : "",
+           within ? "same" : "DIFFERENT");
+    return within ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
     const char *path[2] = {NULL, NULL};
@@ -69,23 +91,14 @@ int main(int argc, char **argv)
                ck[1].n_params, path[1]);
         status = 1;
     } else {
-        const size_t n = ck[0].n_params;
-        const float *a = ck[0].params, *b = ck[1].params;
-        double worst = 0.0, scale = 0.0;
-        size_t worst_at = 0, n_differ = 0;
-        for (size_t i = 0; i < n; i++) {
-            double d = fabs((double)a[i] - (double)b[i]);
-            if (!(d <= worst)) worst = d, worst_at = i; /* NaN sticks */
-            if (fabs((double)b[i]) > scale) scale = fabs((double)b[i]);
-            if (memcmp(&a[i], &b[i], sizeof a[i]) != 0) n_differ++;
+        status = compare("params", ck[0].params, ck[1].params, ck[0].n_params, tol);
+        /* Adam's moments, when both files carry them (a resumed run must match them too). */
+        if (ck[0].m && ck[1].m) {
+            status |= compare("optim/m", ck[0].m, ck[1].m, ck[0].n_params, tol);
+            status |= compare("optim/v", ck[0].v, ck[1].v, ck[0].n_params, tol);
+        } else if (ck[0].m || ck[1].m) {
+            printf("ckpt_diff: only one of the files has optimizer moments\n");
         }
-        double rel = scale > 0 ? worst / scale : worst;
-        int within = tol == 0.0 ? n_differ == 0 : rel <= tol; /* NaN fails */
-        printf("ckpt_diff: %zu params, %zu differ in bits, max_abs_diff %.6e (index %zu), rel_diff %.6e, "
-               "tol %.1e%s: %s\n",
-               n, n_differ, worst, worst_at, rel, tol, tol == 0.0 ? " (bit-identical)" : "",
-               within ? "same" : "DIFFERENT");
-        status = within ? 0 : 1;
     }
     mt_checkpoint_free(&ck[0]);
     mt_checkpoint_free(&ck[1]);

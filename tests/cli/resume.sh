@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# resume.sh — a run continues exactly from a checkpoint: 40 uninterrupted iterations equal
+# 20 + a resume on another rank count + 20 (θ and Adam's moments, bit for bit); checkpoints
+# written by N ranks resume on M ranks for N, M in 1..4 (P = 1761 divides by none of 2..4);
+# a job killed with SIGKILL resumes from its last checkpoint and ends bit-identical; damaged
+# checkpoints are detected, skipped by --resume auto and refused when named.
+#
+# usage: resume.sh METATRAIN MPIEXEC CKPT_DIFF   (run by ctest; prints ok/FAIL per check)
+set -u
+BIN=$1
+MPIEXEC=$2
+DIFF=$3
+source "$(dirname "$0")/lib.sh"
+
+train() { # DIR NP ITERATIONS [args...]
+    local dir=$1 np=$2 it=$3
+    shift 3
+    run "${MPIRUN[@]}" -np "$np" "$BIN" train --progress none --set run.dir="$dir" --set run.iterations="$it" \
+        --set run.log_every=5 "$@"
+}
+same() { "$DIFF" "$1" "$2" --tol 0 >"$TMP/diff" 2>&1; }
+
+# --- 40 == 20 + resume on another rank count + 20 -------------------------------------------
+train "$TMP/full" 2 40 --set checkpoint.every=20
+expect_exit 0 "40 uninterrupted iterations on 2 ranks"
+train "$TMP/split" 2 20
+expect_exit 0 "20 iterations on 2 ranks"
+train "$TMP/split" 3 40
+expect_exit 0 "resume (auto) on 3 ranks to 40"
+check "  ... says it resumed from iteration 20" grep -q "resuming from .*ckpt-00000020.h5 (iteration 20, written by 2 ranks)" "$TMP/out"
+check "resumed = uninterrupted: theta and both Adam moments bit-identical" \
+    same "$TMP/full/ckpt-00000040.h5" "$TMP/split/ckpt-00000040.h5"
+check "metrics.jsonl of the resumed run has iterations 5..40 once each" \
+    test "$(grep -o '"iteration": [0-9]*' "$TMP/split/metrics.jsonl" | tr -dc '0-9\n' | tr '\n' ' ')" = \
+    "5 10 15 20 25 30 35 40 "
+check "the resumed run's losses in metrics.jsonl equal the uninterrupted run's" \
+    cmp -s <(cut -d, -f1-3 "$TMP/full/metrics.jsonl") <(cut -d, -f1-3 "$TMP/split/metrics.jsonl")
+train "$TMP/split" 2 40
+expect_exit 0 "resuming a finished run"
+check "  ... says it is already complete" grep -q "already complete" "$TMP/out"
+
+# --- written by N ranks, resumed on M ----------------------------------------------------------
+train "$TMP/ref11" 1 11
+expect_exit 0 "11 uninterrupted iterations on 1 rank"
+for n in 1 2 3 4; do
+    train "$TMP/w$n" "$n" 10
+    expect_exit 0 "10 iterations on $n rank(s)"
+    for m in 1 2 3 4; do
+        rm -rf "$TMP/r"
+        cp -r "$TMP/w$n" "$TMP/r"
+        train "$TMP/r" "$m" 11
+        check "written by $n, resumed on $m: bit-identical after one more iteration" \
+            same "$TMP/ref11/ckpt-00000011.h5" "$TMP/r/ckpt-00000011.h5"
+    done
+done
+
+# --- a crash: one rank killed, the job resumes from the last checkpoint ----------------------
+slow=(--set meta.meta_batch=1500 --set checkpoint.every=10 --set checkpoint.keep=10)
+train "$TMP/nocrash" 2 60 "${slow[@]}"
+expect_exit 0 "60 uninterrupted iterations (meta-batch 1500)"
+"${MPIRUN[@]}" -np 2 "$BIN" train --progress none --set run.dir="$TMP/crash" --set run.iterations=60 "${slow[@]}" \
+    >"$TMP/crash.out" 2>&1 &
+job=$!
+for _ in $(seq 600); do [ -f "$TMP/crash/ckpt-00000020.h5" ] && break; sleep 0.05; done
+victim=$(pgrep -f "run.dir=$TMP/crash" -n -x metatrain || pgrep -n -f "metatrain train --progress none --set run.dir=$TMP/crash")
+kill -KILL "$victim" 2>/dev/null
+wait "$job"
+crash_status=$?
+check "the killed job ended with an error (status $crash_status)" test "$crash_status" -ne 0
+check "it was killed before the end" test ! -f "$TMP/crash/ckpt-00000060.h5"
+check "no .partial file became a checkpoint" bash -c "for f in '$TMP'/crash/ckpt-*.h5; do '$DIFF' \"\$f\" \"\$f\" >/dev/null || exit 1; done"
+train "$TMP/crash" 2 60 "${slow[@]}"
+expect_exit 0 "resume the crashed run"
+check "crashed + resumed = uninterrupted, bit for bit" same "$TMP/nocrash/ckpt-00000060.h5" "$TMP/crash/ckpt-00000060.h5"
+
+# --- damaged checkpoints --------------------------------------------------------------------
+train "$TMP/dmg" 2 30 --set checkpoint.every=10
+expect_exit 0 "30 iterations with checkpoints at 10, 20, 30"
+truncate -s 3000 "$TMP/dmg/ckpt-00000030.h5"
+train "$TMP/dmg" 2 40
+expect_exit 0 "--resume auto with the newest checkpoint truncated"
+check "  ... names the damaged file" grep -q "skipping .*ckpt-00000030.h5" "$TMP/err"
+check "  ... falls back to iteration 20" grep -q "resuming from .*ckpt-00000020.h5" "$TMP/out"
+cp "$TMP/dmg/ckpt-00000020.h5" "$TMP/flip.h5"
+# One bit of θ's stored bytes, in the middle of /params (its file offset from h5dump -p).
+offset=$(h5dump -p -H -d /params "$TMP/flip.h5" | sed -n 's/^ *OFFSET \([0-9]*\).*/\1/p' | head -n 1)
+byte=$(od -An -tu1 -j $((offset + 3000)) -N1 "$TMP/flip.h5" | tr -d ' ')
+printf "\\$(printf %03o $((byte ^ 4)))" | dd of="$TMP/flip.h5" bs=1 seek=$((offset + 3000)) conv=notrunc status=none
+check "one bit of /params was flipped" bash -c "! cmp -s '$TMP/flip.h5' '$TMP/dmg/ckpt-00000020.h5'"
+run "$DIFF" "$TMP/flip.h5" "$TMP/flip.h5"
+check "a flipped byte is detected on read (ckpt_diff status 2, got $status)" test "$status" -eq 2
+train "$TMP/dmg2" 2 40 --resume "$TMP/flip.h5"
+expect_exit 2 "--resume PATH to a damaged file"
+check "  ... says why" grep -q "cannot resume: .*flip.h5" "$TMP/err"
+train "$TMP/dmg3" 2 40 --resume "$TMP/none.h5"
+expect_exit 2 "--resume PATH to a missing file"
+train "$TMP/dmg" 2 40 --set run.seed=9
+expect_exit 0 "--resume auto with another seed skips the checkpoints that do not fit..."
+check "  ... and says why" grep -q "run.seed" "$TMP/err"
+train "$TMP/dmg" 1 41 --resume never
+expect_exit 0 "--resume never starts over"
+check "  ... without resuming" bash -c "! grep -q resuming '$TMP/out'"
+
+finish
