@@ -178,3 +178,10 @@ void mt_dist_bcast_long(const mt_dist *d, long *buf, size_t n)
 {
     MPI_CHECK(MPI_Bcast(buf, (int)n, MPI_LONG, 0, d->comm));
 }
+
+int mt_dist_max_int(const mt_dist *d, int flag)
+{
+    int out = 0;
+    MPI_CHECK(MPI_Allreduce(&flag, &out, 1, MPI_INT, MPI_MAX, d->comm));
+    return out;
+}

@@ -63,6 +63,9 @@ void mt_dist_scatter_shards(const mt_dist *d, const mt_shards *s, const float *f
 /* Every rank's shard of v[P] to every rank (in place: each rank's own shard is the input). */
 void mt_dist_allgather_shards(const mt_dist *d, const mt_shards *s, float *v);
 
+/* Collective: the largest of every rank's flag. */
+int mt_dist_max_int(const mt_dist *d, int flag);
+
 /* Collective decision: 1 on every rank iff ok is non-zero on every rank. */
 int mt_dist_all(const mt_dist *d, int ok);
 

@@ -28,6 +28,7 @@ int mt_parse_long(const char *s, long lo, long hi, long *out);
 
 int mt_train_main(const mt_dist *d, int argc, char **argv);
 int mt_eval_main(const mt_dist *d, int argc, char **argv);
+int mt_inspect_main(const mt_dist *d, int argc, char **argv);
 int mt_data_main(const mt_dist *d, int argc, char **argv);
 
 #endif

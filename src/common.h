@@ -23,7 +23,9 @@
 enum {
     MT_EXIT_OK = 0,
     MT_EXIT_FAILURE = 1, /* runtime failure: I/O, MPI, out of memory */
-    MT_EXIT_USAGE = 2    /* bad input: CLI, config, data files */
+    MT_EXIT_USAGE = 2,   /* bad input: CLI, config, data files */
+    MT_EXIT_CHECKPOINTED = 75 /* stopped by SIGUSR1/SIGTERM after writing a checkpoint: resume it
+                               * (sysexits' EX_TEMPFAIL, "try again later") */
 };
 
 /* Prints "metatrain: error: <msg> [file:line, <who>]" and calls the abort hook with

@@ -3,6 +3,7 @@
  *
  *   metatrain train [CONFIG] [--set section.key=value]...
  *   metatrain eval CKPT [--tasks N] [--json]
+ *   metatrain inspect CKPT [--json]
  *   metatrain data import|info ...
  *
  * Every rank runs main; only rank 0 prints. All ranks return the same exit status.
@@ -26,6 +27,7 @@ static void usage(FILE *out)
             "commands:\n"
             "  train [CONFIG]   meta-train; without CONFIG the built-in sinusoid MAML default\n"
             "  eval CKPT        adapt a checkpoint to fresh tasks; mean and 95%% CI of the loss\n"
+            "  inspect CKPT     a checkpoint's step, ranks, layout, config; verifies its checksums\n"
             "  data import|info build a few-shot dataset file (IDX, Omniglot, image folders), describe one\n"
             "  help             this text; `metatrain COMMAND --help` explains a command\n"
             "  version          print the version\n"
@@ -54,6 +56,8 @@ int main(int argc, char **argv)
         rc = mt_train_main(&d, argc - 2, argv + 2);
     } else if (strcmp(cmd, "eval") == 0) {
         rc = mt_eval_main(&d, argc - 2, argv + 2);
+    } else if (strcmp(cmd, "inspect") == 0) {
+        rc = mt_inspect_main(&d, argc - 2, argv + 2);
     } else if (strcmp(cmd, "data") == 0) {
         rc = mt_data_main(&d, argc - 2, argv + 2);
     } else if (strcmp(cmd, "help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0) {
@@ -63,7 +67,7 @@ int main(int argc, char **argv)
         if (d.rank == 0) printf("metatrain %s\n", MT_VERSION);
         rc = MT_EXIT_OK;
     } else {
-        mt_cli_error(&d, "unknown command '%s' (commands: train, eval, data, help, version)", cmd);
+        mt_cli_error(&d, "unknown command '%s' (commands: train, eval, inspect, data, help, version)", cmd);
         rc = MT_EXIT_USAGE;
     }
     mt_dist_finalize(&d);

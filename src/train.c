@@ -10,6 +10,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,7 +54,10 @@ static void usage(FILE *out)
             "\n"
             "Configuration keys and defaults (the built-in default run):\n");
     mt_config_print_keys(out);
-    fprintf(out, "\nExit status: 0 success, 1 runtime failure (I/O, divergence), 2 bad input.\n");
+    fprintf(out, "\nSignals: SIGUSR1 or SIGTERM stops training at the next iteration with a checkpoint\n"
+                 "(send SIGUSR1 to mpirun: it forwards it; SIGTERM is followed by SIGKILL within a second).\n"
+                 "Exit status: 0 success, 1 runtime failure (I/O, divergence), 2 bad input,\n"
+                 "75 stopped by a signal after writing a checkpoint (resume with the same command).\n");
 }
 
 typedef struct {
@@ -134,6 +138,23 @@ static int prepare_run_dir(const mt_dist *d, const mt_config *c, const char *con
         return MT_EXIT_FAILURE;
     }
     return 0;
+}
+
+/* The signal that asked for a checkpoint-and-exit (0: none). Set by the handler only. */
+static volatile sig_atomic_t stop_signal = 0;
+
+static void on_stop_signal(int sig) { stop_signal = sig; }
+
+/* SIGUSR1 (the "checkpoint now" signal: mpirun forwards it, Slurm sends it with --signal) and
+ * SIGTERM set a flag; the loop acts on it at the next iteration boundary. */
+static void catch_stop_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGUSR1, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
 }
 
 /* Everything a checkpoint saves and a resume restores. */
@@ -337,7 +358,20 @@ int mt_train_main(const mt_dist *d, int argc, char **argv)
     double t_start = mt_now(), t_log = t_start;
     long s_log = start;
     mt_metrics_row last = {0};
+    catch_stop_signals();
     for (long s = start; s < cfg.iterations; s++) {
+        /* Ranks decide together: one rank's signal stops all of them at the same step. */
+        const int sig = mt_dist_max_int(d, (int)stop_signal);
+        if (sig) {
+            mt_progress_finish(&progress);
+            if ((rc = save_checkpoint(d, &ts, s, path, sizeof path)) != 0) goto done;
+            if (d->rank == 0)
+                printf("stopped by %s at iteration %ld: checkpoint %s\n  continue with the same command "
+                       "(--resume auto); exit status %d\n",
+                       sig == SIGUSR1 ? "SIGUSR1" : "SIGTERM", s, path, MT_EXIT_CHECKPOINTED);
+            rc = MT_EXIT_CHECKPOINTED;
+            goto done;
+        }
         const long step = s + 1;
         const int logged = step % cfg.log_every == 0 || step == cfg.iterations;
         for (int t = lo; t < hi; t++) {

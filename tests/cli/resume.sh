@@ -73,6 +73,28 @@ train "$TMP/crash" 2 60 "${slow[@]}"
 expect_exit 0 "resume the crashed run"
 check "crashed + resumed = uninterrupted, bit for bit" same "$TMP/nocrash/ckpt-00000060.h5" "$TMP/crash/ckpt-00000060.h5"
 
+# --- signals: checkpoint now, exit 75, resume exactly ------------------------------------------
+signal_run() { # DIR, then the signal and whom to send it to: "USR1 mpirun" or "TERM rank"
+    "${MPIRUN[@]}" -np 2 "$BIN" train --progress none --set run.dir="$1" --set run.iterations=60 "${slow[@]}" \
+        >"$TMP/sig.out" 2>&1 &
+    local job=$! target
+    for _ in $(seq 600); do [ -f "$1/ckpt-00000010.h5" ] && break; sleep 0.05; done
+    if [ "$3" = mpirun ]; then target=$job; else target=$(pgrep -n -f "run.dir=$1 " -x metatrain || pgrep -n -f "metatrain train --progress none --set run.dir=$1 "); fi
+    kill -"$2" "$target"
+    wait "$job"
+    status=$?
+}
+signal_run "$TMP/usr1" USR1 mpirun
+check "SIGUSR1 to mpirun: exit status 75 (got $status)" test "$status" -eq 75
+check "  ... says where it stopped" grep -q "stopped by SIGUSR1 at iteration [0-9]*: checkpoint" "$TMP/sig.out"
+check "  ... before the end" test ! -f "$TMP/usr1/ckpt-00000060.h5"
+train "$TMP/usr1" 3 60 "${slow[@]}"
+expect_exit 0 "resume after SIGUSR1 on 3 ranks"
+check "stopped by SIGUSR1 + resumed = uninterrupted, bit for bit" same "$TMP/nocrash/ckpt-00000060.h5" "$TMP/usr1/ckpt-00000060.h5"
+signal_run "$TMP/term" TERM rank
+check "SIGTERM to one rank: all ranks stop together with status 75 (got $status)" test "$status" -eq 75
+check "  ... and a checkpoint" grep -q "stopped by SIGTERM at iteration [0-9]*: checkpoint" "$TMP/sig.out"
+
 # --- damaged checkpoints --------------------------------------------------------------------
 train "$TMP/dmg" 2 30 --set checkpoint.every=10
 expect_exit 0 "30 iterations with checkpoints at 10, 20, 30"
@@ -89,6 +111,16 @@ printf "\\$(printf %03o $((byte ^ 4)))" | dd of="$TMP/flip.h5" bs=1 seek=$((offs
 check "one bit of /params was flipped" bash -c "! cmp -s '$TMP/flip.h5' '$TMP/dmg/ckpt-00000020.h5'"
 run "$DIFF" "$TMP/flip.h5" "$TMP/flip.h5"
 check "a flipped byte is detected on read (ckpt_diff status 2, got $status)" test "$status" -eq 2
+run "$BIN" inspect "$TMP/flip.h5"
+expect_exit 2 "inspect of the bit-flipped file"
+check "  ... reports the failed checksum" grep -q "fails its checksum" "$TMP/err"
+run "${MPIRUN[@]}" -np 2 "$BIN" inspect "$TMP/dmg/ckpt-00000020.h5" --json
+expect_exit 0 "inspect --json of a good checkpoint on 2 ranks"
+check "  ... one line with step, world size, optimizer state and checksum status" \
+    grep -q '"step": 20, "seed": 1, "world_size": 2, .*"optimizer_state": true, "checksums": "ok"' "$TMP/out"
+check "  ... lists the layout" grep -q '"name": "fc2.weight", "kind": "linear", "offset": 80, "shape": \[40, 40\]' "$TMP/out"
+run "$BIN" inspect "$TMP/dmg/ckpt-00000020.h5"
+check "inspect prints the config it was trained with" grep -q "^iterations = 30" "$TMP/out"
 train "$TMP/dmg2" 2 40 --resume "$TMP/flip.h5"
 expect_exit 2 "--resume PATH to a damaged file"
 check "  ... says why" grep -q "cannot resume: .*flip.h5" "$TMP/err"
