@@ -9,38 +9,8 @@
 set -u
 BIN=$1
 MPIEXEC=$2
-export LC_ALL=C
-
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/mt_cli_errors.XXXXXX") || exit 1
-trap 'rm -rf "$TMP"' EXIT
-MPIRUN=("$MPIEXEC" --oversubscribe)
-if [ "$(id -u)" -eq 0 ]; then MPIRUN+=(--allow-run-as-root); fi
-
-passed=0
-failed=0
-# check LABEL COMMAND...: one check, passed iff COMMAND succeeds.
-check() {
-    local label=$1
-    shift
-    if "$@"; then
-        echo "ok   $label"
-        passed=$((passed + 1))
-    else
-        echo "FAIL $label"
-        failed=$((failed + 1))
-    fi
-}
-# run COMMAND...: runs it with a time limit (a hang fails as status 124); sets $status,
-# leaves stdout in $TMP/out and stderr in $TMP/err.
-run() {
-    timeout -k 5 60 "$@" >"$TMP/out" 2>"$TMP/err"
-    status=$?
-}
-# expect_exit WANT LABEL: the last run's status; shows its stderr if it is wrong.
-expect_exit() {
-    check "$2: exit status $1 (got $status)" test "$status" -eq "$1"
-    if [ "$status" -ne "$1" ]; then sed 's/^/     | /' "$TMP/err"; fi
-}
+RUN_TIMEOUT=60
+source "$(dirname "$0")/lib.sh"
 expect_err() { check "$2: stderr contains '$1'" grep -qF -- "$1" "$TMP/err"; }
 no_h5_dump() { check "$1: no HDF5 error stack on stderr" bash -c "! grep -qE 'HDF5-DIAG|#0[0-9][0-9]: ' '$TMP/err'"; }
 # expect_usage_error LABEL TEXT...: status 2, stderr holds "metatrain: error:" and each TEXT.
@@ -53,11 +23,6 @@ expect_usage_error() {
     for text in "$@"; do expect_err "$text" "$label"; done
     no_h5_dump "$label"
     echo "     stderr: $(head -n 1 "$TMP/err")"
-}
-finish() {
-    echo "$passed passed, $failed failed"
-    if [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]; then exit 0; fi
-    exit 1
 }
 
 RUN_DIR=$TMP/run # no case below may create it: input errors come before any output

@@ -13,38 +13,8 @@ set -u
 BIN=$1
 MPIEXEC=$2
 MKIMG=$3
-export LC_ALL=C
-unset SOURCE_DATE_EPOCH
-
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/mt_data_import.XXXXXX") || exit 1
-trap 'rm -rf "$TMP"' EXIT
-MPIRUN=("$MPIEXEC" --oversubscribe)
-if [ "$(id -u)" -eq 0 ]; then MPIRUN+=(--allow-run-as-root); fi
-
-passed=0
-failed=0
-# check LABEL COMMAND...: one check, passed iff COMMAND succeeds.
-check() {
-    local label=$1
-    shift
-    if "$@"; then
-        echo "ok   $label"
-        passed=$((passed + 1))
-    else
-        echo "FAIL $label"
-        failed=$((failed + 1))
-    fi
-}
-# run COMMAND...: with a time limit (a hang fails as 124); sets $status, $TMP/out, $TMP/err.
-run() {
-    timeout -k 5 120 "$@" >"$TMP/out" 2>"$TMP/err"
-    status=$?
-}
-# expect_exit WANT LABEL: the last run's status; shows its output if it is wrong.
-expect_exit() {
-    check "$2: exit status $1 (got $status)" test "$status" -eq "$1"
-    if [ "$status" -ne "$1" ]; then sed 's/^/     | /' "$TMP/out" "$TMP/err"; fi
-}
+RUN_TIMEOUT=120
+source "$(dirname "$0")/lib.sh"
 expect_err() { check "$2: stderr contains '$1'" grep -qF -- "$1" "$TMP/err"; }
 expect_out() { check "$2: stdout contains '$1'" grep -qF -- "$1" "$TMP/out"; }
 no_h5_dump() { check "$1: no HDF5 error stack on stderr" bash -c "! grep -qE 'HDF5-DIAG|#0[0-9][0-9]: ' '$TMP/err'"; }
@@ -79,11 +49,6 @@ expect_split() {
     check "$label: split $split has shape $5" test "$(info_value "$TMP/out" "$split" shape)" = "$5 (C x H x W)"
     check "$label: split $split has $6 images per class" \
         bash -c "[[ '$(info_value "$TMP/out" "$split" "per class")' == '$6 images'* ]]"
-}
-finish() {
-    echo "$passed passed, $failed failed"
-    if [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]; then exit 0; fi
-    exit 1
 }
 mk() { "$MKIMG" "$@" || { echo "FAIL make_images $*"; failed=$((failed + 1)); }; }
 # dump_masked FILE: h5dump of FILE with its name and the created timestamp masked.

@@ -1,6 +1,7 @@
 # lib.sh — helpers shared by the CLI test scripts (source it after setting BIN and MPIEXEC).
 #   check LABEL CMD...       one check, passed iff CMD succeeds
-#   run CMD...               run with a time limit; sets $status, $TMP/out, $TMP/err
+#   run CMD...               run with a time limit of $RUN_TIMEOUT s (default 300; a hang
+#                            fails as status 124); sets $status, $TMP/out, $TMP/err
 #   expect_exit WANT LABEL   the last run's status (shows its output when wrong)
 #   json_field NAME FILE     a number field of a one-line JSON object
 #   finish                   prints "N passed, M failed"; exit status 0 iff all passed
@@ -24,7 +25,7 @@ check() {
     fi
 }
 run() {
-    timeout -k 5 300 "$@" >"$TMP/out" 2>"$TMP/err"
+    timeout -k 5 "${RUN_TIMEOUT:-300}" "$@" >"$TMP/out" 2>"$TMP/err"
     status=$?
 }
 expect_exit() {

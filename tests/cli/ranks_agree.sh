@@ -13,42 +13,8 @@ set -u
 BIN=$1
 MPIEXEC=$2
 DIFF=${3:-${MT_CKPT_DIFF:-}}
-export LC_ALL=C
-
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/mt_ranks_agree.XXXXXX") || exit 1
-trap 'rm -rf "$TMP"' EXIT
-MPIRUN=("$MPIEXEC" --oversubscribe)
-if [ "$(id -u)" -eq 0 ]; then MPIRUN+=(--allow-run-as-root); fi
-
-passed=0
-failed=0
-# check LABEL COMMAND...: one check, passed iff COMMAND succeeds.
-check() {
-    local label=$1
-    shift
-    if "$@"; then
-        echo "ok   $label"
-        passed=$((passed + 1))
-    else
-        echo "FAIL $label"
-        failed=$((failed + 1))
-    fi
-}
-# run COMMAND...: with a time limit (a hang fails as 124); sets $status, $TMP/out, $TMP/err.
-run() {
-    timeout -k 5 120 "$@" >"$TMP/out" 2>"$TMP/err"
-    status=$?
-}
-# expect_exit WANT LABEL: the last run's status; shows its output.
-expect_exit() {
-    check "$2: exit status $1 (got $status)" test "$status" -eq "$1"
-    if [ "$status" -ne "$1" ]; then sed 's/^/     | /' "$TMP/out" "$TMP/err"; fi
-}
-finish() {
-    echo "$passed passed, $failed failed"
-    if [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]; then exit 0; fi
-    exit 1
-}
+RUN_TIMEOUT=120
+source "$(dirname "$0")/lib.sh"
 # ckpt_diff WANT LABEL ARGS...: runs the comparison tool and expects status WANT.
 ckpt_diff() {
     local want=$1 label=$2

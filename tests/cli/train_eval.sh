@@ -9,44 +9,9 @@
 set -u
 BIN=$1
 MPIEXEC=$2
-export LC_ALL=C
-
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/mt_train_eval.XXXXXX") || exit 1
-trap 'rm -rf "$TMP"' EXIT
-MPIRUN=("$MPIEXEC" --oversubscribe)
-if [ "$(id -u)" -eq 0 ]; then MPIRUN+=(--allow-run-as-root); fi
-
-passed=0
-failed=0
-# check LABEL COMMAND...: one check, passed iff COMMAND succeeds.
-check() {
-    local label=$1
-    shift
-    if "$@"; then
-        echo "ok   $label"
-        passed=$((passed + 1))
-    else
-        echo "FAIL $label"
-        failed=$((failed + 1))
-    fi
-}
-# run COMMAND...: with a time limit (a hang fails as 124); sets $status, $TMP/out, $TMP/err.
-run() {
-    timeout -k 5 120 "$@" >"$TMP/out" 2>"$TMP/err"
-    status=$?
-}
-# expect_exit WANT LABEL: the last run's status; shows its output if it is wrong.
-expect_exit() {
-    check "$2: exit status $1 (got $status)" test "$status" -eq "$1"
-    if [ "$status" -ne "$1" ]; then sed 's/^/     | /' "$TMP/out" "$TMP/err"; fi
-}
-finish() {
-    echo "$passed passed, $failed failed"
-    if [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]; then exit 0; fi
-    exit 1
-}
+RUN_TIMEOUT=120
+source "$(dirname "$0")/lib.sh"
 # json_field NAME FILE: the value of "NAME": in a one-line JSON object (numbers, unquoted).
-json_field() { grep -o "\"$1\": [^,}]*" "$2" | head -n 1 | sed 's/^[^:]*: //'; }
 # micro X: a non-negative decimal number as an integer count of 1e-6 (bash has no floats).
 micro() {
     local s
