@@ -101,15 +101,6 @@ void mt_dist_bcast_float(const mt_dist *d, float *buf, size_t n)
     MPI_CHECK(MPI_Bcast(buf, (int)n, MPI_FLOAT, 0, d->comm));
 }
 
-/* The quantum for this iteration (collective); 0: all zero, NaN: something not finite. */
-static double agree_quantum(const mt_dist *d, const float *tasks, size_t n, long n_total)
-{
-    float local = mt_fixed_max_abs(tasks, n), global = 0.0f;
-    if (isnan(local)) local = INFINITY; /* MPI_MAX need not order NaN */
-    MPI_CHECK(MPI_Allreduce(&local, &global, 1, MPI_FLOAT, MPI_MAX, d->comm));
-    return mt_fixed_quantum(global, n_total);
-}
-
 void mt_shard_range(size_t P, int n, int r, size_t *lo, size_t *hi)
 {
     *lo = P * (size_t)r / (size_t)n;
@@ -137,10 +128,21 @@ void mt_shards_free(mt_shards *s)
     memset(s, 0, sizeof *s);
 }
 
-void mt_dist_mean_exact_shard(const mt_dist *d, const mt_shards *s, const float *tasks, int n_local, size_t P,
-                              long n_total, float *out, int64_t *acc)
+/* The quantum for this iteration and the agreed stop flag, in one MPI_MAX allreduce of two
+ * floats (collective). Quantum 0: all zero; NaN: something not finite. */
+static double agree_quantum(const mt_dist *d, const float *tasks, size_t n, long n_total, int *stop)
 {
-    const double q = agree_quantum(d, tasks, (size_t)n_local * P, n_total);
+    float local[2] = {mt_fixed_max_abs(tasks, n), (float)*stop}, global[2] = {0.0f, 0.0f};
+    if (isnan(local[0])) local[0] = INFINITY; /* MPI_MAX need not order NaN */
+    MPI_CHECK(MPI_Allreduce(local, global, 2, MPI_FLOAT, MPI_MAX, d->comm));
+    *stop = (int)global[1];
+    return mt_fixed_quantum(global[0], n_total);
+}
+
+void mt_dist_mean_exact_shard(const mt_dist *d, const mt_shards *s, const float *tasks, int n_local, size_t P,
+                              long n_total, float *out, int64_t *acc, int *stop)
+{
+    const double q = agree_quantum(d, tasks, (size_t)n_local * P, n_total, stop);
     const size_t n = s->hi - s->lo;
     if (!(q > 0.0)) {
         for (size_t i = 0; i < n; i++) out[i] = q == 0.0 ? 0.0f : NAN;
@@ -154,8 +156,9 @@ void mt_dist_mean_exact_shard(const mt_dist *d, const mt_shards *s, const float 
 }
 
 void mt_dist_mean_fast_shard(const mt_dist *d, const mt_shards *s, const float *tasks, int n_local, size_t P,
-                             long n_total, float *out, float *sum)
+                             long n_total, float *out, float *sum, int *stop)
 {
+    *stop = mt_dist_max_int(d, *stop);
     memset(sum, 0, P * sizeof *sum);
     for (int t = 0; t < n_local; t++)
         for (size_t i = 0; i < P; i++) sum[i] += tasks[(size_t)t * P + i];

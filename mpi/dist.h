@@ -49,14 +49,16 @@ void mt_shard_range(size_t P, int n, int r, size_t *lo, size_t *hi);
 
 /* This rank's shard out[hi−lo] of the mean (Σ over all ranks' local task vectors
  * tasks[n_local, P]) / n_total, summed exactly in fixed point (src/fixed.h): the same bits
- * for any rank count, task placement and MPI algorithm. Two collectives: a max of |values|,
- * then an int64 reduce-scatter. A non-finite value makes the mean NaN on every rank. acc is
- * int64 scratch [P]. */
+ * for any rank count, task placement and MPI algorithm. Two collectives: a max of |values|
+ * (which also agrees on *stop: in, this rank's flag; out, the largest of all ranks'), then
+ * an int64 reduce-scatter. A non-finite value makes the mean NaN on every rank. acc is int64
+ * scratch [P]. */
 void mt_dist_mean_exact_shard(const mt_dist *d, const mt_shards *s, const float *tasks, int n_local, size_t P,
-                              long n_total, float *out, int64_t *acc);
-/* The same with a float reduce-scatter (dist.reduce = fast). sum is float scratch [P]. */
+                              long n_total, float *out, int64_t *acc, int *stop);
+/* The same with a float reduce-scatter (dist.reduce = fast), the same two collectives. sum
+ * is float scratch [P]. */
 void mt_dist_mean_fast_shard(const mt_dist *d, const mt_shards *s, const float *tasks, int n_local, size_t P,
-                             long n_total, float *out, float *sum);
+                             long n_total, float *out, float *sum, int *stop);
 /* Rank 0's full vector full[P] (ignored elsewhere) scattered: every rank gets its shard. */
 void mt_dist_scatter_shards(const mt_dist *d, const mt_shards *s, const float *full, float *shard);
 

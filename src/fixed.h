@@ -27,7 +27,8 @@ double mt_fixed_quantum(float max_abs, long terms);
 /* Largest |x[i]| (NaN if any x[i] is NaN, inf if any is infinite). */
 float mt_fixed_max_abs(const float *x, size_t n);
 
-/* acc[i] += round(g[i] / q), rounding to nearest, ties to even. q > 0. */
+/* acc[i] += round(g[i] / q), to nearest with halves away from zero (within one quantum
+ * where |g / q| >= 2^52, still deterministic). q > 0. */
 void mt_fixed_add(int64_t *acc, const float *g, size_t n, double q);
 
 /* out[i] = acc[i] · q · scale, rounded once to float. */

@@ -360,18 +360,6 @@ int mt_train_main(const mt_dist *d, int argc, char **argv)
     mt_metrics_row last = {0};
     catch_stop_signals();
     for (long s = start; s < cfg.iterations; s++) {
-        /* Ranks decide together: one rank's signal stops all of them at the same step. */
-        const int sig = mt_dist_max_int(d, (int)stop_signal);
-        if (sig) {
-            mt_progress_finish(&progress);
-            if ((rc = save_checkpoint(d, &ts, s, path, sizeof path)) != 0) goto done;
-            if (d->rank == 0)
-                printf("stopped by %s at iteration %ld: checkpoint %s\n  continue with the same command "
-                       "(--resume auto); exit status %d\n",
-                       sig == SIGUSR1 ? "SIGUSR1" : "SIGTERM", s, path, MT_EXIT_CHECKPOINTED);
-            rc = MT_EXIT_CHECKPOINTED;
-            goto done;
-        }
         const long step = s + 1;
         const int logged = step % cfg.log_every == 0 || step == cfg.iterations;
         for (int t = lo; t < hi; t++) {
@@ -384,10 +372,23 @@ int mt_train_main(const mt_dist *d, int argc, char **argv)
                 slot[0] = l.pre, slot[1] = l.post, slot[2] = l.acc_pre, slot[3] = l.acc_post;
             }
         }
-        if (exact) mt_dist_mean_exact_shard(d, &shards, task_g, hi - lo, P, B, gshard, scratch);
-        else mt_dist_mean_fast_shard(d, &shards, task_g, hi - lo, P, B, gshard, scratch);
+        /* The reduction also agrees on a pending stop signal: one rank's signal stops all of
+         * them after the same iteration. */
+        int sig = (int)stop_signal;
+        if (exact) mt_dist_mean_exact_shard(d, &shards, task_g, hi - lo, P, B, gshard, scratch, &sig);
+        else mt_dist_mean_fast_shard(d, &shards, task_g, hi - lo, P, B, gshard, scratch, &sig);
         mt_adam_step(theta + shards.lo, adam_m, adam_v, gshard, S, step, &adam);
         mt_dist_allgather_shards(d, &shards, theta);
+        if (sig && step < cfg.iterations) {
+            mt_progress_finish(&progress);
+            if ((rc = save_checkpoint(d, &ts, step, path, sizeof path)) != 0) goto done;
+            if (d->rank == 0)
+                printf("stopped by %s at iteration %ld: checkpoint %s\n  continue with the same command "
+                       "(--resume auto); exit status %d\n",
+                       sig == SIGUSR1 ? "SIGUSR1" : "SIGTERM", step, path, MT_EXIT_CHECKPOINTED);
+            rc = MT_EXIT_CHECKPOINTED;
+            goto done;
+        }
 
         if (logged) {
             mt_dist_sum_double(d, slots, (size_t)EXTRA * B);
