@@ -131,6 +131,16 @@ static int all_ok(MPI_Comm comm, int ok)
     return out;
 }
 
+/* Fault injection for the tests: MT_TEST_DIE_IN_CHECKPOINT=RANK:STEP makes that rank die
+ * (as a node would) with the checkpoint of that step written but not closed. */
+static void die_here_for_tests(int rank, long step)
+{
+    const char *spec = getenv("MT_TEST_DIE_IN_CHECKPOINT");
+    int r;
+    long s;
+    if (spec && sscanf(spec, "%d:%ld", &r, &s) == 2 && r == rank && s == step) _exit(70);
+}
+
 int mt_checkpoint_write(const char *path, const mt_model *m, const float *params, const mt_checkpoint_shard *sh,
                         const mt_checkpoint *ck, char *err, size_t errlen)
 {
@@ -164,11 +174,13 @@ int mt_checkpoint_write(const char *path, const mt_model *m, const float *params
              mt_h5_attr_write_i64(file, "world_size", ck->world_size) == 0 &&
              mt_h5_attr_write_str(file, "program_version", MT_VERSION) == 0 &&
              mt_h5_attr_write_str(file, "config", ck->config ? ck->config : "") == 0 &&
+             mt_h5_attr_write_str(file, "dataset", ck->dataset[0] ? ck->dataset : "none") == 0 &&
              write_vector(file, "params", params + lo, P, lo, hi, dxpl, crc_params) == 0 &&
              (!optim || (write_vector(file, "optim/m", sh->m_shard, P, lo, hi, dxpl, crc_m) == 0 &&
                          write_vector(file, "optim/v", sh->v_shard, P, lo, hi, dxpl, crc_v) == 0)) &&
              write_table(file, m, rank == 0, dxpl) == 0;
         if (!ok) snprintf(err, errlen, "cannot write checkpoint %s: %s", partial, mt_h5_reason());
+        die_here_for_tests(rank, ck->step);
         if (H5Fclose(file) < 0 && ok) {
             snprintf(err, errlen, "cannot close checkpoint %s: %s", partial, mt_h5_reason());
             ok = 0;
@@ -351,6 +363,9 @@ int mt_checkpoint_read(const char *path, mt_checkpoint *ck, char *err, size_t er
                  read_vector(file, "optim/v", 2, &ck->v, &ck->n_params, why, sizeof why) == 0;
     }
     ck->version = (int)version;
+    char *dataset = NULL;
+    if (ok && mt_h5_attr_read_str(file, "dataset", &dataset) == 0) snprintf(ck->dataset, sizeof ck->dataset, "%s", dataset);
+    free(dataset);
     ck->step = (long)step;
     ck->seed = seed;
     ck->world_size = (int)world;

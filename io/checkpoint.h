@@ -7,7 +7,8 @@
  *   /model           compound table, one row per parameter tensor:
  *                    name, kind, offset, size, ndim, shape[4] — enough to rebuild the layout
  *   root attributes  format, format_version, step, seed, world_size, program_version,
- *                    config (the resolved INI text: the checkpoint alone rebuilds the run)
+ *                    config (the resolved INI text: the checkpoint alone rebuilds the run),
+ *                    dataset (where the tasks came from)
  *   each vector      crc32: zlib's CRC-32 of its little-endian bytes, checked on read
  *
  * Written collectively with parallel HDF5: every rank writes its shard [lo, hi) of the three
@@ -36,6 +37,7 @@ typedef struct {
     int version;      /* format_version read */
     char program_version[32];
     char *config;     /* resolved INI text, malloc'd */
+    char dataset[1200]; /* what the tasks came from: "dataset FILE split NAME" or the generator */
     size_t n_params;
     float *params;    /* [n_params], malloc'd */
     float *m, *v;     /* [n_params] Adam moments (version 2), malloc'd; NULL if absent */

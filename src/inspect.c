@@ -19,7 +19,8 @@ static void usage(FILE *out)
                  "state, and the resolved config it was trained with. Reading verifies the checksums:\n"
                  "a damaged file is reported (exit status 2).\n"
                  "  --json    one JSON object: path, format_version, step, seed, world_size,\n"
-                 "            program_version, parameters, optimizer_state, checksums, tensors\n");
+                 "            program_version, dataset, parameters, optimizer_state, checksums,\n"
+                 "            tensors, config\n");
 }
 
 /* A JSON string (quotes, backslashes and control characters escaped). */
@@ -72,6 +73,8 @@ int mt_inspect_main(const mt_dist *d, int argc, char **argv)
         printf(", \"format_version\": %d, \"step\": %ld, \"seed\": %llu, \"world_size\": %d, \"program_version\": ",
                ck.version, ck.step, (unsigned long long)ck.seed, ck.world_size);
         json_string(ck.program_version);
+        printf(", \"dataset\": ");
+        json_string(ck.dataset);
         printf(", \"parameters\": %zu, \"optimizer_state\": %s, \"checksums\": \"ok\", \"tensors\": [", ck.n_params,
                ck.m ? "true" : "false");
         for (int i = 0; i < ck.n_tensors; i++) {
@@ -87,9 +90,10 @@ int mt_inspect_main(const mt_dist *d, int argc, char **argv)
     } else {
         printf("checkpoint %s\n  format version %d, written by metatrain %s on %d rank%s\n"
                "  iteration %ld, seed %llu, %zu parameters, optimizer state: %s\n"
-               "  checksums: ok\n\n  %-16s %-10s %10s  %s\n",
+               "  tasks from: %s\n  checksums: ok\n\n  %-16s %-10s %10s  %s\n",
                path, ck.version, ck.program_version, ck.world_size, ck.world_size == 1 ? "" : "s", ck.step,
-               (unsigned long long)ck.seed, ck.n_params, state, "tensor", "kind", "offset", "shape");
+               (unsigned long long)ck.seed, ck.n_params, state, ck.dataset[0] ? ck.dataset : "(not recorded)", "tensor",
+               "kind", "offset", "shape");
         for (int i = 0; i < ck.n_tensors; i++) {
             const mt_tensor_info *t = &ck.tensors[i];
             printf("  %-16s %-10s %10zu  ", t->name, t->kind, t->offset);

@@ -161,6 +161,7 @@ static void catch_stop_signals(void)
 typedef struct {
     const mt_config *cfg;
     const char *config_text;
+    const char *source; /* the family's data source, for the checkpoint's dataset attribute */
     const mt_model *model;
     const mt_shards *shards;
     float *theta;          /* [P] */
@@ -173,6 +174,7 @@ static int save_checkpoint(const mt_dist *d, const train_state *ts, long step, c
     char err[MT_ERR_LEN] = "";
     mt_checkpoint_path(path, pathlen, ts->cfg->run_dir, step);
     mt_checkpoint ck = {.step = step, .seed = ts->cfg->seed, .world_size = d->size, .config = (char *)ts->config_text};
+    snprintf(ck.dataset, sizeof ck.dataset, "%s", ts->source);
     mt_checkpoint_shard sh = {d->comm, ts->shards->lo, ts->shards->hi, ts->adam_m, ts->adam_v};
     int ok = mt_checkpoint_write(path, ts->model, ts->theta, &sh, &ck, err, sizeof err) == 0;
     if (ok && d->rank == 0) ok = mt_checkpoint_prune(ts->cfg->run_dir, ts->cfg->ckpt_keep, err, sizeof err) >= 0;
@@ -328,7 +330,7 @@ int mt_train_main(const mt_dist *d, int argc, char **argv)
 
     FILE *metrics = NULL;
     char err[MT_ERR_LEN] = "", path[MT_H5_PATH_LEN];
-    const train_state ts = {&cfg, config_text, &model, &shards, theta, adam_m, adam_v};
+    const train_state ts = {&cfg, config_text, family.source, &model, &shards, theta, adam_m, adam_v};
     long start = 0;
     if (d->rank == 0) {
         printf("metatrain %s: %s %s on %s (%s), %d rank%s, meta-batch %d, %d inner step%s, %ld iterations, "

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # ranks_agree.sh — the trained θ does not depend on how many ranks share the meta-batch:
-# 20 iterations with 1, 2, 3 and 4 ranks (same config and seed) must give bit-identical
+# 30 iterations with 1, 2, 3 and 4 ranks (same config and seed) must give bit-identical
 # parameters with the default dist.reduce = exact (fixed-point sums), and agree to float
 # rounding with dist.reduce = fast (a float allreduce, whose bits change with the rank
 # count); two runs with the same rank count must be bit-identical, and a different seed
@@ -29,14 +29,14 @@ if [ -z "$DIFF" ] || [ ! -x "$DIFF" ]; then
     exit 1
 fi
 
-# train NAME NP [--set ...]: 20 iterations with NP ranks into $TMP/NAME.
+# train NAME NP [--set ...]: 30 iterations with NP ranks into $TMP/NAME.
 train() {
     local name=$1 np=$2
     shift 2
-    run "${MPIRUN[@]}" -np "$np" "$BIN" train --set "run.dir=$TMP/$name" --set run.iterations=20 \
+    run "${MPIRUN[@]}" -np "$np" "$BIN" train --set "run.dir=$TMP/$name" --set run.iterations=30 \
         --set run.log_every=10 --progress none "$@"
-    expect_exit 0 "train 20 iterations with $np rank(s) into $name${*:+ ($*)}"
-    check "  ... wrote $name/ckpt-00000020.h5" test -f "$TMP/$name/ckpt-00000020.h5"
+    expect_exit 0 "train 30 iterations with $np rank(s) into $name${*:+ ($*)}"
+    check "  ... wrote $name/ckpt-00000030.h5" test -f "$TMP/$name/ckpt-00000030.h5"
 }
 train np1 1
 train np2 2
@@ -47,27 +47,27 @@ train np2_seed2 2 --set run.seed=2
 train fast1 1 --set dist.reduce=fast
 train fast3 3 --set dist.reduce=fast
 
-C1=$TMP/np1/ckpt-00000020.h5
-C2=$TMP/np2/ckpt-00000020.h5
-C3=$TMP/np3/ckpt-00000020.h5
+C1=$TMP/np1/ckpt-00000030.h5
+C2=$TMP/np2/ckpt-00000030.h5
+C3=$TMP/np3/ckpt-00000030.h5
 ckpt_diff 0 "exact: 1 vs 2 ranks are bit-identical" "$C1" "$C2" --tol 0
 ckpt_diff 0 "exact: 1 vs 3 ranks are bit-identical" "$C1" "$C3" --tol 0
-ckpt_diff 0 "exact: 1 vs 4 ranks are bit-identical" "$C1" "$TMP/np4/ckpt-00000020.h5" --tol 0
-ckpt_diff 0 "fast: 1 vs 3 ranks agree to 1e-5 (normwise relative)" "$TMP/fast1/ckpt-00000020.h5" \
-    "$TMP/fast3/ckpt-00000020.h5" --tol 1e-5
-ckpt_diff 0 "fast and exact agree to 1e-5" "$TMP/fast1/ckpt-00000020.h5" "$C1" --tol 1e-5
-ckpt_diff 0 "two runs with 2 ranks are bit-identical" "$C2" "$TMP/np2_again/ckpt-00000020.h5"
-ckpt_diff 0 "two runs with 2 ranks are bit-identical (explicit --tol 0)" "$C2" "$TMP/np2_again/ckpt-00000020.h5" --tol 0
+ckpt_diff 0 "exact: 1 vs 4 ranks are bit-identical" "$C1" "$TMP/np4/ckpt-00000030.h5" --tol 0
+ckpt_diff 0 "fast: 1 vs 3 ranks agree to 1e-5 (normwise relative)" "$TMP/fast1/ckpt-00000030.h5" \
+    "$TMP/fast3/ckpt-00000030.h5" --tol 1e-5
+ckpt_diff 0 "fast and exact agree to 1e-5" "$TMP/fast1/ckpt-00000030.h5" "$C1" --tol 1e-5
+ckpt_diff 0 "two runs with 2 ranks are bit-identical" "$C2" "$TMP/np2_again/ckpt-00000030.h5"
+ckpt_diff 0 "two runs with 2 ranks are bit-identical (explicit --tol 0)" "$C2" "$TMP/np2_again/ckpt-00000030.h5" --tol 0
 ckpt_diff 0 "a checkpoint equals itself" "$C3" "$C3"
 
 # The comparison has teeth: another seed, another θ.
-ckpt_diff 1 "seed 2 differs from seed 1 at --tol 1e-5" "$C2" "$TMP/np2_seed2/ckpt-00000020.h5" --tol 1e-5
-ckpt_diff 1 "seed 2 differs from seed 1 even at --tol 0.1" "$C2" "$TMP/np2_seed2/ckpt-00000020.h5" --tol 0.1
-ckpt_diff 1 "seed 2 differs from seed 1 bitwise" "$C2" "$TMP/np2_seed2/ckpt-00000020.h5"
+ckpt_diff 1 "seed 2 differs from seed 1 at --tol 1e-5" "$C2" "$TMP/np2_seed2/ckpt-00000030.h5" --tol 1e-5
+ckpt_diff 1 "seed 2 differs from seed 1 even at --tol 0.1" "$C2" "$TMP/np2_seed2/ckpt-00000030.h5" --tol 0.1
+ckpt_diff 1 "seed 2 differs from seed 1 bitwise" "$C2" "$TMP/np2_seed2/ckpt-00000030.h5"
 # One more iteration of training is visible at the tolerance used above.
-run "$BIN" train --set "run.dir=$TMP/np1_19" --set run.iterations=19 --progress none
-expect_exit 0 "train 19 iterations with 1 rank"
-ckpt_diff 1 "19 iterations differ from 20 at --tol 1e-5" "$C1" "$TMP/np1_19/ckpt-00000019.h5" --tol 1e-5
+run "$BIN" train --set "run.dir=$TMP/np1_29" --set run.iterations=29 --progress none
+expect_exit 0 "train 29 iterations with 1 rank"
+ckpt_diff 1 "29 iterations differ from 30 at --tol 1e-5" "$C1" "$TMP/np1_29/ckpt-00000029.h5" --tol 1e-5
 
 # A checkpoint of another model size is not comparable.
 run "$BIN" train --set "run.dir=$TMP/h20" --set run.iterations=2 --set model.hidden=20 --progress none

@@ -73,6 +73,18 @@ train "$TMP/crash" 2 60 "${slow[@]}"
 expect_exit 0 "resume the crashed run"
 check "crashed + resumed = uninterrupted, bit for bit" same "$TMP/nocrash/ckpt-00000060.h5" "$TMP/crash/ckpt-00000060.h5"
 
+# --- a rank dies in the middle of writing a checkpoint ----------------------------------------
+MT_TEST_DIE_IN_CHECKPOINT=1:20 train "$TMP/midwrite" 2 30 --set checkpoint.every=10
+check "a rank dying inside the checkpoint of iteration 20 fails the job (status $status)" test "$status" -ne 0
+check "  ... the half-written file never became ckpt-00000020.h5" test ! -e "$TMP/midwrite/ckpt-00000020.h5"
+check "  ... the previous checkpoint is intact" same "$TMP/midwrite/ckpt-00000010.h5" "$TMP/midwrite/ckpt-00000010.h5"
+train "$TMP/midwrite" 2 30 --set checkpoint.every=10
+expect_exit 0 "resume after the failed write"
+check "  ... from iteration 10" grep -q "resuming from .*ckpt-00000010.h5" "$TMP/out"
+train "$TMP/midwrite_ref" 2 30 --set checkpoint.every=10
+check "  ... and ends bit-identical to a run without the failure" \
+    same "$TMP/midwrite_ref/ckpt-00000030.h5" "$TMP/midwrite/ckpt-00000030.h5"
+
 # --- signals: checkpoint now, exit 75, resume exactly ------------------------------------------
 signal_run() { # DIR, then the signal and whom to send it to: "USR1 mpirun" or "TERM rank"
     "${MPIRUN[@]}" -np 2 "$BIN" train --progress none --set run.dir="$1" --set run.iterations=60 "${slow[@]}" \
@@ -121,6 +133,7 @@ check "  ... one line with step, world size, optimizer state and checksum status
 check "  ... lists the layout" grep -q '"name": "fc2.weight", "kind": "linear", "offset": 80, "shape": \[40, 40\]' "$TMP/out"
 run "$BIN" inspect "$TMP/dmg/ckpt-00000020.h5"
 check "inspect prints the config it was trained with" grep -q "^iterations = 30" "$TMP/out"
+check "inspect names where the tasks came from" grep -q "tasks from: sinusoid generator" "$TMP/out"
 train "$TMP/dmg2" 2 40 --resume "$TMP/flip.h5"
 expect_exit 2 "--resume PATH to a damaged file"
 check "  ... says why" grep -q "cannot resume: .*flip.h5" "$TMP/err"
