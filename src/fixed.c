@@ -3,6 +3,7 @@
 
 #include <assert.h>
 #include <math.h>
+#include <string.h>
 
 double mt_fixed_quantum(float max_abs, long terms)
 {
@@ -11,29 +12,41 @@ double mt_fixed_quantum(float max_abs, long terms)
     if (max_abs == 0.0f) return 0.0;
     int e;
     frexp((double)max_abs * (double)terms, &e); /* n·M < 2^e */
-    return ldexp(1.0, e - 62);                  /* so n·M / q < 2^62 */
+    return ldexp(1.0, e - MT_FIXED_BITS);       /* so n·M / q < 2^51 */
 }
 
 float mt_fixed_max_abs(const float *x, size_t n)
 {
-    float m = 0.0f;
+    /* For non-negative floats the bit patterns order like the values, and every NaN sorts
+     * above infinity: an integer max, which vectorises (a float max reduction does not). */
+    uint32_t top = 0;
     for (size_t i = 0; i < n; i++) {
-        float a = fabsf(x[i]);
-        if (isnan(a)) return a;
-        if (a > m) m = a;
+        uint32_t bits;
+        memcpy(&bits, &x[i], sizeof bits);
+        bits &= 0x7fffffffu; /* |x| */
+        top = bits > top ? bits : top;
     }
+    if (top > 0x7f800000u) return NAN;
+    float m;
+    memcpy(&m, &top, sizeof m);
     return m;
 }
 
 void mt_fixed_add(int64_t *restrict acc, const float *restrict g, size_t n, double q)
 {
     assert(q > 0.0);
-    const double inv = 1.0 / q; /* a power of two: g · inv is exact */
+    const double inv = 1.0 / q;          /* a power of two: g · inv is exact */
+    const double magic = 0x1.8p52;      /* 1.5·2^52 */
+    int64_t magic_bits;
+    memcpy(&magic_bits, &magic, sizeof magic_bits);
     for (size_t i = 0; i < n; i++) {
-        /* Round half away from zero, inline (no libm call per value). Only determinism
-         * matters for the sum; the rounding error is at most one quantum. */
-        const double x = (double)g[i] * inv;
-        acc[i] += (int64_t)(x + (x < 0.0 ? -0.5 : 0.5));
+        /* |x| < 2^51: x + 1.5·2^52 rounds x to the nearest integer (ties to even) and holds
+         * it in the low mantissa bits; the bit patterns' difference is that integer. No
+         * float-to-int64 conversion, so the loop vectorises. */
+        const double y = (double)g[i] * inv + magic;
+        int64_t bits;
+        memcpy(&bits, &y, sizeof bits);
+        acc[i] += bits - magic_bits;
     }
 }
 

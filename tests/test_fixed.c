@@ -35,8 +35,8 @@ int main(void)
     const float max_abs = mt_fixed_max_abs(terms, (size_t)TERMS * N);
     const double q = mt_fixed_quantum(max_abs, TERMS);
     printf("     max |term| %g, quantum 2^%d\n", max_abs, (int)log2(q));
-    tu_expect(q > 0 && (double)TERMS * max_abs / q < 0x1p62, "the quantum keeps every possible sum below 2^62");
-    tu_expect((double)TERMS * max_abs / q >= 0x1p61, "and is the finest power of two that does");
+    tu_expect(q > 0 && (double)TERMS * max_abs / q < 0x1p51, "the quantum keeps every possible sum below 2^51");
+    tu_expect((double)TERMS * max_abs / q >= 0x1p50, "and is the finest power of two that does");
 
     int order[TERMS], reversed[TERMS], shuffled[TERMS];
     for (int t = 0; t < TERMS; t++) order[t] = t, reversed[t] = TERMS - 1 - t, shuffled[t] = (t * 11) % TERMS;
