@@ -35,34 +35,7 @@ static void in_dir(char *out, size_t len, const char *name)
     snprintf(out, len, "%s/%s", dir, name);
 }
 
-/* Reads a whole file; returns its size (buf malloc'd), or -1. */
-static long slurp(const char *path, unsigned char **buf)
-{
-    *buf = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) return -1;
-    long n = -1;
-    if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0) {
-        *buf = malloc((size_t)n + 1);
-        if (!*buf || fread(*buf, 1, (size_t)n, f) != (size_t)n) {
-            free(*buf);
-            *buf = NULL;
-            n = -1;
-        }
-    }
-    fclose(f);
-    return n;
-}
 
-/* Writes buf[n] to path; returns 0, or -1. */
-static int spill(const char *path, const void *buf, size_t n)
-{
-    FILE *f = fopen(path, "wb");
-    if (!f) return -1;
-    int ok = fwrite(buf, 1, n, f) == n;
-    if (fclose(f) != 0) ok = 0;
-    return ok ? 0 : -1;
-}
 
 /* Expects mt_checkpoint_read(path) to fail with a message that names path and holds want
  * (if not NULL), and to leave ck zeroed. */
@@ -269,7 +242,7 @@ static void test_damage(const mt_model *m, const char *config)
     in_dir(good, sizeof good, "good.h5");
     tu_expect(write_ckpt(good, m, 10, 1, 2, config) == 0, "write a checkpoint to damage");
     unsigned char *bytes;
-    long n = slurp(good, &bytes);
+    long n = tu_slurp(good, &bytes);
     tu_expect(n > 0, "read the checkpoint's bytes");
     if (n <= 0) return;
 
@@ -277,15 +250,15 @@ static void test_damage(const mt_model *m, const char *config)
     in_dir(path, sizeof path, "copy.h5");
     mt_checkpoint ck;
     char err[MT_ERR_LEN] = "";
-    tu_expect(spill(path, bytes, (size_t)n) == 0 && mt_checkpoint_read(path, &ck, err, sizeof err) == 0,
+    tu_expect(tu_spill(path, bytes, (size_t)n) == 0 && mt_checkpoint_read(path, &ck, err, sizeof err) == 0,
               "an exact copy reads (control)");
     mt_checkpoint_free(&ck);
 
     in_dir(path, sizeof path, "truncated.h5");
-    tu_expect(spill(path, bytes, (size_t)n / 2) == 0, "write a copy truncated to half");
+    tu_expect(tu_spill(path, bytes, (size_t)n / 2) == 0, "write a copy truncated to half");
     expect_read_error("truncated to half", path, NULL);
     in_dir(path, sizeof path, "truncated_tail.h5");
-    tu_expect(spill(path, bytes, (size_t)n - 16) == 0, "write a copy without its last 16 bytes");
+    tu_expect(tu_spill(path, bytes, (size_t)n - 16) == 0, "write a copy without its last 16 bytes");
     expect_read_error("truncated by 16 bytes", path, NULL);
 
     long at = find_params(bytes, n);
@@ -297,7 +270,7 @@ static void test_damage(const mt_model *m, const char *config)
         tu_expect(flip < n, "the flipped byte lies inside the file");
         bytes[flip] ^= 0x10;
         in_dir(path, sizeof path, "flipped.h5");
-        tu_expect(spill(path, bytes, (size_t)n) == 0, "write a copy with one /params byte flipped");
+        tu_expect(tu_spill(path, bytes, (size_t)n) == 0, "write a copy with one /params byte flipped");
         expect_read_error("one byte flipped in /params (CRC-32)", path, "fails its checksum");
         bytes[flip] ^= 0x10;
     }
@@ -327,10 +300,10 @@ static void test_damage(const mt_model *m, const char *config)
 
     in_dir(path, sizeof path, "text.h5");
     const char text[] = "this is a plain text file, not a checkpoint\n";
-    tu_expect(spill(path, text, sizeof text - 1) == 0, "write a plain text file");
+    tu_expect(tu_spill(path, text, sizeof text - 1) == 0, "write a plain text file");
     expect_read_error("plain text file", path, "not an HDF5 file");
     in_dir(path, sizeof path, "zero.h5");
-    tu_expect(spill(path, "", 0) == 0, "write an empty file");
+    tu_expect(tu_spill(path, "", 0) == 0, "write an empty file");
     expect_read_error("empty file", path, NULL);
     in_dir(path, sizeof path, "missing.h5");
     expect_read_error("missing file", path, "No such file");

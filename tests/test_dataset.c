@@ -40,33 +40,7 @@ static int exists(const char *path)
     return stat(path, &st) == 0;
 }
 
-/* Reads a whole file; returns its size (buf malloc'd), or -1. */
-static long slurp(const char *path, unsigned char **buf)
-{
-    *buf = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) return -1;
-    long n = -1;
-    if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0) {
-        *buf = malloc((size_t)n + 1);
-        if (!*buf || fread(*buf, 1, (size_t)n, f) != (size_t)n) {
-            free(*buf);
-            *buf = NULL;
-            n = -1;
-        }
-    }
-    fclose(f);
-    return n;
-}
 
-static int spill(const char *path, const void *buf, size_t n)
-{
-    FILE *f = fopen(path, "wb");
-    if (!f) return -1;
-    int ok = fwrite(buf, 1, n, f) == n;
-    if (fclose(f) != 0) ok = 0;
-    return ok ? 0 : -1;
-}
 
 /* 1 iff some entry of dir ends in ".partial". */
 static int partial_left(void)
@@ -221,7 +195,7 @@ static void test_round_trip(void)
     unsetenv("SOURCE_DATE_EPOCH");
     write_two(later, "unit-test:two splits", &train, &test);
     unsigned char *b1 = NULL, *b2 = NULL, *b3 = NULL;
-    long n1 = slurp(path, &b1), n2 = slurp(again, &b2), n3 = slurp(later, &b3);
+    long n1 = tu_slurp(path, &b1), n2 = tu_slurp(again, &b2), n3 = tu_slurp(later, &b3);
     tu_expect(n1 > 0 && n1 == n2 && memcmp(b1, b2, (size_t)n1) == 0,
               "writing the same content twice gives byte-identical files");
     long differ = 0;
@@ -545,25 +519,25 @@ static void test_damaged(void)
     tu_expect(ok, "write a dataset to damage");
     mt_split_free(&s);
     unsigned char *bytes;
-    long n = slurp(good, &bytes);
+    long n = tu_slurp(good, &bytes);
     if (n <= 0) return;
     in_dir(path, sizeof path, "half.h5");
-    spill(path, bytes, (size_t)n / 2);
+    tu_spill(path, bytes, (size_t)n / 2);
     expect_read_error("truncated to half", path, "train", NULL);
     in_dir(path, sizeof path, "tail.h5");
-    spill(path, bytes, (size_t)n - 16);
+    tu_spill(path, bytes, (size_t)n - 16);
     expect_read_error("truncated by 16 bytes", path, "train", NULL);
     free(bytes);
 
     in_dir(path, sizeof path, "text.h5");
     const char text[] = "not a dataset\n";
-    spill(path, text, sizeof text - 1);
+    tu_spill(path, text, sizeof text - 1);
     expect_read_error("a text file", path, "train", "not an HDF5 file");
     char names[2][64];
     tu_expect(mt_dataset_list_splits(path, names, 2, err, sizeof err) == -1 && strstr(err, path),
               "mt_dataset_list_splits refuses a text file, naming it");
     in_dir(path, sizeof path, "zero.h5");
-    spill(path, "", 0);
+    tu_spill(path, "", 0);
     expect_read_error("an empty file", path, "train", NULL);
     in_dir(path, sizeof path, "missing.h5");
     expect_read_error("a missing file", path, "train", "No such file");

@@ -74,14 +74,6 @@ static void mkdirs(const char *rel)
     mkdir(path, 0777);
 }
 
-static int spill(const char *path, const void *buf, size_t n)
-{
-    FILE *f = fopen(path, "wb");
-    if (!f) return -1;
-    int ok = fwrite(buf, 1, n, f) == n;
-    if (fclose(f) != 0) ok = 0;
-    return ok ? 0 : -1;
-}
 
 /* Checks a failed import: rc -1, message naming `names` and containing want, no output. */
 static void expect_import_error(const char *label, int rc, const char *err, const char *names, const char *want,
@@ -159,7 +151,7 @@ static int write_idx_images(const char *path, int g0, int n, int H, int W, int g
         gzFile g = gzopen(path, "wb");
         rc = g && gzwrite(g, b, (unsigned)len) == (int)len && gzclose(g) == Z_OK ? 0 : -1;
     } else {
-        rc = spill(path, b, len);
+        rc = tu_spill(path, b, len);
     }
     free(b);
     return rc;
@@ -185,7 +177,7 @@ static int write_idx_labels(const char *path, int g0, int n, int n_first, int gz
         gzFile g = gzopen(path, "wb");
         rc = g && gzwrite(g, b, (unsigned)len) == (int)len && gzclose(g) == Z_OK ? 0 : -1;
     } else {
-        rc = spill(path, b, len);
+        rc = tu_spill(path, b, len);
     }
     free(b);
     return rc;
@@ -272,19 +264,19 @@ static void test_idx(void)
     uint8_t buf[16 + N1 * H * W + 16];
     size_t n = f ? fread(buf, 1, sizeof buf, f) : 0;
     if (f) fclose(f);
-    spill(bad, buf, n - 5);
+    tu_spill(bad, buf, n - 5);
     const char *trunc_i[1] = {bad};
     rc = mt_import_idx(out, 1, trunc_i, one_l, 1, &s1, NULL, err, sizeof err);
     expect_import_error("truncated images", rc, err, bad, "truncated", out);
-    spill(bad, buf, 10);
+    tu_spill(bad, buf, 10);
     rc = mt_import_idx(out, 1, trunc_i, one_l, 1, &s1, NULL, err, sizeof err);
     expect_import_error("images truncated inside the header", rc, err, bad, "header", out);
     buf[n] = 0;
-    spill(bad, buf, n + 1);
+    tu_spill(bad, buf, n + 1);
     rc = mt_import_idx(out, 1, trunc_i, one_l, 1, &s1, NULL, err, sizeof err);
     expect_import_error("images with trailing data", rc, err, bad, "after", out);
     memcpy(buf, "GIF8", 4);
-    spill(bad, buf, n);
+    tu_spill(bad, buf, n);
     rc = mt_import_idx(out, 1, trunc_i, one_l, 1, &s1, NULL, err, sizeof err);
     expect_import_error("not an IDX file", rc, err, bad, "not an IDX file", out);
 
@@ -293,14 +285,14 @@ static void test_idx(void)
     uint8_t gzb[4096];
     n = f ? fread(gzb, 1, sizeof gzb, f) : 0;
     if (f) fclose(f);
-    spill(bad, gzb, n - 12);
+    tu_spill(bad, gzb, n - 12);
     const char *tgz_i[1] = {bad}, *tgz_l[1] = {l2};
     mt_import_split s3;
     mt_import_parse_split("x=1,3", &s3, err, sizeof err);
     rc = mt_import_idx(out, 1, tgz_i, tgz_l, 1, &s3, NULL, err, sizeof err);
     expect_import_error("gzipped images cut short", rc, err, bad, NULL, out);
     gzb[n / 2] ^= 0x55;
-    spill(bad, gzb, n);
+    tu_spill(bad, gzb, n);
     rc = mt_import_idx(out, 1, tgz_i, tgz_l, 1, &s3, NULL, err, sizeof err);
     expect_import_error("gzipped images with a flipped byte", rc, err, bad, NULL, out);
 
@@ -407,12 +399,12 @@ static void test_decode(void)
     tu_check("a uniform JPEG decodes to its value (lossy: within 2)", rc == 0 ? worst : 999, 2);
 
     in_dir(path, sizeof path, "text.png");
-    spill(path, "this is not a PNG\n", 18);
+    tu_spill(path, "this is not a PNG\n", 18);
     rc = mt_import_decode_image(path, 1, 4, 4, out, err, sizeof err);
     printf("     message: %s\n", err);
     tu_expect(rc == -1 && strstr(err, path), "a text file named .png is refused, naming it");
     in_dir(path, sizeof path, "empty.png");
-    spill(path, "", 0);
+    tu_spill(path, "", 0);
     rc = mt_import_decode_image(path, 1, 4, 4, out, err, sizeof err);
     tu_expect(rc == -1 && strstr(err, path) && strstr(err, "empty"), "an empty file is refused as empty");
 }
@@ -425,7 +417,7 @@ static void copy_cut(const char *src, const char *dst, long keep)
     size_t n = f ? fread(buf, 1, sizeof buf, f) : 0;
     if (f) fclose(f);
     size_t k = keep < 0 ? n - (size_t)(-keep) : (size_t)keep;
-    spill(dst, buf, k < n ? k : n);
+    tu_spill(dst, buf, k < n ? k : n);
 }
 
 static void test_trees(void)
@@ -446,7 +438,7 @@ static void test_trees(void)
         }
     }
     in_dir(path, sizeof path, "omni/images_background/Alpha/notes.txt");
-    spill(path, "skipped\n", 8);
+    tu_spill(path, "skipped\n", 8);
     in_dir(root, sizeof root, "omni");
     int rc = mt_import_omniglot(out, root, 6, 5, NULL, err, sizeof err);
     tu_expect(rc == 0, "import an Omniglot tree (two parts)");
@@ -521,7 +513,7 @@ static void test_trees(void)
     rmdir(path);
 
     in_dir(path, sizeof path, "folder/zebra/c.png");
-    spill(path, "garbage, not a PNG", 18);
+    tu_spill(path, "garbage, not a PNG", 18);
     rc = mt_import_folder(out, root, "train", 8, 8, 0, NULL, err, sizeof err);
     expect_import_error("a corrupt image", rc, err, path, "not a PNG or JPEG", out);
     char good[2048];

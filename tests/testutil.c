@@ -3,6 +3,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "rng.h"
 
@@ -56,4 +57,31 @@ int tu_finish(void)
 {
     printf("%d passed, %d failed\n", passed, failed);
     return failed == 0 && passed > 0 ? 0 : 1;
+}
+
+long tu_slurp(const char *path, unsigned char **buf)
+{
+    *buf = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f) return -1;
+    long n = -1;
+    if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0) {
+        *buf = malloc((size_t)n + 1);
+        if (!*buf || fread(*buf, 1, (size_t)n, f) != (size_t)n) {
+            free(*buf);
+            *buf = NULL;
+            n = -1;
+        }
+    }
+    fclose(f);
+    return n;
+}
+
+int tu_spill(const char *path, const void *buf, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f) return -1;
+    int ok = fwrite(buf, 1, n, f) == n;
+    if (fclose(f) != 0) ok = 0;
+    return ok ? 0 : -1;
 }

@@ -22,6 +22,12 @@ void tu_check(const char *label, double diff, double tol);
 /* Records a boolean check with a message. */
 void tu_expect(int cond, const char *label);
 
+/* Reads a whole file into a malloc'd buffer (one spare byte); returns its size, or -1. */
+long tu_slurp(const char *path, unsigned char **buf);
+
+/* Writes buf[n] to path; returns 0, or -1. */
+int tu_spill(const char *path, const void *buf, size_t n);
+
 /* Prints "<n> passed, <m> failed" and returns the process exit status (0 iff all passed). */
 int tu_finish(void);
 
