@@ -70,12 +70,16 @@ exactly the inputs stored in the file, rounded once to float32.
 
 import argparse
 import math
-import struct
+import os
 import sys
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+# The fixture file format (records) and the error measure are the sinusoid generator's.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from make_reference import check_roundtrip, read_records, rel_err, write_records  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -480,53 +484,9 @@ def compute_records():
 # File I/O
 # ---------------------------------------------------------------------------
 
-def write_records(path, records):
-    with open(path, "wb") as f:
-        for name, values in records:
-            raw = name.encode("ascii")
-            assert len(raw) < NAME_LEN, name
-            arr = np.asarray(values.detach().cpu().numpy(), dtype="<f4").ravel()
-            f.write(struct.pack("<32si", raw, arr.size))  # pads name with NULs
-            f.write(arr.tobytes())
-
-
-def read_records(path):
-    """Standalone reader: returns an ordered list of (name, float32 array)."""
-    out = []
-    with open(path, "rb") as f:
-        data = f.read()
-    off = 0
-    header = struct.Struct("<32si")
-    while off < len(data):
-        raw, count = header.unpack_from(data, off)
-        off += header.size
-        name = raw.split(b"\0", 1)[0].decode("ascii")
-        assert count >= 0 and off + 4 * count <= len(data), f"truncated record {name}"
-        out.append((name, np.frombuffer(data, dtype="<f4", count=count, offset=off).copy()))
-        off += 4 * count
-    return out
-
-
-def check_roundtrip(path, records):
-    back = read_records(path)
-    assert [n for n, _ in back] == [n for n, _ in records], "record names differ"
-    for (name, ref), (_, got) in zip(records, back):
-        expect = ref.detach().numpy().astype(np.float32).ravel()
-        assert got.shape == expect.shape, f"{name}: shape {got.shape} != {expect.shape}"
-        assert np.array_equal(got, expect), f"{name}: values differ after reading back"
-
-
 # ---------------------------------------------------------------------------
 # Numerical verification (--check)
 # ---------------------------------------------------------------------------
-
-def rel_err(a, b):
-    """(norm-relative error, max-abs error / max |b|)."""
-    a = torch.as_tensor(a, dtype=DTYPE)
-    b = torch.as_tensor(b, dtype=DTYPE)
-    scale = b.abs().max().clamp_min(1e-300)
-    return float((a - b).norm() / b.norm().clamp_min(1e-300)), float((a - b).abs().max() / scale)
-
 
 def manual_loss(theta, x, y):
     """The same model written out without F.batch_norm / F.cross_entropy."""
