@@ -130,9 +130,9 @@ void mt_shards_free(mt_shards *s)
 
 /* The quantum for this iteration and the agreed stop flag, in one MPI_MAX allreduce of two
  * floats (collective). Quantum 0: all zero; NaN: something not finite. */
-static double agree_quantum(const mt_dist *d, const float *tasks, size_t n, long n_total, int *stop)
+static double agree_quantum(const mt_dist *d, float local_max, long n_total, int *stop)
 {
-    float local[2] = {mt_fixed_max_abs(tasks, n), (float)*stop}, global[2] = {0.0f, 0.0f};
+    float local[2] = {local_max, (float)*stop}, global[2] = {0.0f, 0.0f};
     if (isnan(local[0])) local[0] = INFINITY; /* MPI_MAX need not order NaN */
     MPI_CHECK(MPI_Allreduce(local, global, 2, MPI_FLOAT, MPI_MAX, d->comm));
     *stop = (int)global[1];
@@ -140,9 +140,9 @@ static double agree_quantum(const mt_dist *d, const float *tasks, size_t n, long
 }
 
 void mt_dist_mean_exact_shard(const mt_dist *d, const mt_shards *s, const float *tasks, int n_local, size_t P,
-                              long n_total, float *out, int64_t *acc, int *stop)
+                              float local_max, long n_total, float *out, int64_t *acc, int *stop)
 {
-    const double q = agree_quantum(d, tasks, (size_t)n_local * P, n_total, stop);
+    const double q = agree_quantum(d, local_max, n_total, stop);
     const size_t n = s->hi - s->lo;
     if (!(q > 0.0)) {
         for (size_t i = 0; i < n; i++) out[i] = q == 0.0 ? 0.0f : NAN;

@@ -49,12 +49,13 @@ void mt_shard_range(size_t P, int n, int r, size_t *lo, size_t *hi);
 
 /* This rank's shard out[hi−lo] of the mean (Σ over all ranks' local task vectors
  * tasks[n_local, P]) / n_total, summed exactly in fixed point (src/fixed.h): the same bits
- * for any rank count, task placement and MPI algorithm. Two collectives: a max of |values|
- * (which also agrees on *stop: in, this rank's flag; out, the largest of all ranks'), then
- * an int64 reduce-scatter. A non-finite value makes the mean NaN on every rank. acc is int64
+ * for any rank count, task placement and MPI algorithm. local_max is max |value| over this
+ * rank's tasks (NaN if any is NaN). Two collectives: a max of local_max (which also agrees
+ * on *stop: in, this rank's flag; out, the largest of all ranks'), then an int64
+ * reduce-scatter. A non-finite value makes the mean NaN on every rank. acc is int64
  * scratch [P]. */
 void mt_dist_mean_exact_shard(const mt_dist *d, const mt_shards *s, const float *tasks, int n_local, size_t P,
-                              long n_total, float *out, int64_t *acc, int *stop);
+                              float local_max, long n_total, float *out, int64_t *acc, int *stop);
 /* The same with a float reduce-scatter (dist.reduce = fast), the same two collectives. sum
  * is float scratch [P]. */
 void mt_dist_mean_fast_shard(const mt_dist *d, const mt_shards *s, const float *tasks, int n_local, size_t P,

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "fixed.h"
 
 struct mt_meta {
     const mt_model *model;
@@ -58,7 +59,7 @@ static void sgd_step(float *next, const float *cur, const float *grad, float alp
     for (size_t i = 0; i < P; i++) next[i] = cur[i] - alpha * grad[i];
 }
 
-void mt_meta_task_grad(mt_meta *mm, mt_algo algo, const float *theta, float inner_lr, int inner_steps,
+float mt_meta_task_grad(mt_meta *mm, mt_algo algo, const float *theta, float inner_lr, int inner_steps,
                        const mt_task *t, float *g, mt_task_losses *losses)
 {
     const mt_model *m = mm->model;
@@ -86,7 +87,7 @@ void mt_meta_task_grad(mt_meta *mm, mt_algo algo, const float *theta, float inne
             losses->acc_post = query_accuracy(mm, t);
         }
         for (size_t i = 0; i < P; i++) g[i] = theta[i] - theta_K[i];
-        return;
+        return mt_fixed_max_abs(g, P); /* g is in L1 now */
     }
 
     float post = mt_model_forward(m, mm->ws, theta_K, t->xq, t->yq, t->n_query);
@@ -113,6 +114,7 @@ void mt_meta_task_grad(mt_meta *mm, mt_algo algo, const float *theta, float inne
         }
     }
     memcpy(g, mm->lambda, P * sizeof(float));
+    return mt_fixed_max_abs(g, P); /* g is in L1 now */
 }
 
 mt_task_losses mt_meta_adapt_eval(mt_meta *mm, const float *theta, float inner_lr, int steps,

@@ -44,8 +44,9 @@ void mt_meta_free(mt_meta *mm); /* accepts NULL */
 
 /* g[P] = the task's meta-gradient for algo at θ[P] with inner_steps steps of size inner_lr
  * (inner_steps <= the workspace's). If losses is not NULL it receives the query loss before
- * and after adaptation (the "before" costs one extra forward pass). */
-void mt_meta_task_grad(mt_meta *mm, mt_algo algo, const float *theta, float inner_lr, int inner_steps,
+ * and after adaptation (the "before" costs one extra forward pass). Returns max_i |g[i]|
+ * (NaN if any g[i] is NaN), found while g is written: the exact reduction's quantum needs it. */
+float mt_meta_task_grad(mt_meta *mm, mt_algo algo, const float *theta, float inner_lr, int inner_steps,
                        const mt_task *t, float *g, mt_task_losses *losses);
 
 /* Adapts θ on the support set for `steps` SGD steps (any number, no storage per step) and

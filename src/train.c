@@ -364,11 +364,13 @@ int mt_train_main(const mt_dist *d, int argc, char **argv)
     for (long s = start; s < cfg.iterations; s++) {
         const long step = s + 1;
         const int logged = step % cfg.log_every == 0 || step == cfg.iterations;
+        float local_max = 0.0f; /* max |g| over this rank's tasks, NaN if any is NaN */
         for (int t = lo; t < hi; t++) {
             mt_task_losses l;
             mt_family_fill(&family, &tb, MT_STREAM_TRAIN, (uint64_t)s, (uint32_t)t);
-            mt_meta_task_grad(meta, algo, theta, cfg.inner_lr, cfg.inner_steps, &tb.task, task_g + (size_t)(t - lo) * P,
-                              logged ? &l : NULL);
+            const float m = mt_meta_task_grad(meta, algo, theta, cfg.inner_lr, cfg.inner_steps, &tb.task,
+                                              task_g + (size_t)(t - lo) * P, logged ? &l : NULL);
+            local_max = isnan(m) || isnan(local_max) ? NAN : m > local_max ? m : local_max;
             if (logged) {
                 double *slot = slots + (size_t)EXTRA * t;
                 slot[0] = l.pre, slot[1] = l.post, slot[2] = l.acc_pre, slot[3] = l.acc_post;
@@ -377,7 +379,7 @@ int mt_train_main(const mt_dist *d, int argc, char **argv)
         /* The reduction also agrees on a pending stop signal: one rank's signal stops all of
          * them after the same iteration. */
         int sig = (int)stop_signal;
-        if (exact) mt_dist_mean_exact_shard(d, &shards, task_g, hi - lo, P, B, gshard, scratch, &sig);
+        if (exact) mt_dist_mean_exact_shard(d, &shards, task_g, hi - lo, P, local_max, B, gshard, scratch, &sig);
         else mt_dist_mean_fast_shard(d, &shards, task_g, hi - lo, P, B, gshard, scratch, &sig);
         mt_adam_step(theta + shards.lo, adam_m, adam_v, gshard, S, step, &adam);
         mt_dist_allgather_shards(d, &shards, theta);

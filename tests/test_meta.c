@@ -447,7 +447,11 @@ static void check_identities(const fixture *f, const char *name, float alpha)
         const float *theta_K = traj + (size_t)K * P;
         adapt(f, f->theta, alpha, K, traj, scratch);
 
-        mt_meta_task_grad(mm, MT_ALGO_FOMAML, f->theta, alpha, K, t, g, NULL);
+        const float fomaml_max = mt_meta_task_grad(mm, MT_ALGO_FOMAML, f->theta, alpha, K, t, g, NULL);
+        float largest = 0.0f;
+        for (size_t i = 0; i < P; i++) largest = fabsf(g[i]) > largest ? fabsf(g[i]) : largest;
+        snprintf(label, sizeof label, "%s K=%d: task_grad returns max |g| (FOMAML)", name, K);
+        tu_expect(fomaml_max == largest, label);
         mt_model_loss_grad(&f->m, f->ws, theta_K, t->xq, t->yq, t->n_query, want);
         snprintf(label, sizeof label, "%s K=%d: FOMAML = grad L_Q(theta_K)", name, K);
         tu_check(label, tu_rel_diff(g, want, P), TOL_SAME);
@@ -458,7 +462,11 @@ static void check_identities(const fixture *f, const char *name, float alpha)
             continue; /* Reptile's θ − θ_0 is all zeros: nothing to compare relatively */
         }
 
-        mt_meta_task_grad(mm, MT_ALGO_REPTILE, f->theta, alpha, K, t, g, &losses);
+        const float reptile_max = mt_meta_task_grad(mm, MT_ALGO_REPTILE, f->theta, alpha, K, t, g, &losses);
+        largest = 0.0f;
+        for (size_t i = 0; i < P; i++) largest = fabsf(g[i]) > largest ? fabsf(g[i]) : largest;
+        snprintf(label, sizeof label, "%s K=%d: task_grad returns max |g| (Reptile)", name, K);
+        tu_expect(reptile_max == largest, label);
         for (size_t i = 0; i < P; i++) want[i] = f->theta[i] - theta_K[i];
         snprintf(label, sizeof label, "%s K=%d: Reptile = theta - theta_K", name, K);
         tu_check(label, tu_rel_diff(g, want, P), TOL_SAME_DIFF);
