@@ -58,14 +58,9 @@ void mt_dist_finalize(mt_dist *d)
 
 void mt_dist_task_range(int n_tasks, int rank, int size, int *lo, int *hi)
 {
-    *lo = (int)((long long)rank * n_tasks / size);
-    *hi = (int)((long long)(rank + 1) * n_tasks / size);
-}
-
-void mt_dist_sum_float(const mt_dist *d, float *buf, size_t n)
-{
-    MT_CHECK(n <= (size_t)0x7fffffff, "reduction of %zu values is too large for one MPI call", n);
-    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, buf, (int)n, MPI_FLOAT, MPI_SUM, d->comm));
+    size_t l, h; /* the same blocks as the optimizer's shards */
+    mt_shard_range((size_t)n_tasks, size, rank, &l, &h);
+    *lo = (int)l, *hi = (int)h;
 }
 
 void mt_dist_sum_double(const mt_dist *d, double *buf, size_t n)

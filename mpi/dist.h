@@ -30,8 +30,7 @@ void mt_dist_finalize(mt_dist *d);
  * [rank·n/size, (rank+1)·n/size). A pure function, the same on every rank. */
 void mt_dist_task_range(int n_tasks, int rank, int size, int *lo, int *hi);
 
-/* In-place sum of buf[n] over all ranks (float MPI_Allreduce). */
-void mt_dist_sum_float(const mt_dist *d, float *buf, size_t n);
+/* In-place sum of buf[n] over all ranks (double MPI_Allreduce). */
 void mt_dist_sum_double(const mt_dist *d, double *buf, size_t n);
 
 /* The shards of a vector of P values over the ranks: contiguous, in rank order, sizes

@@ -169,13 +169,6 @@ void mt_model_tensor(const mt_model *m, int i, mt_tensor_info *out)
     assert(!"tensor index out of range");
 }
 
-const mt_layer *mt_model_find_layer(const mt_model *m, const char *name)
-{
-    for (int l = 0; l < m->n_layers; l++)
-        if (strcmp(m->layer[l].name, name) == 0) return &m->layer[l];
-    return NULL;
-}
-
 /* ---- workspace --------------------------------------------------------------------- */
 
 mt_workspace *mt_workspace_init(const mt_model *m, int max_rows)

@@ -87,9 +87,6 @@ void mt_model_init_params(const mt_model *m, float *theta, uint64_t seed);
 int mt_model_tensor_count(const mt_model *m);
 void mt_model_tensor(const mt_model *m, int i, mt_tensor_info *out);
 
-/* Layer by name, or NULL. */
-const mt_layer *mt_model_find_layer(const mt_model *m, const char *name);
-
 /* Activations and their gradients / R-values for batches of up to max_rows rows. */
 typedef struct mt_workspace mt_workspace;
 
