@@ -91,55 +91,6 @@
 
 /* ---- helpers (as in test_layers.c) ---------------------------------------------------- */
 
-static float *vec(size_t n) { return mt_malloc((n ? n : 1) * sizeof(float)); }
-
-/* Tolerance for fast = ref on sums of n terms: 2γ_n. */
-static double sum_tol(size_t n) { return 2.0 * n * UNIT_ROUNDOFF / (1.0 - n * UNIT_ROUNDOFF); }
-
-/* max_i |got[i] − want[i]| / bound[i] (bound = Σ|terms|); a zero bound demands equality. */
-static double bounded_diff(const float *got, const float *want, const float *bound, size_t n)
-{
-    double worst = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)got[i] - want[i]);
-        double r = bound[i] > 0 ? d / bound[i] : (d == 0 ? 0.0 : INFINITY);
-        if (!(r <= worst)) worst = isnan(r) ? INFINITY : r;
-    }
-    return worst;
-}
-
-/* NaN in outputs before a kernel writes them (an element it skips cannot pass for one an
- * earlier call wrote), and in the conv scratch (a pass must not read it before writing). */
-static void poison(float *x, size_t n)
-{
-    for (size_t i = 0; i < n; i++) x[i] = NAN;
-}
-
-static void abs_copy(float *out, const float *in, size_t n)
-{
-    for (size_t i = 0; i < n; i++) out[i] = fabsf(in[i]);
-}
-
-/* out = x + t·d (d NULL: x) */
-static void moved(float *out, const float *x, float t, const float *d, size_t n)
-{
-    for (size_t i = 0; i < n; i++) out[i] = d ? x[i] + t * d[i] : x[i];
-}
-
-/* fd = (plus − minus) / (2ε) */
-static void quotient(float *fd, const float *plus, const float *minus, float eps, size_t n)
-{
-    for (size_t i = 0; i < n; i++) fd[i] = (float)(((double)plus[i] - minus[i]) / (2.0 * eps));
-}
-
-/* Σ c⊙y in double: the scalar probe whose gradient with respect to y is c. */
-static double probe(const float *c, const float *y, size_t n)
-{
-    double s = 0.0;
-    for (size_t i = 0; i < n; i++) s += (double)c[i] * y[i];
-    return s;
-}
-
 static int all_equal(const float *a, const float *b, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -193,15 +144,15 @@ static void check_conv_fast_vs_ref(conv_shape s, uint64_t seed)
     const int N = s.N, C = s.C, H = s.H, W = s.W, F = s.F;
     const size_t M = (size_t)N * H * W, nx = (size_t)C * M, ny = (size_t)F * M, nw = (size_t)F * C * 9;
     const size_t ns = mt_conv_scratch_floats(N, C, H, W);
-    float *x = vec(nx), *w = vec(nw), *b = vec(F), *dy = vec(ny);
-    float *rx = vec(nx), *vw = vec(nw), *vb = vec(F), *rdy = vec(ny);
-    float *ax = vec(nx), *aw = vec(nw), *ab = vec(F), *ady = vec(ny);
-    float *arx = vec(nx), *avw = vec(nw), *avb = vec(F), *ardy = vec(ny);
-    float *f_y = vec(ny), *r_y = vec(ny), *bnd_y = vec(ny);
-    float *f_dx = vec(nx), *r_dx = vec(nx), *bnd_dx = vec(nx);
-    float *f_dw = vec(nw), *r_dw = vec(nw), *bnd_dw = vec(nw);
-    float *f_db = vec(F), *r_db = vec(F), *bnd_db = vec(F);
-    float *scratch = vec(ns);
+    float *x = tu_vec(nx), *w = tu_vec(nw), *b = tu_vec(F), *dy = tu_vec(ny);
+    float *rx = tu_vec(nx), *vw = tu_vec(nw), *vb = tu_vec(F), *rdy = tu_vec(ny);
+    float *ax = tu_vec(nx), *aw = tu_vec(nw), *ab = tu_vec(F), *ady = tu_vec(ny);
+    float *arx = tu_vec(nx), *avw = tu_vec(nw), *avb = tu_vec(F), *ardy = tu_vec(ny);
+    float *f_y = tu_vec(ny), *r_y = tu_vec(ny), *bnd_y = tu_vec(ny);
+    float *f_dx = tu_vec(nx), *r_dx = tu_vec(nx), *bnd_dx = tu_vec(nx);
+    float *f_dw = tu_vec(nw), *r_dw = tu_vec(nw), *bnd_dw = tu_vec(nw);
+    float *f_db = tu_vec(F), *r_db = tu_vec(F), *bnd_db = tu_vec(F);
+    float *scratch = tu_vec(ns);
     char tag[48], label[128];
     snprintf(tag, sizeof tag, "conv %dx%dx%dx%d->%d", N, C, H, W, F);
 
@@ -213,93 +164,93 @@ static void check_conv_fast_vs_ref(conv_shape s, uint64_t seed)
     tu_random(vw, nw, -1, 1, seed, 6);
     tu_random(vb, F, -1, 1, seed, 7);
     tu_random(rdy, ny, -1, 1, seed, 8);
-    abs_copy(ax, x, nx), abs_copy(aw, w, nw), abs_copy(ab, b, F), abs_copy(ady, dy, ny);
-    abs_copy(arx, rx, nx), abs_copy(avw, vw, nw), abs_copy(avb, vb, F), abs_copy(ardy, rdy, ny);
+    tu_abs_copy(ax, x, nx), tu_abs_copy(aw, w, nw), tu_abs_copy(ab, b, F), tu_abs_copy(ady, dy, ny);
+    tu_abs_copy(arx, rx, nx), tu_abs_copy(avw, vw, nw), tu_abs_copy(avb, vb, F), tu_abs_copy(ardy, rdy, ny);
     const int chunk = mt_conv_chunk_images(N, C, H, W);
     printf("     %s: %d image%s per chunk, %d chunk%s, scratch %zu floats\n", tag, chunk, chunk == 1 ? "" : "s",
            (N + chunk - 1) / chunk, N > chunk ? "s" : "", ns);
 
     /* forward: C·9 + 1 terms per output */
-    poison(f_y, ny), poison(scratch, ns);
+    tu_poison(f_y, ny), tu_poison(scratch, ns);
     mt_conv_forward(f_y, x, w, b, N, C, H, W, F, scratch);
     mt_conv_forward_ref(r_y, x, w, b, N, C, H, W, F);
     mt_conv_forward_ref(bnd_y, ax, aw, ab, N, C, H, W, F);
     snprintf(label, sizeof label, "%s forward fast = ref", tag);
-    tu_check(label, bounded_diff(f_y, r_y, bnd_y, ny), sum_tol((size_t)C * 9 + 1));
+    tu_check(label, tu_bounded_diff(f_y, r_y, bnd_y, ny), tu_sum_tol((size_t)C * 9 + 1));
 
     /* backward: dx F·9 terms, dw and db N·H·W */
-    poison(f_dx, nx), poison(f_dw, nw), poison(f_db, F), poison(scratch, ns);
+    tu_poison(f_dx, nx), tu_poison(f_dw, nw), tu_poison(f_db, F), tu_poison(scratch, ns);
     mt_conv_backward(f_dx, f_dw, f_db, dy, x, w, N, C, H, W, F, scratch);
     mt_conv_backward_ref(r_dx, r_dw, r_db, dy, x, w, N, C, H, W, F);
     mt_conv_backward_ref(bnd_dx, bnd_dw, bnd_db, ady, ax, aw, N, C, H, W, F);
     snprintf(label, sizeof label, "%s backward dx fast = ref", tag);
-    tu_check(label, bounded_diff(f_dx, r_dx, bnd_dx, nx), sum_tol((size_t)F * 9));
+    tu_check(label, tu_bounded_diff(f_dx, r_dx, bnd_dx, nx), tu_sum_tol((size_t)F * 9));
     snprintf(label, sizeof label, "%s backward dw fast = ref", tag);
-    tu_check(label, bounded_diff(f_dw, r_dw, bnd_dw, nw), sum_tol(M));
+    tu_check(label, tu_bounded_diff(f_dw, r_dw, bnd_dw, nw), tu_sum_tol(M));
     snprintf(label, sizeof label, "%s backward db fast = ref", tag);
-    tu_check(label, bounded_diff(f_db, r_db, bnd_db, F), sum_tol(M));
+    tu_check(label, tu_bounded_diff(f_db, r_db, bnd_db, F), tu_sum_tol(M));
 
     /* backward with dx NULL (the first layer): dw and db as before, bit for bit */
-    float *keep_dw = vec(nw), *keep_db = vec(F);
+    float *keep_dw = tu_vec(nw), *keep_db = tu_vec(F);
     memcpy(keep_dw, f_dw, nw * sizeof *f_dw), memcpy(keep_db, f_db, F * sizeof *f_db);
-    poison(f_dw, nw), poison(f_db, F), poison(scratch, ns);
+    tu_poison(f_dw, nw), tu_poison(f_db, F), tu_poison(scratch, ns);
     mt_conv_backward(NULL, f_dw, f_db, dy, x, w, N, C, H, W, F, scratch);
     snprintf(label, sizeof label, "%s backward dx=NULL: same dw, db", tag);
     tu_expect(all_equal(f_dw, keep_dw, nw) && all_equal(f_db, keep_db, F), label);
 
     /* backward with dw NULL: dx as before, db untouched */
     for (int f = 0; f < F; f++) f_db[f] = 12345.0f;
-    poison(f_dx, nx), poison(scratch, ns);
+    tu_poison(f_dx, nx), tu_poison(scratch, ns);
     mt_conv_backward(f_dx, NULL, f_db, dy, x, w, N, C, H, W, F, scratch);
     int untouched = 1;
     for (int f = 0; f < F; f++) untouched &= f_db[f] == 12345.0f;
     snprintf(label, sizeof label, "%s backward dw=NULL: dx = ref, db untouched", tag);
-    tu_expect(untouched && bounded_diff(f_dx, r_dx, bnd_dx, nx) <= sum_tol((size_t)F * 9), label);
+    tu_expect(untouched && tu_bounded_diff(f_dx, r_dx, bnd_dx, nx) <= tu_sum_tol((size_t)F * 9), label);
 
     /* rforward: 2·C·9 + 1 terms */
-    poison(f_y, ny), poison(scratch, ns);
+    tu_poison(f_y, ny), tu_poison(scratch, ns);
     mt_conv_rforward(f_y, x, rx, w, vw, vb, N, C, H, W, F, scratch);
     mt_conv_rforward_ref(r_y, x, rx, w, vw, vb, N, C, H, W, F);
     mt_conv_rforward_ref(bnd_y, ax, arx, aw, avw, avb, N, C, H, W, F);
     snprintf(label, sizeof label, "%s rforward fast = ref", tag);
-    tu_check(label, bounded_diff(f_y, r_y, bnd_y, ny), sum_tol((size_t)2 * C * 9 + 1));
+    tu_check(label, tu_bounded_diff(f_y, r_y, bnd_y, ny), tu_sum_tol((size_t)2 * C * 9 + 1));
 
     /* rforward with rx NULL and vb NULL (the first layer: the data does not move) */
-    poison(f_y, ny), poison(scratch, ns);
+    tu_poison(f_y, ny), tu_poison(scratch, ns);
     mt_conv_rforward(f_y, x, NULL, w, vw, NULL, N, C, H, W, F, scratch);
     mt_conv_forward_ref(r_y, x, vw, NULL, N, C, H, W, F); /* = vw ⋆ x */
     mt_conv_forward_ref(bnd_y, ax, avw, NULL, N, C, H, W, F);
     snprintf(label, sizeof label, "%s rforward rx=vb=NULL = ref vw*x", tag);
-    tu_check(label, bounded_diff(f_y, r_y, bnd_y, ny), sum_tol((size_t)C * 9));
-    poison(f_y, ny);
+    tu_check(label, tu_bounded_diff(f_y, r_y, bnd_y, ny), tu_sum_tol((size_t)C * 9));
+    tu_poison(f_y, ny);
     mt_conv_rforward_ref(f_y, x, NULL, w, vw, NULL, N, C, H, W, F);
     snprintf(label, sizeof label, "%s rforward_ref rx=vb=NULL = ref vw*x", tag);
-    tu_check(label, bounded_diff(f_y, r_y, bnd_y, ny), sum_tol((size_t)C * 9));
+    tu_check(label, tu_bounded_diff(f_y, r_y, bnd_y, ny), tu_sum_tol((size_t)C * 9));
 
     /* rbackward: rdx 2·F·9 terms, rdw 2·N·H·W, rdb N·H·W */
-    poison(f_dx, nx), poison(f_dw, nw), poison(f_db, F), poison(scratch, ns);
+    tu_poison(f_dx, nx), tu_poison(f_dw, nw), tu_poison(f_db, F), tu_poison(scratch, ns);
     mt_conv_rbackward(f_dx, f_dw, f_db, dy, rdy, x, rx, w, vw, N, C, H, W, F, scratch);
     mt_conv_rbackward_ref(r_dx, r_dw, r_db, dy, rdy, x, rx, w, vw, N, C, H, W, F);
     mt_conv_rbackward_ref(bnd_dx, bnd_dw, bnd_db, ady, ardy, ax, arx, aw, avw, N, C, H, W, F);
     snprintf(label, sizeof label, "%s rbackward rdx fast = ref", tag);
-    tu_check(label, bounded_diff(f_dx, r_dx, bnd_dx, nx), sum_tol((size_t)2 * F * 9));
+    tu_check(label, tu_bounded_diff(f_dx, r_dx, bnd_dx, nx), tu_sum_tol((size_t)2 * F * 9));
     snprintf(label, sizeof label, "%s rbackward rdw fast = ref", tag);
-    tu_check(label, bounded_diff(f_dw, r_dw, bnd_dw, nw), sum_tol(2 * M));
+    tu_check(label, tu_bounded_diff(f_dw, r_dw, bnd_dw, nw), tu_sum_tol(2 * M));
     snprintf(label, sizeof label, "%s rbackward rdb fast = ref", tag);
-    tu_check(label, bounded_diff(f_db, r_db, bnd_db, F), sum_tol(M));
+    tu_check(label, tu_bounded_diff(f_db, r_db, bnd_db, F), tu_sum_tol(M));
 
     /* rbackward with rdx NULL and rx NULL (the first layer): rdw = rdy ⊗ x only, which is
      * the backward_ref's dw with dy := rdy */
-    poison(f_dw, nw), poison(f_db, F), poison(scratch, ns);
+    tu_poison(f_dw, nw), tu_poison(f_db, F), tu_poison(scratch, ns);
     mt_conv_rbackward(NULL, f_dw, f_db, dy, rdy, x, NULL, w, vw, N, C, H, W, F, scratch);
     mt_conv_backward_ref(NULL, r_dw, r_db, rdy, x, w, N, C, H, W, F);
     mt_conv_backward_ref(NULL, bnd_dw, bnd_db, ardy, ax, aw, N, C, H, W, F);
     snprintf(label, sizeof label, "%s rbackward rdx=rx=NULL: rdw, rdb", tag);
-    tu_check(label, fmax(bounded_diff(f_dw, r_dw, bnd_dw, nw), bounded_diff(f_db, r_db, bnd_db, F)), sum_tol(M));
-    poison(f_dw, nw), poison(f_db, F);
+    tu_check(label, fmax(tu_bounded_diff(f_dw, r_dw, bnd_dw, nw), tu_bounded_diff(f_db, r_db, bnd_db, F)), tu_sum_tol(M));
+    tu_poison(f_dw, nw), tu_poison(f_db, F);
     mt_conv_rbackward_ref(NULL, f_dw, f_db, dy, rdy, x, NULL, w, vw, N, C, H, W, F);
     snprintf(label, sizeof label, "%s rbackward_ref NULLs = ref backward on rdy", tag);
-    tu_check(label, fmax(bounded_diff(f_dw, r_dw, bnd_dw, nw), bounded_diff(f_db, r_db, bnd_db, F)), sum_tol(M));
+    tu_check(label, fmax(tu_bounded_diff(f_dw, r_dw, bnd_dw, nw), tu_bounded_diff(f_db, r_db, bnd_db, F)), tu_sum_tol(M));
 
     FREE_ALL(x, w, b, dy, rx, vw, vb, rdy, ax, aw, ab, ady, arx, avw, avb, ardy, f_y, r_y, bnd_y, f_dx, r_dx,
              bnd_dx, f_dw, r_dw, bnd_dw, f_db, r_db, bnd_db, scratch, keep_dw, keep_db);
@@ -318,21 +269,21 @@ static double conv_probe(void *p)
     conv_ctx *k = p;
     const conv_shape s = k->s;
     mt_conv_forward(k->y, k->x, k->w, k->b, s.N, s.C, s.H, s.W, s.F, k->scratch);
-    return probe(k->c, k->y, (size_t)s.F * s.N * s.H * s.W);
+    return tu_probe(k->c, k->y, (size_t)s.F * s.N * s.H * s.W);
 }
 
 static void check_conv_fd(conv_shape s, uint64_t seed)
 {
     const int N = s.N, C = s.C, H = s.H, W = s.W, F = s.F;
     const size_t M = (size_t)N * H * W, nx = (size_t)C * M, ny = (size_t)F * M, nw = (size_t)F * C * 9;
-    float *x = vec(nx), *w = vec(nw), *b = vec(F), *c = vec(ny), *y = vec(ny), *scratch = vec(mt_conv_scratch_floats(N, C, H, W));
-    float *rx = vec(nx), *vw = vec(nw), *vb = vec(F), *rdy = vec(ny);
-    float *xp = vec(nx), *wp = vec(nw), *bp = vec(F), *dyp = vec(ny);
-    float *xm = vec(nx), *wm = vec(nw), *bm = vec(F), *dym = vec(ny);
-    float *an_x = vec(nx), *an_w = vec(nw), *an_b = vec(F), *an_y = vec(ny);
-    float *fd_x = vec(nx), *fd_w = vec(nw), *fd_b = vec(F), *fd_y = vec(ny);
-    float *p_x = vec(nx), *p_w = vec(nw), *p_b = vec(F), *p_y = vec(ny);
-    float *m_x = vec(nx), *m_w = vec(nw), *m_b = vec(F), *m_y = vec(ny);
+    float *x = tu_vec(nx), *w = tu_vec(nw), *b = tu_vec(F), *c = tu_vec(ny), *y = tu_vec(ny), *scratch = tu_vec(mt_conv_scratch_floats(N, C, H, W));
+    float *rx = tu_vec(nx), *vw = tu_vec(nw), *vb = tu_vec(F), *rdy = tu_vec(ny);
+    float *xp = tu_vec(nx), *wp = tu_vec(nw), *bp = tu_vec(F), *dyp = tu_vec(ny);
+    float *xm = tu_vec(nx), *wm = tu_vec(nw), *bm = tu_vec(F), *dym = tu_vec(ny);
+    float *an_x = tu_vec(nx), *an_w = tu_vec(nw), *an_b = tu_vec(F), *an_y = tu_vec(ny);
+    float *fd_x = tu_vec(nx), *fd_w = tu_vec(nw), *fd_b = tu_vec(F), *fd_y = tu_vec(ny);
+    float *p_x = tu_vec(nx), *p_w = tu_vec(nw), *p_b = tu_vec(F), *p_y = tu_vec(ny);
+    float *m_x = tu_vec(nx), *m_w = tu_vec(nw), *m_b = tu_vec(F), *m_y = tu_vec(ny);
     char tag[48], label[128];
     snprintf(tag, sizeof tag, "conv %dx%dx%dx%d->%d", N, C, H, W, F);
 
@@ -359,11 +310,11 @@ static void check_conv_fd(conv_shape s, uint64_t seed)
     tu_check(label, tu_rel_diff(an_b, fd_b, F), TOL_FD);
 
     /* rforward: d/dε forward(x + ε·rx, w + ε·vw, b + ε·vb) */
-    moved(xp, x, EPS_FD, rx, nx), moved(wp, w, EPS_FD, vw, nw), moved(bp, b, EPS_FD, vb, F);
-    moved(xm, x, -EPS_FD, rx, nx), moved(wm, w, -EPS_FD, vw, nw), moved(bm, b, -EPS_FD, vb, F);
+    tu_moved(xp, x, EPS_FD, rx, nx), tu_moved(wp, w, EPS_FD, vw, nw), tu_moved(bp, b, EPS_FD, vb, F);
+    tu_moved(xm, x, -EPS_FD, rx, nx), tu_moved(wm, w, -EPS_FD, vw, nw), tu_moved(bm, b, -EPS_FD, vb, F);
     mt_conv_forward(p_y, xp, wp, bp, N, C, H, W, F, scratch);
     mt_conv_forward(m_y, xm, wm, bm, N, C, H, W, F, scratch);
-    quotient(fd_y, p_y, m_y, EPS_FD, ny);
+    tu_quotient(fd_y, p_y, m_y, EPS_FD, ny);
     mt_conv_rforward(an_y, x, rx, w, vw, vb, N, C, H, W, F, scratch);
     snprintf(label, sizeof label, "%s rforward vs FD of forward", tag);
     tu_check(label, tu_rel_diff(an_y, fd_y, ny), TOL_FD);
@@ -371,18 +322,18 @@ static void check_conv_fd(conv_shape s, uint64_t seed)
     /* rx NULL: x stays put */
     mt_conv_forward(p_y, x, wp, bp, N, C, H, W, F, scratch);
     mt_conv_forward(m_y, x, wm, bm, N, C, H, W, F, scratch);
-    quotient(fd_y, p_y, m_y, EPS_FD, ny);
+    tu_quotient(fd_y, p_y, m_y, EPS_FD, ny);
     mt_conv_rforward(an_y, x, NULL, w, vw, vb, N, C, H, W, F, scratch);
     snprintf(label, sizeof label, "%s rforward rx=NULL vs FD", tag);
     tu_check(label, tu_rel_diff(an_y, fd_y, ny), TOL_FD);
 
     /* rbackward: d/dε backward(dy + ε·rdy, x + ε·rx, w + ε·vw) */
-    moved(dyp, c, EPS_FD, rdy, ny), moved(dym, c, -EPS_FD, rdy, ny);
+    tu_moved(dyp, c, EPS_FD, rdy, ny), tu_moved(dym, c, -EPS_FD, rdy, ny);
     mt_conv_backward(p_x, p_w, p_b, dyp, xp, wp, N, C, H, W, F, scratch);
     mt_conv_backward(m_x, m_w, m_b, dym, xm, wm, N, C, H, W, F, scratch);
-    quotient(fd_x, p_x, m_x, EPS_FD, nx);
-    quotient(fd_w, p_w, m_w, EPS_FD, nw);
-    quotient(fd_b, p_b, m_b, EPS_FD, F);
+    tu_quotient(fd_x, p_x, m_x, EPS_FD, nx);
+    tu_quotient(fd_w, p_w, m_w, EPS_FD, nw);
+    tu_quotient(fd_b, p_b, m_b, EPS_FD, F);
     mt_conv_rbackward(an_x, an_w, an_b, c, rdy, x, rx, w, vw, N, C, H, W, F, scratch);
     snprintf(label, sizeof label, "%s rbackward rdx vs FD of backward", tag);
     tu_check(label, tu_rel_diff(an_x, fd_x, nx), TOL_FD);
@@ -394,7 +345,7 @@ static void check_conv_fd(conv_shape s, uint64_t seed)
     /* rx NULL (x fixed) and rdx NULL */
     mt_conv_backward(NULL, p_w, p_b, dyp, x, wp, N, C, H, W, F, scratch);
     mt_conv_backward(NULL, m_w, m_b, dym, x, wm, N, C, H, W, F, scratch);
-    quotient(fd_w, p_w, m_w, EPS_FD, nw);
+    tu_quotient(fd_w, p_w, m_w, EPS_FD, nw);
     mt_conv_rbackward(NULL, an_w, an_b, c, rdy, x, NULL, w, vw, N, C, H, W, F, scratch);
     snprintf(label, sizeof label, "%s rbackward rx=rdx=NULL rdw vs FD", tag);
     tu_check(label, tu_rel_diff(an_w, fd_w, nw), TOL_FD);
@@ -426,11 +377,11 @@ static double max_rel_stat(const float *got, const float *want, int n)
 static void check_bn_fast_vs_ref(int C, int M, uint64_t seed)
 {
     const size_t n = (size_t)C * M;
-    float *x = vec(n), *g = vec(C), *be = vec(C), *dy = vec(n);
-    float *rx = vec(n), *vg = vec(C), *vbe = vec(C), *rdy = vec(n);
-    float *f_y = vec(n), *r_y = vec(n), *f_st = vec(2 * C), *r_st = vec(2 * C), *zero_st = vec(2 * C);
-    float *f_dx = vec(n), *r_dx = vec(n), *f_dg = vec(C), *r_dg = vec(C), *f_db = vec(C), *r_db = vec(C);
-    float *f_rst = vec(2 * C), *r_rst = vec(2 * C);
+    float *x = tu_vec(n), *g = tu_vec(C), *be = tu_vec(C), *dy = tu_vec(n);
+    float *rx = tu_vec(n), *vg = tu_vec(C), *vbe = tu_vec(C), *rdy = tu_vec(n);
+    float *f_y = tu_vec(n), *r_y = tu_vec(n), *f_st = tu_vec(2 * C), *r_st = tu_vec(2 * C), *zero_st = tu_vec(2 * C);
+    float *f_dx = tu_vec(n), *r_dx = tu_vec(n), *f_dg = tu_vec(C), *r_dg = tu_vec(C), *f_db = tu_vec(C), *r_db = tu_vec(C);
+    float *f_rst = tu_vec(2 * C), *r_rst = tu_vec(2 * C);
     char tag[32], label[128];
     snprintf(tag, sizeof tag, "bn C=%d M=%d", C, M);
 
@@ -444,7 +395,7 @@ static void check_bn_fast_vs_ref(int C, int M, uint64_t seed)
     tu_random(rdy, n, -1, 1, seed, 28);
     memset(zero_st, 0, 2 * C * sizeof *zero_st);
 
-    poison(f_y, n), poison(f_st, 2 * C);
+    tu_poison(f_y, n), tu_poison(f_st, 2 * C);
     mt_bn_forward(f_y, f_st, x, g, be, C, M);
     mt_bn_forward_ref(r_y, r_st, x, g, be, C, M);
     snprintf(label, sizeof label, "%s forward stats (mu, s) fast = ref (relative)", tag);
@@ -453,7 +404,7 @@ static void check_bn_fast_vs_ref(int C, int M, uint64_t seed)
     tu_check(label, tu_rel_diff(f_y, r_y, n), TOL_DOUBLE_REF);
 
     /* every later pass of both twins takes the fast forward's float statistics */
-    poison(f_dx, n), poison(f_dg, C), poison(f_db, C);
+    tu_poison(f_dx, n), tu_poison(f_dg, C), tu_poison(f_db, C);
     mt_bn_backward(f_dx, f_dg, f_db, dy, x, f_st, g, C, M);
     mt_bn_backward_ref(r_dx, r_dg, r_db, dy, x, f_st, g, C, M);
     snprintf(label, sizeof label, "%s backward dx fast = ref", tag);
@@ -462,22 +413,22 @@ static void check_bn_fast_vs_ref(int C, int M, uint64_t seed)
     tu_check(label, fmax(tu_rel_diff(f_dg, r_dg, C), tu_rel_diff(f_db, r_db, C)), TOL_DOUBLE_REF);
 
     /* dx NULL: dγ, dβ unchanged; dγ NULL: dx unchanged, dβ untouched */
-    float *keep = vec(n);
+    float *keep = tu_vec(n);
     memcpy(keep, f_dg, C * sizeof *keep);
-    poison(f_dg, C);
+    tu_poison(f_dg, C);
     mt_bn_backward(NULL, f_dg, f_db, dy, x, f_st, g, C, M);
     snprintf(label, sizeof label, "%s backward dx=NULL: same dgamma", tag);
     tu_expect(all_equal(f_dg, keep, C), label);
     memcpy(keep, f_dx, n * sizeof *keep);
     for (int c = 0; c < C; c++) f_db[c] = 12345.0f;
-    poison(f_dx, n);
+    tu_poison(f_dx, n);
     mt_bn_backward(f_dx, NULL, f_db, dy, x, f_st, g, C, M);
     int untouched = 1;
     for (int c = 0; c < C; c++) untouched &= f_db[c] == 12345.0f;
     snprintf(label, sizeof label, "%s backward dgamma=NULL: same dx, dbeta untouched", tag);
     tu_expect(untouched && all_equal(f_dx, keep, n), label);
 
-    poison(f_y, n), poison(f_rst, 2 * C);
+    tu_poison(f_y, n), tu_poison(f_rst, 2 * C);
     mt_bn_rforward(f_y, f_rst, x, rx, f_st, g, vg, vbe, C, M);
     mt_bn_rforward_ref(r_y, r_rst, x, rx, f_st, g, vg, vbe, C, M);
     snprintf(label, sizeof label, "%s rforward ry fast = ref", tag);
@@ -485,7 +436,7 @@ static void check_bn_fast_vs_ref(int C, int M, uint64_t seed)
     snprintf(label, sizeof label, "%s rforward rstats fast = ref (per half)", tag);
     tu_check(label, fmax(tu_rel_diff(f_rst, r_rst, C), tu_rel_diff(f_rst + C, r_rst + C, C)), TOL_DOUBLE_REF);
 
-    poison(f_dx, n), poison(f_dg, C), poison(f_db, C);
+    tu_poison(f_dx, n), tu_poison(f_dg, C), tu_poison(f_db, C);
     mt_bn_rbackward(f_dx, f_dg, f_db, dy, rdy, x, rx, f_st, f_rst, g, vg, C, M);
     mt_bn_rbackward_ref(r_dx, r_dg, r_db, dy, rdy, x, rx, f_st, f_rst, g, vg, C, M);
     snprintf(label, sizeof label, "%s rbackward rdx fast = ref", tag);
@@ -494,23 +445,23 @@ static void check_bn_fast_vs_ref(int C, int M, uint64_t seed)
     tu_check(label, fmax(tu_rel_diff(f_dg, r_dg, C), tu_rel_diff(f_db, r_db, C)), TOL_DOUBLE_REF);
 
     /* rx NULL and vβ NULL: rstats exactly zero, and the same as the passes on zeros */
-    float *zx = vec(n), *zb = vec(C);
+    float *zx = tu_vec(n), *zb = tu_vec(C);
     memset(zx, 0, n * sizeof *zx), memset(zb, 0, C * sizeof *zb);
-    poison(f_y, n), poison(f_rst, 2 * C);
+    tu_poison(f_y, n), tu_poison(f_rst, 2 * C);
     mt_bn_rforward(f_y, f_rst, x, NULL, f_st, g, vg, NULL, C, M);
     mt_bn_rforward_ref(r_y, r_rst, x, zx, f_st, g, vg, zb, C, M);
     snprintf(label, sizeof label, "%s rforward rx=vbeta=NULL: rstats = 0", tag);
     tu_expect(all_zero(f_rst, 2 * C) && all_zero(r_rst, 2 * C), label);
     snprintf(label, sizeof label, "%s rforward rx=vbeta=NULL = ref on 0", tag);
     tu_check(label, tu_rel_diff(f_y, r_y, n), TOL_DOUBLE_REF);
-    poison(f_dx, n), poison(f_dg, C), poison(f_db, C);
+    tu_poison(f_dx, n), tu_poison(f_dg, C), tu_poison(f_db, C);
     mt_bn_rbackward(f_dx, f_dg, f_db, dy, rdy, x, NULL, f_st, zero_st, g, vg, C, M);
     mt_bn_rbackward_ref(r_dx, r_dg, r_db, dy, rdy, x, zx, f_st, zero_st, g, vg, C, M);
     snprintf(label, sizeof label, "%s rbackward rx=NULL = ref on 0", tag);
     tu_check(label, fmax(tu_rel_diff(f_dx, r_dx, n), fmax(tu_rel_diff(f_dg, r_dg, C), tu_rel_diff(f_db, r_db, C))),
              TOL_DOUBLE_REF);
     memcpy(keep, f_dg, C * sizeof *keep);
-    poison(f_dg, C);
+    tu_poison(f_dg, C);
     mt_bn_rbackward(NULL, f_dg, f_db, dy, rdy, x, NULL, f_st, zero_st, g, vg, C, M);
     snprintf(label, sizeof label, "%s rbackward rdx=NULL: same rdgamma", tag);
     tu_expect(all_equal(f_dg, keep, C), label);
@@ -529,18 +480,18 @@ static double bn_probe(void *p)
 {
     bn_ctx *k = p;
     mt_bn_forward(k->y, k->st, k->x, k->g, k->be, k->C, k->M);
-    return probe(k->c, k->y, (size_t)k->C * k->M);
+    return tu_probe(k->c, k->y, (size_t)k->C * k->M);
 }
 
 static void check_bn_fd(int C, int M, uint64_t seed)
 {
     const size_t n = (size_t)C * M;
-    float *x = vec(n), *g = vec(C), *be = vec(C), *c = vec(n), *y = vec(n), *st = vec(2 * C), *rst = vec(2 * C);
-    float *rx = vec(n), *vg = vec(C), *vbe = vec(C), *rdy = vec(n);
-    float *xp = vec(n), *gp = vec(C), *bp = vec(C), *dyp = vec(n), *stp = vec(2 * C);
-    float *xm = vec(n), *gm = vec(C), *bm = vec(C), *dym = vec(n), *stm = vec(2 * C);
-    float *an_x = vec(n), *an_g = vec(C), *an_b = vec(C), *fd_x = vec(n), *fd_g = vec(C), *fd_b = vec(C);
-    float *p_x = vec(n), *p_g = vec(C), *p_b = vec(C), *m_x = vec(n), *m_g = vec(C), *m_b = vec(C);
+    float *x = tu_vec(n), *g = tu_vec(C), *be = tu_vec(C), *c = tu_vec(n), *y = tu_vec(n), *st = tu_vec(2 * C), *rst = tu_vec(2 * C);
+    float *rx = tu_vec(n), *vg = tu_vec(C), *vbe = tu_vec(C), *rdy = tu_vec(n);
+    float *xp = tu_vec(n), *gp = tu_vec(C), *bp = tu_vec(C), *dyp = tu_vec(n), *stp = tu_vec(2 * C);
+    float *xm = tu_vec(n), *gm = tu_vec(C), *bm = tu_vec(C), *dym = tu_vec(n), *stm = tu_vec(2 * C);
+    float *an_x = tu_vec(n), *an_g = tu_vec(C), *an_b = tu_vec(C), *fd_x = tu_vec(n), *fd_g = tu_vec(C), *fd_b = tu_vec(C);
+    float *p_x = tu_vec(n), *p_g = tu_vec(C), *p_b = tu_vec(C), *m_x = tu_vec(n), *m_g = tu_vec(C), *m_b = tu_vec(C);
     char tag[32], label[128];
     snprintf(tag, sizeof tag, "bn C=%d M=%d", C, M);
 
@@ -571,13 +522,13 @@ static void check_bn_fd(int C, int M, uint64_t seed)
     tu_check(label, tu_rel_diff(an_b, fd_b, C), TOL_FD);
 
     /* rforward, and its statistics, against FD of forward along (rx, vγ, vβ) */
-    float *an_y = vec(n), *fd_y = vec(n), *p_y = vec(n), *m_y = vec(n), *fd_st = vec(2 * C);
-    moved(xp, x, EPS_BN_DIR, rx, n), moved(gp, g, EPS_BN_DIR, vg, C), moved(bp, be, EPS_BN_DIR, vbe, C);
-    moved(xm, x, -EPS_BN_DIR, rx, n), moved(gm, g, -EPS_BN_DIR, vg, C), moved(bm, be, -EPS_BN_DIR, vbe, C);
+    float *an_y = tu_vec(n), *fd_y = tu_vec(n), *p_y = tu_vec(n), *m_y = tu_vec(n), *fd_st = tu_vec(2 * C);
+    tu_moved(xp, x, EPS_BN_DIR, rx, n), tu_moved(gp, g, EPS_BN_DIR, vg, C), tu_moved(bp, be, EPS_BN_DIR, vbe, C);
+    tu_moved(xm, x, -EPS_BN_DIR, rx, n), tu_moved(gm, g, -EPS_BN_DIR, vg, C), tu_moved(bm, be, -EPS_BN_DIR, vbe, C);
     mt_bn_forward(p_y, stp, xp, gp, bp, C, M);
     mt_bn_forward(m_y, stm, xm, gm, bm, C, M);
-    quotient(fd_y, p_y, m_y, EPS_BN_DIR, n);
-    quotient(fd_st, stp, stm, EPS_BN_DIR, 2 * C);
+    tu_quotient(fd_y, p_y, m_y, EPS_BN_DIR, n);
+    tu_quotient(fd_st, stp, stm, EPS_BN_DIR, 2 * C);
     mt_bn_rforward(an_y, rst, x, rx, st, g, vg, vbe, C, M);
     snprintf(label, sizeof label, "%s rforward vs FD of forward", tag);
     tu_check(label, tu_rel_diff(an_y, fd_y, n), TOL_FD);
@@ -586,12 +537,12 @@ static void check_bn_fd(int C, int M, uint64_t seed)
 
     /* rbackward against FD of backward(dy + ε·rdy, x + ε·rx, γ + ε·vγ) at the moved
      * statistics */
-    moved(dyp, c, EPS_BN_DIR, rdy, n), moved(dym, c, -EPS_BN_DIR, rdy, n);
+    tu_moved(dyp, c, EPS_BN_DIR, rdy, n), tu_moved(dym, c, -EPS_BN_DIR, rdy, n);
     mt_bn_backward(p_x, p_g, p_b, dyp, xp, stp, gp, C, M);
     mt_bn_backward(m_x, m_g, m_b, dym, xm, stm, gm, C, M);
-    quotient(fd_x, p_x, m_x, EPS_BN_DIR, n);
-    quotient(fd_g, p_g, m_g, EPS_BN_DIR, C);
-    quotient(fd_b, p_b, m_b, EPS_BN_DIR, C);
+    tu_quotient(fd_x, p_x, m_x, EPS_BN_DIR, n);
+    tu_quotient(fd_g, p_g, m_g, EPS_BN_DIR, C);
+    tu_quotient(fd_b, p_b, m_b, EPS_BN_DIR, C);
     mt_bn_rbackward(an_x, an_g, an_b, c, rdy, x, rx, st, rst, g, vg, C, M);
     snprintf(label, sizeof label, "%s rbackward rdx vs FD of backward", tag);
     tu_check(label, tu_rel_diff(an_x, fd_x, n), TOL_FD);
@@ -610,7 +561,7 @@ static void check_bn_fd(int C, int M, uint64_t seed)
  * apart, so a move by ≤ EPS_POOL·|direction| ≤ 1e-3 never changes a window's maximum. */
 static void distinct_values(float *x, size_t n, uint64_t seed, uint32_t tag)
 {
-    float *u = vec(n);
+    float *u = tu_vec(n);
     size_t *perm = mt_malloc(n * sizeof *perm);
     tu_random(u, n, 0, 1, seed, tag);
     for (size_t i = 0; i < n; i++) perm[i] = i;
@@ -636,16 +587,16 @@ static double pool_probe(void *p)
 {
     pool_ctx *k = p;
     mt_maxpool_forward(k->y, k->am, k->x, k->P, k->H, k->W);
-    return probe(k->c, k->y, (size_t)k->P * (k->H / 2) * (k->W / 2));
+    return tu_probe(k->c, k->y, (size_t)k->P * (k->H / 2) * (k->W / 2));
 }
 
 static void check_maxpool(int P, int H, int W, uint64_t seed)
 {
     const int Ho = H / 2, Wo = W / 2;
     const size_t nx = (size_t)P * H * W, ny = (size_t)P * Ho * Wo;
-    float *x = vec(nx), *y = vec(ny), *c = vec(ny), *rx = vec(nx), *rdy = vec(ny);
-    float *xp = vec(nx), *xm = vec(nx), *yp = vec(ny), *ym = vec(ny), *cp = vec(ny), *cm = vec(ny);
-    float *an_x = vec(nx), *fd_x = vec(nx), *an_y = vec(ny), *fd_y = vec(ny), *dxp = vec(nx), *dxm = vec(nx);
+    float *x = tu_vec(nx), *y = tu_vec(ny), *c = tu_vec(ny), *rx = tu_vec(nx), *rdy = tu_vec(ny);
+    float *xp = tu_vec(nx), *xm = tu_vec(nx), *yp = tu_vec(ny), *ym = tu_vec(ny), *cp = tu_vec(ny), *cm = tu_vec(ny);
+    float *an_x = tu_vec(nx), *fd_x = tu_vec(nx), *an_y = tu_vec(ny), *fd_y = tu_vec(ny), *dxp = tu_vec(nx), *dxm = tu_vec(nx);
     int32_t *am = mt_malloc(ny * sizeof *am), *amp = mt_malloc(ny * sizeof *am), *amm = mt_malloc(ny * sizeof *am);
     char tag[40], label[128];
     snprintf(tag, sizeof tag, "maxpool P=%d %dx%d", P, H, W);
@@ -680,20 +631,20 @@ static void check_maxpool(int P, int H, int W, uint64_t seed)
     snprintf(label, sizeof label, "%s backward vs FD", tag);
     tu_check(label, tu_rel_diff(an_x, fd_x, nx), TOL_FD);
 
-    moved(xp, x, EPS_POOL, rx, nx), moved(xm, x, -EPS_POOL, rx, nx);
+    tu_moved(xp, x, EPS_POOL, rx, nx), tu_moved(xm, x, -EPS_POOL, rx, nx);
     mt_maxpool_forward(yp, amp, xp, P, H, W);
     mt_maxpool_forward(ym, amm, xm, P, H, W);
     snprintf(label, sizeof label, "%s FD points keep the argmax", tag);
     tu_expect(memcmp(amp, am, ny * sizeof *am) == 0 && memcmp(amm, am, ny * sizeof *am) == 0, label);
-    quotient(fd_y, yp, ym, EPS_POOL, ny);
+    tu_quotient(fd_y, yp, ym, EPS_POOL, ny);
     mt_maxpool_rforward(an_y, rx, am, P, H, W);
     snprintf(label, sizeof label, "%s rforward vs FD of forward", tag);
     tu_check(label, tu_rel_diff(an_y, fd_y, ny), TOL_FD);
 
-    moved(cp, c, EPS_POOL, rdy, ny), moved(cm, c, -EPS_POOL, rdy, ny);
+    tu_moved(cp, c, EPS_POOL, rdy, ny), tu_moved(cm, c, -EPS_POOL, rdy, ny);
     mt_maxpool_backward(dxp, cp, amp, P, H, W);
     mt_maxpool_backward(dxm, cm, amm, P, H, W);
-    quotient(fd_x, dxp, dxm, EPS_POOL, nx);
+    tu_quotient(fd_x, dxp, dxm, EPS_POOL, nx);
     mt_maxpool_rbackward(an_x, rdy, am, P, H, W);
     snprintf(label, sizeof label, "%s rbackward vs FD of backward", tag);
     tu_check(label, tu_rel_diff(an_x, fd_x, nx), TOL_FD);
@@ -735,13 +686,13 @@ static double flat_probe(void *p)
 {
     flat_ctx *k = p;
     mt_flatten_forward(k->y, k->x, k->N, k->C, k->HW);
-    return probe(k->c, k->y, (size_t)k->N * k->C * k->HW);
+    return tu_probe(k->c, k->y, (size_t)k->N * k->C * k->HW);
 }
 
 static void check_flatten(int N, int C, int HW, uint64_t seed)
 {
     const size_t n = (size_t)N * C * HW;
-    float *x = vec(n), *y = vec(n), *back = vec(n), *c = vec(n), *an = vec(n), *fd = vec(n);
+    float *x = tu_vec(n), *y = tu_vec(n), *back = tu_vec(n), *c = tu_vec(n), *an = tu_vec(n), *fd = tu_vec(n);
     char label[96];
     tu_random(x, n, -1, 1, seed, 51);
     tu_random(c, n, -1, 1, seed, 52);
@@ -788,9 +739,9 @@ static double xent_value(void *p)
 static void check_xent(int N, int K, uint64_t seed)
 {
     const size_t n = (size_t)N * K;
-    float *z = vec(n), *labels = vec(N), *f_p = vec(n), *r_p = vec(n), *rz = vec(n);
-    float *f_d = vec(n), *r_d = vec(n), *fd = vec(n), *zp = vec(n), *zm = vec(n), *pp = vec(n), *pm = vec(n);
-    float *dp = vec(n), *dm = vec(n);
+    float *z = tu_vec(n), *labels = tu_vec(N), *f_p = tu_vec(n), *r_p = tu_vec(n), *rz = tu_vec(n);
+    float *f_d = tu_vec(n), *r_d = tu_vec(n), *fd = tu_vec(n), *zp = tu_vec(n), *zm = tu_vec(n), *pp = tu_vec(n), *pm = tu_vec(n);
+    float *dp = tu_vec(n), *dm = tu_vec(n);
     char tag[32], label[128];
     snprintf(tag, sizeof tag, "xent N=%d K=%d", N, K);
     tu_random(z, n, -3, 3, seed, 61);
@@ -821,12 +772,12 @@ static void check_xent(int N, int K, uint64_t seed)
     tu_check(label, tu_rel_diff(f_d, fd, n), TOL_FD);
 
     /* rbackward against FD of backward along rz (the probs move with z) */
-    moved(zp, z, EPS_FD, rz, n), moved(zm, z, -EPS_FD, rz, n);
+    tu_moved(zp, z, EPS_FD, rz, n), tu_moved(zm, z, -EPS_FD, rz, n);
     mt_xent_forward(pp, zp, labels, N, K);
     mt_xent_forward(pm, zm, labels, N, K);
     mt_xent_backward(dp, pp, labels, N, K);
     mt_xent_backward(dm, pm, labels, N, K);
-    quotient(fd, dp, dm, EPS_FD, n);
+    tu_quotient(fd, dp, dm, EPS_FD, n);
     mt_xent_rbackward(f_d, f_p, rz, N, K);
     snprintf(label, sizeof label, "%s rbackward vs FD of backward", tag);
     tu_check(label, tu_rel_diff(f_d, fd, n), TOL_FD);
@@ -991,10 +942,10 @@ static void chain_draw(chain *ch, float *th, uint64_t seed)
 static void check_chain(uint64_t first)
 {
     chain *ch = mt_calloc(1, sizeof *ch);
-    float *th = vec(CH_P), *u = vec(CH_P), *v = vec(CH_P), *g = vec(CH_P), *fd = vec(CH_P);
-    float *hv = vec(CH_P), *hu = vec(CH_P), *gp = vec(CH_P), *gm = vec(CH_P), *thp = vec(CH_P), *thm = vec(CH_P);
+    float *th = tu_vec(CH_P), *u = tu_vec(CH_P), *v = tu_vec(CH_P), *g = tu_vec(CH_P), *fd = tu_vec(CH_P);
+    float *hv = tu_vec(CH_P), *hu = tu_vec(CH_P), *gp = tu_vec(CH_P), *gm = tu_vec(CH_P), *thp = tu_vec(CH_P), *thm = tu_vec(CH_P);
     char label[128];
-    ch->scratch = vec(mt_conv_scratch_floats(CH_N, CH_C, CH_H, CH_W));
+    ch->scratch = tu_vec(mt_conv_scratch_floats(CH_N, CH_C, CH_H, CH_W));
     ch->theta = th;
 
     uint64_t seed = first;
@@ -1023,14 +974,14 @@ static void check_chain(uint64_t first)
     /* Hv against FD of the gradient along v */
     chain_hvp(ch, th, v, g, hv);
     chain_mark_base(ch); /* chain_hvp's forward is the base point again */
-    moved(thp, th, EPS_CHAIN, v, CH_P), moved(thm, th, -EPS_CHAIN, v, CH_P);
+    tu_moved(thp, th, EPS_CHAIN, v, CH_P), tu_moved(thm, th, -EPS_CHAIN, v, CH_P);
     chain_forward(ch, thp);
     chain_count_kink(ch);
     chain_backward(ch, thp, gp);
     chain_forward(ch, thm);
     chain_count_kink(ch);
     chain_backward(ch, thm, gm);
-    quotient(fd, gp, gm, EPS_CHAIN, CH_P);
+    tu_quotient(fd, gp, gm, EPS_CHAIN, CH_P);
     tu_expect(ch->kinks == 0, "chain: FD of the gradient stays on the base's relu/pool pieces");
     tu_check("chain HVP (composed R-passes) vs FD of the gradient", tu_rel_diff(hv, fd, CH_P), TOL_CHAIN_HVP);
 

@@ -54,56 +54,6 @@
 
 /* ---- helpers -------------------------------------------------------------------------- */
 
-static float *vec(size_t n) { return mt_malloc((n ? n : 1) * sizeof(float)); }
-
-/* Tolerance for fast = ref on sums of n terms: 2γ_n (see the header comment). */
-static double sum_tol(int n) { return 2.0 * n * UNIT_ROUNDOFF / (1.0 - n * UNIT_ROUNDOFF); }
-
-/* max_i |got[i] − want[i]| / bound[i], bound = Σ|terms| of output i; a zero bound demands
- * equality (returns +inf otherwise). NaN in got propagates as +inf. */
-static double bounded_diff(const float *got, const float *want, const float *bound, size_t n)
-{
-    double worst = 0.0;
-    for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)got[i] - want[i]);
-        double r = bound[i] > 0 ? d / bound[i] : (d == 0 ? 0.0 : INFINITY);
-        if (!(r <= worst)) worst = isnan(r) ? INFINITY : r;
-    }
-    return worst;
-}
-
-/* Fills an output with NaN before a kernel writes it, so that an element the kernel skips
- * cannot pass for one written by an earlier call. */
-static void poison(float *x, size_t n)
-{
-    for (size_t i = 0; i < n; i++) x[i] = NAN;
-}
-
-static void abs_copy(float *out, const float *in, size_t n)
-{
-    for (size_t i = 0; i < n; i++) out[i] = fabsf(in[i]);
-}
-
-/* out = x + t·d (d NULL: x) */
-static void moved(float *out, const float *x, float t, const float *d, size_t n)
-{
-    for (size_t i = 0; i < n; i++) out[i] = d ? x[i] + t * d[i] : x[i];
-}
-
-/* fd = (plus − minus) / (2ε) */
-static void quotient(float *fd, const float *plus, const float *minus, float eps, size_t n)
-{
-    for (size_t i = 0; i < n; i++) fd[i] = (float)(((double)plus[i] - minus[i]) / (2.0 * eps));
-}
-
-/* Σ c⊙y in double: the scalar probe whose gradient with respect to y is c. */
-static double probe(const float *c, const float *y, size_t n)
-{
-    double s = 0.0;
-    for (size_t i = 0; i < n; i++) s += (double)c[i] * y[i];
-    return s;
-}
-
 /* Random values in ±[margin, 1 + margin]: relu inputs well away from the kink at 0. */
 static void away_from_zero(float *x, size_t n, float margin, uint64_t seed, uint32_t tag)
 {
@@ -140,15 +90,15 @@ static void check_linear_fast_vs_ref(shape s, uint64_t seed)
 {
     const int N = s.N, I = s.I, O = s.O;
     const size_t nx = (size_t)N * I, nw = (size_t)O * I, ny = (size_t)N * O;
-    float *x = vec(nx), *w = vec(nw), *b = vec(O), *dy = vec(ny);     /* inputs */
-    float *rx = vec(nx), *vw = vec(nw), *vb = vec(O), *rdy = vec(ny); /* R-inputs */
-    float *ax = vec(nx), *aw = vec(nw), *ab = vec(O), *ady = vec(ny); /* |inputs| */
-    float *arx = vec(nx), *avw = vec(nw), *avb = vec(O), *ardy = vec(ny);
-    float *zx = vec(nx), *zb = vec(O); /* zeros: what a NULL R-input stands for */
-    float *f_y = vec(ny), *r_y = vec(ny), *bnd_y = vec(ny);
-    float *f_dx = vec(nx), *r_dx = vec(nx), *bnd_dx = vec(nx);
-    float *f_dw = vec(nw), *r_dw = vec(nw), *bnd_dw = vec(nw);
-    float *f_db = vec(O), *r_db = vec(O), *bnd_db = vec(O);
+    float *x = tu_vec(nx), *w = tu_vec(nw), *b = tu_vec(O), *dy = tu_vec(ny);     /* inputs */
+    float *rx = tu_vec(nx), *vw = tu_vec(nw), *vb = tu_vec(O), *rdy = tu_vec(ny); /* R-inputs */
+    float *ax = tu_vec(nx), *aw = tu_vec(nw), *ab = tu_vec(O), *ady = tu_vec(ny); /* |inputs| */
+    float *arx = tu_vec(nx), *avw = tu_vec(nw), *avb = tu_vec(O), *ardy = tu_vec(ny);
+    float *zx = tu_vec(nx), *zb = tu_vec(O); /* zeros: what a NULL R-input stands for */
+    float *f_y = tu_vec(ny), *r_y = tu_vec(ny), *bnd_y = tu_vec(ny);
+    float *f_dx = tu_vec(nx), *r_dx = tu_vec(nx), *bnd_dx = tu_vec(nx);
+    float *f_dw = tu_vec(nw), *r_dw = tu_vec(nw), *bnd_dw = tu_vec(nw);
+    float *f_db = tu_vec(O), *r_db = tu_vec(O), *bnd_db = tu_vec(O);
     char label[96];
 
     tu_random(x, nx, -1, 1, seed, 1);
@@ -159,94 +109,94 @@ static void check_linear_fast_vs_ref(shape s, uint64_t seed)
     tu_random(vw, nw, -1, 1, seed, 6);
     tu_random(vb, O, -1, 1, seed, 7);
     tu_random(rdy, ny, -1, 1, seed, 8);
-    abs_copy(ax, x, nx), abs_copy(aw, w, nw), abs_copy(ab, b, O), abs_copy(ady, dy, ny);
-    abs_copy(arx, rx, nx), abs_copy(avw, vw, nw), abs_copy(avb, vb, O), abs_copy(ardy, rdy, ny);
+    tu_abs_copy(ax, x, nx), tu_abs_copy(aw, w, nw), tu_abs_copy(ab, b, O), tu_abs_copy(ady, dy, ny);
+    tu_abs_copy(arx, rx, nx), tu_abs_copy(avw, vw, nw), tu_abs_copy(avb, vb, O), tu_abs_copy(ardy, rdy, ny);
     memset(zx, 0, nx * sizeof *zx);
     memset(zb, 0, O * sizeof *zb);
 
     /* forward: y = x·wᵀ + b, I + 1 terms per output */
-    poison(f_y, ny);
+    tu_poison(f_y, ny);
     mt_linear_forward(f_y, x, w, b, N, I, O);
     mt_linear_forward_ref(r_y, x, w, b, N, I, O);
     mt_linear_forward_ref(bnd_y, ax, aw, ab, N, I, O);
     snprintf(label, sizeof label, "linear %dx%dx%d forward fast = ref", N, I, O);
-    tu_check(label, bounded_diff(f_y, r_y, bnd_y, ny), sum_tol(I + 1));
+    tu_check(label, tu_bounded_diff(f_y, r_y, bnd_y, ny), tu_sum_tol(I + 1));
 
     /* backward: dx = dy·w (O terms), dw = dyᵀ·x and db = Σ_n dy (N terms) */
-    poison(f_dx, nx), poison(f_dw, nw), poison(f_db, O);
+    tu_poison(f_dx, nx), tu_poison(f_dw, nw), tu_poison(f_db, O);
     mt_linear_backward(f_dx, f_dw, f_db, dy, x, w, N, I, O);
     mt_linear_backward_ref(r_dx, r_dw, r_db, dy, x, w, N, I, O);
     mt_linear_backward_ref(bnd_dx, bnd_dw, bnd_db, ady, ax, aw, N, I, O);
     snprintf(label, sizeof label, "linear %dx%dx%d backward dx fast = ref", N, I, O);
-    tu_check(label, bounded_diff(f_dx, r_dx, bnd_dx, nx), sum_tol(O));
+    tu_check(label, tu_bounded_diff(f_dx, r_dx, bnd_dx, nx), tu_sum_tol(O));
     snprintf(label, sizeof label, "linear %dx%dx%d backward dw fast = ref", N, I, O);
-    tu_check(label, bounded_diff(f_dw, r_dw, bnd_dw, nw), sum_tol(N));
+    tu_check(label, tu_bounded_diff(f_dw, r_dw, bnd_dw, nw), tu_sum_tol(N));
     snprintf(label, sizeof label, "linear %dx%dx%d backward db fast = ref", N, I, O);
-    tu_check(label, bounded_diff(f_db, r_db, bnd_db, O), sum_tol(N));
+    tu_check(label, tu_bounded_diff(f_db, r_db, bnd_db, O), tu_sum_tol(N));
 
     /* backward with dx NULL (first layer): dw, db unchanged */
-    poison(f_dw, nw), poison(f_db, O);
+    tu_poison(f_dw, nw), tu_poison(f_db, O);
     mt_linear_backward(NULL, f_dw, f_db, dy, x, w, N, I, O);
     snprintf(label, sizeof label, "linear %dx%dx%d backward dx=NULL: dw, db", N, I, O);
-    tu_check(label, fmax(bounded_diff(f_dw, r_dw, bnd_dw, nw), bounded_diff(f_db, r_db, bnd_db, O)),
-             sum_tol(N));
+    tu_check(label, fmax(tu_bounded_diff(f_dw, r_dw, bnd_dw, nw), tu_bounded_diff(f_db, r_db, bnd_db, O)),
+             tu_sum_tol(N));
 
     /* backward with dw NULL: dx only, and db must not be touched */
     for (int o = 0; o < O; o++) f_db[o] = 12345.0f;
-    poison(f_dx, nx);
+    tu_poison(f_dx, nx);
     mt_linear_backward(f_dx, NULL, f_db, dy, x, w, N, I, O);
     snprintf(label, sizeof label, "linear %dx%dx%d backward dw=NULL: dx", N, I, O);
-    tu_check(label, bounded_diff(f_dx, r_dx, bnd_dx, nx), sum_tol(O));
+    tu_check(label, tu_bounded_diff(f_dx, r_dx, bnd_dx, nx), tu_sum_tol(O));
     int untouched = 1;
     for (int o = 0; o < O; o++) untouched &= f_db[o] == 12345.0f;
     snprintf(label, sizeof label, "linear %dx%dx%d backward dw=NULL leaves db alone", N, I, O);
     tu_expect(untouched, label);
 
     /* rforward: ry = rx·wᵀ + x·vwᵀ + vb, 2I + 1 terms */
-    poison(f_y, ny);
+    tu_poison(f_y, ny);
     mt_linear_rforward(f_y, x, rx, w, vw, vb, N, I, O);
     mt_linear_rforward_ref(r_y, x, rx, w, vw, vb, N, I, O);
     mt_linear_rforward_ref(bnd_y, ax, arx, aw, avw, avb, N, I, O);
     snprintf(label, sizeof label, "linear %dx%dx%d rforward fast = ref", N, I, O);
-    tu_check(label, bounded_diff(f_y, r_y, bnd_y, ny), sum_tol(2 * I + 1));
+    tu_check(label, tu_bounded_diff(f_y, r_y, bnd_y, ny), tu_sum_tol(2 * I + 1));
 
     /* rforward with rx NULL and vb NULL: the same as zeros (the reference on zeros) */
-    poison(f_y, ny);
+    tu_poison(f_y, ny);
     mt_linear_rforward(f_y, x, NULL, w, vw, NULL, N, I, O);
     mt_linear_rforward_ref(r_y, x, zx, w, vw, zb, N, I, O);
     mt_linear_rforward_ref(bnd_y, ax, zx, aw, avw, zb, N, I, O);
     snprintf(label, sizeof label, "linear %dx%dx%d rforward rx=vb=NULL = ref on 0", N, I, O);
-    tu_check(label, bounded_diff(f_y, r_y, bnd_y, ny), sum_tol(2 * I + 1));
-    poison(f_y, ny);
+    tu_check(label, tu_bounded_diff(f_y, r_y, bnd_y, ny), tu_sum_tol(2 * I + 1));
+    tu_poison(f_y, ny);
     mt_linear_rforward_ref(f_y, x, NULL, w, vw, NULL, N, I, O);
     snprintf(label, sizeof label, "linear %dx%dx%d rforward_ref rx=vb=NULL = ref on 0", N, I, O);
-    tu_check(label, bounded_diff(f_y, r_y, bnd_y, ny), sum_tol(2 * I + 1));
+    tu_check(label, tu_bounded_diff(f_y, r_y, bnd_y, ny), tu_sum_tol(2 * I + 1));
 
     /* rbackward: rdx = rdy·w + dy·vw (2O terms), rdw = rdyᵀ·x + dyᵀ·rx (2N), rdb (N) */
-    poison(f_dx, nx), poison(f_dw, nw), poison(f_db, O);
+    tu_poison(f_dx, nx), tu_poison(f_dw, nw), tu_poison(f_db, O);
     mt_linear_rbackward(f_dx, f_dw, f_db, dy, rdy, x, rx, w, vw, N, I, O);
     mt_linear_rbackward_ref(r_dx, r_dw, r_db, dy, rdy, x, rx, w, vw, N, I, O);
     mt_linear_rbackward_ref(bnd_dx, bnd_dw, bnd_db, ady, ardy, ax, arx, aw, avw, N, I, O);
     snprintf(label, sizeof label, "linear %dx%dx%d rbackward rdx fast = ref", N, I, O);
-    tu_check(label, bounded_diff(f_dx, r_dx, bnd_dx, nx), sum_tol(2 * O));
+    tu_check(label, tu_bounded_diff(f_dx, r_dx, bnd_dx, nx), tu_sum_tol(2 * O));
     snprintf(label, sizeof label, "linear %dx%dx%d rbackward rdw fast = ref", N, I, O);
-    tu_check(label, bounded_diff(f_dw, r_dw, bnd_dw, nw), sum_tol(2 * N));
+    tu_check(label, tu_bounded_diff(f_dw, r_dw, bnd_dw, nw), tu_sum_tol(2 * N));
     snprintf(label, sizeof label, "linear %dx%dx%d rbackward rdb fast = ref", N, I, O);
-    tu_check(label, bounded_diff(f_db, r_db, bnd_db, O), sum_tol(N));
+    tu_check(label, tu_bounded_diff(f_db, r_db, bnd_db, O), tu_sum_tol(N));
 
     /* rbackward with rdx NULL (first layer) and rx NULL (input independent of θ) */
-    poison(f_dw, nw), poison(f_db, O);
+    tu_poison(f_dw, nw), tu_poison(f_db, O);
     mt_linear_rbackward(NULL, f_dw, f_db, dy, rdy, x, NULL, w, vw, N, I, O);
     mt_linear_rbackward_ref(r_dx, r_dw, r_db, dy, rdy, x, zx, w, vw, N, I, O);
     mt_linear_rbackward_ref(bnd_dx, bnd_dw, bnd_db, ady, ardy, ax, zx, aw, avw, N, I, O);
     snprintf(label, sizeof label, "linear %dx%dx%d rbackward rdx=rx=NULL: rdw, rdb", N, I, O);
-    tu_check(label, fmax(bounded_diff(f_dw, r_dw, bnd_dw, nw), bounded_diff(f_db, r_db, bnd_db, O)),
-             sum_tol(2 * N));
-    poison(f_dw, nw), poison(f_db, O);
+    tu_check(label, fmax(tu_bounded_diff(f_dw, r_dw, bnd_dw, nw), tu_bounded_diff(f_db, r_db, bnd_db, O)),
+             tu_sum_tol(2 * N));
+    tu_poison(f_dw, nw), tu_poison(f_db, O);
     mt_linear_rbackward_ref(NULL, f_dw, f_db, dy, rdy, x, NULL, w, vw, N, I, O);
     snprintf(label, sizeof label, "linear %dx%dx%d rbackward_ref NULLs = ref on 0", N, I, O);
-    tu_check(label, fmax(bounded_diff(f_dw, r_dw, bnd_dw, nw), bounded_diff(f_db, r_db, bnd_db, O)),
-             sum_tol(2 * N));
+    tu_check(label, fmax(tu_bounded_diff(f_dw, r_dw, bnd_dw, nw), tu_bounded_diff(f_db, r_db, bnd_db, O)),
+             tu_sum_tol(2 * N));
 
     float *all[] = {x,    w,    b,     dy,    rx,    vw,   vb,    rdy,  ax,   aw,   ab,   ady,   arx,  avw,
                     avb,  ardy, zx,    zb,    f_y,   r_y,  bnd_y, f_dx, r_dx, bnd_dx, f_dw, r_dw, bnd_dw, f_db,
@@ -266,21 +216,21 @@ static double linear_probe(void *p)
 {
     linear_ctx *k = p;
     mt_linear_forward(k->y, k->x, k->w, k->b, k->N, k->I, k->O);
-    return probe(k->c, k->y, (size_t)k->N * k->O);
+    return tu_probe(k->c, k->y, (size_t)k->N * k->O);
 }
 
 static void check_linear_fd(shape s, uint64_t seed)
 {
     const int N = s.N, I = s.I, O = s.O;
     const size_t nx = (size_t)N * I, nw = (size_t)O * I, ny = (size_t)N * O;
-    float *x = vec(nx), *w = vec(nw), *b = vec(O), *c = vec(ny), *y = vec(ny);
-    float *rx = vec(nx), *vw = vec(nw), *vb = vec(O), *rdy = vec(ny);
-    float *xp = vec(nx), *wp = vec(nw), *bp = vec(O), *dyp = vec(ny);
-    float *xm = vec(nx), *wm = vec(nw), *bm = vec(O), *dym = vec(ny);
-    float *an_x = vec(nx), *an_w = vec(nw), *an_b = vec(O), *an_y = vec(ny);
-    float *fd_x = vec(nx), *fd_w = vec(nw), *fd_b = vec(O), *fd_y = vec(ny);
-    float *p_x = vec(nx), *p_w = vec(nw), *p_b = vec(O), *p_y = vec(ny);
-    float *m_x = vec(nx), *m_w = vec(nw), *m_b = vec(O), *m_y = vec(ny);
+    float *x = tu_vec(nx), *w = tu_vec(nw), *b = tu_vec(O), *c = tu_vec(ny), *y = tu_vec(ny);
+    float *rx = tu_vec(nx), *vw = tu_vec(nw), *vb = tu_vec(O), *rdy = tu_vec(ny);
+    float *xp = tu_vec(nx), *wp = tu_vec(nw), *bp = tu_vec(O), *dyp = tu_vec(ny);
+    float *xm = tu_vec(nx), *wm = tu_vec(nw), *bm = tu_vec(O), *dym = tu_vec(ny);
+    float *an_x = tu_vec(nx), *an_w = tu_vec(nw), *an_b = tu_vec(O), *an_y = tu_vec(ny);
+    float *fd_x = tu_vec(nx), *fd_w = tu_vec(nw), *fd_b = tu_vec(O), *fd_y = tu_vec(ny);
+    float *p_x = tu_vec(nx), *p_w = tu_vec(nw), *p_b = tu_vec(O), *p_y = tu_vec(ny);
+    float *m_x = tu_vec(nx), *m_w = tu_vec(nw), *m_b = tu_vec(O), *m_y = tu_vec(ny);
     char label[96];
 
     tu_random(x, nx, -1, 1, seed, 11);
@@ -306,11 +256,11 @@ static void check_linear_fd(shape s, uint64_t seed)
     tu_check(label, tu_rel_diff(an_b, fd_b, O), TOL_FD);
 
     /* rforward: d/dε forward(x + ε·rx, w + ε·vw, b + ε·vb) */
-    moved(xp, x, EPS_FD, rx, nx), moved(wp, w, EPS_FD, vw, nw), moved(bp, b, EPS_FD, vb, O);
-    moved(xm, x, -EPS_FD, rx, nx), moved(wm, w, -EPS_FD, vw, nw), moved(bm, b, -EPS_FD, vb, O);
+    tu_moved(xp, x, EPS_FD, rx, nx), tu_moved(wp, w, EPS_FD, vw, nw), tu_moved(bp, b, EPS_FD, vb, O);
+    tu_moved(xm, x, -EPS_FD, rx, nx), tu_moved(wm, w, -EPS_FD, vw, nw), tu_moved(bm, b, -EPS_FD, vb, O);
     mt_linear_forward(p_y, xp, wp, bp, N, I, O);
     mt_linear_forward(m_y, xm, wm, bm, N, I, O);
-    quotient(fd_y, p_y, m_y, EPS_FD, ny);
+    tu_quotient(fd_y, p_y, m_y, EPS_FD, ny);
     mt_linear_rforward(an_y, x, rx, w, vw, vb, N, I, O);
     snprintf(label, sizeof label, "linear %dx%dx%d rforward vs FD of forward", N, I, O);
     tu_check(label, tu_rel_diff(an_y, fd_y, ny), TOL_FD);
@@ -318,18 +268,18 @@ static void check_linear_fd(shape s, uint64_t seed)
     /* the same with rx NULL: x stays put */
     mt_linear_forward(p_y, x, wp, bp, N, I, O);
     mt_linear_forward(m_y, x, wm, bm, N, I, O);
-    quotient(fd_y, p_y, m_y, EPS_FD, ny);
+    tu_quotient(fd_y, p_y, m_y, EPS_FD, ny);
     mt_linear_rforward(an_y, x, NULL, w, vw, vb, N, I, O);
     snprintf(label, sizeof label, "linear %dx%dx%d rforward rx=NULL vs FD", N, I, O);
     tu_check(label, tu_rel_diff(an_y, fd_y, ny), TOL_FD);
 
     /* rbackward: d/dε backward(dy + ε·rdy, x + ε·rx, w + ε·vw) */
-    moved(dyp, c, EPS_FD, rdy, ny), moved(dym, c, -EPS_FD, rdy, ny);
+    tu_moved(dyp, c, EPS_FD, rdy, ny), tu_moved(dym, c, -EPS_FD, rdy, ny);
     mt_linear_backward(p_x, p_w, p_b, dyp, xp, wp, N, I, O);
     mt_linear_backward(m_x, m_w, m_b, dym, xm, wm, N, I, O);
-    quotient(fd_x, p_x, m_x, EPS_FD, nx);
-    quotient(fd_w, p_w, m_w, EPS_FD, nw);
-    quotient(fd_b, p_b, m_b, EPS_FD, O);
+    tu_quotient(fd_x, p_x, m_x, EPS_FD, nx);
+    tu_quotient(fd_w, p_w, m_w, EPS_FD, nw);
+    tu_quotient(fd_b, p_b, m_b, EPS_FD, O);
     mt_linear_rbackward(an_x, an_w, an_b, c, rdy, x, rx, w, vw, N, I, O);
     snprintf(label, sizeof label, "linear %dx%dx%d rbackward rdx vs FD of backward", N, I, O);
     tu_check(label, tu_rel_diff(an_x, fd_x, nx), TOL_FD);
@@ -341,7 +291,7 @@ static void check_linear_fd(shape s, uint64_t seed)
     /* the same with rx NULL (x fixed) and rdx NULL */
     mt_linear_backward(NULL, p_w, p_b, dyp, x, wp, N, I, O);
     mt_linear_backward(NULL, m_w, m_b, dym, x, wm, N, I, O);
-    quotient(fd_w, p_w, m_w, EPS_FD, nw);
+    tu_quotient(fd_w, p_w, m_w, EPS_FD, nw);
     mt_linear_rbackward(NULL, an_w, an_b, c, rdy, x, NULL, w, vw, N, I, O);
     snprintf(label, sizeof label, "linear %dx%dx%d rbackward rx=rdx=NULL rdw vs FD", N, I, O);
     tu_check(label, tu_rel_diff(an_w, fd_w, nw), TOL_FD);
@@ -364,14 +314,14 @@ static double relu_probe(void *p)
 {
     relu_ctx *k = p;
     mt_relu_forward(k->y, k->x, k->n);
-    return probe(k->c, k->y, (size_t)k->n);
+    return tu_probe(k->c, k->y, (size_t)k->n);
 }
 
 static void check_relu(int n, uint64_t seed)
 {
-    float *x = vec(n), *y = vec(n), *c = vec(n), *rx = vec(n), *rdy = vec(n);
-    float *xp = vec(n), *xm = vec(n), *cp = vec(n), *cm = vec(n), *yp = vec(n), *ym = vec(n);
-    float *an = vec(n), *fd = vec(n);
+    float *x = tu_vec(n), *y = tu_vec(n), *c = tu_vec(n), *rx = tu_vec(n), *rdy = tu_vec(n);
+    float *xp = tu_vec(n), *xm = tu_vec(n), *cp = tu_vec(n), *cm = tu_vec(n), *yp = tu_vec(n), *ym = tu_vec(n);
+    float *an = tu_vec(n), *fd = tu_vec(n);
     char label[96];
 
     away_from_zero(x, n, RELU_MARGIN, seed, 21);
@@ -397,19 +347,19 @@ static void check_relu(int n, uint64_t seed)
     tu_check(label, tu_rel_diff(an, fd, n), TOL_FD);
 
     /* rforward against FD of forward along rx */
-    moved(xp, x, EPS_FD, rx, n), moved(xm, x, -EPS_FD, rx, n);
+    tu_moved(xp, x, EPS_FD, rx, n), tu_moved(xm, x, -EPS_FD, rx, n);
     mt_relu_forward(yp, xp, n);
     mt_relu_forward(ym, xm, n);
-    quotient(fd, yp, ym, EPS_FD, n);
+    tu_quotient(fd, yp, ym, EPS_FD, n);
     mt_relu_rforward(an, rx, x, n);
     snprintf(label, sizeof label, "relu n=%d rforward vs FD of forward", n);
     tu_check(label, tu_rel_diff(an, fd, n), TOL_FD);
 
     /* rbackward against FD of backward(dy + ε·rdy, x + ε·rx) */
-    moved(cp, c, EPS_FD, rdy, n), moved(cm, c, -EPS_FD, rdy, n);
+    tu_moved(cp, c, EPS_FD, rdy, n), tu_moved(cm, c, -EPS_FD, rdy, n);
     mt_relu_backward(yp, cp, xp, n);
     mt_relu_backward(ym, cm, xm, n);
-    quotient(fd, yp, ym, EPS_FD, n);
+    tu_quotient(fd, yp, ym, EPS_FD, n);
     mt_relu_rbackward(an, rdy, x, n);
     snprintf(label, sizeof label, "relu n=%d rbackward vs FD of backward", n);
     tu_check(label, tu_rel_diff(an, fd, n), TOL_FD);
@@ -435,8 +385,8 @@ static double mse_value(void *ctx)
 static void check_mse(int N, int D, uint64_t seed)
 {
     const size_t n = (size_t)N * D;
-    float *p = vec(n), *t = vec(n), *rp = vec(n), *dp = vec(n), *an = vec(n), *fd = vec(n);
-    float *pp = vec(n), *pm = vec(n), *gp = vec(n), *gm = vec(n);
+    float *p = tu_vec(n), *t = tu_vec(n), *rp = tu_vec(n), *dp = tu_vec(n), *an = tu_vec(n), *fd = tu_vec(n);
+    float *pp = tu_vec(n), *pm = tu_vec(n), *gp = tu_vec(n), *gm = tu_vec(n);
     char label[96];
 
     tu_random(p, n, -1, 1, seed, 31);
@@ -460,7 +410,7 @@ static void check_mse(int N, int D, uint64_t seed)
     tu_check(label, tu_rel_diff(dp, fd, n), TOL_FD);
 
     /* rforward: R(L) = Σ dp·rp against FD of forward along rp */
-    moved(pp, p, EPS_FD, rp, n), moved(pm, p, -EPS_FD, rp, n);
+    tu_moved(pp, p, EPS_FD, rp, n), tu_moved(pm, p, -EPS_FD, rp, n);
     const double fd_rl = ((double)mt_mse_forward(pp, t, N, D) - mt_mse_forward(pm, t, N, D)) / (2.0 * EPS_FD);
     const float rl = mt_mse_rforward(dp, rp, N, D);
     snprintf(label, sizeof label, "mse %dx%d rforward vs FD of forward (relative)", N, D);
@@ -469,7 +419,7 @@ static void check_mse(int N, int D, uint64_t seed)
     /* rbackward against FD of backward along rp */
     mt_mse_backward(gp, pp, t, N, D);
     mt_mse_backward(gm, pm, t, N, D);
-    quotient(fd, gp, gm, EPS_FD, n);
+    tu_quotient(fd, gp, gm, EPS_FD, n);
     mt_mse_rbackward(an, rp, N, D);
     snprintf(label, sizeof label, "mse %dx%d rbackward vs FD of backward", N, D);
     tu_check(label, tu_rel_diff(an, fd, n), TOL_FD);

@@ -80,8 +80,6 @@
 
 /* ---- helpers -------------------------------------------------------------------------- */
 
-static float *vec(size_t n) { return mt_malloc((n ? n : 1) * sizeof(float)); }
-
 static double dot_d(const float *a, const float *b, size_t n)
 {
     double s = 0.0;
@@ -111,12 +109,6 @@ static void unit_direction(float *v, size_t n, uint64_t seed, uint32_t tag)
     for (size_t i = 0; i < n; i++) v[i] = (float)(v[i] / norm);
 }
 
-/* out = x + t·d */
-static void moved(float *out, const float *x, float t, const float *d, size_t n)
-{
-    for (size_t i = 0; i < n; i++) out[i] = x[i] + t * d[i];
-}
-
 /* A model, its θ, one sinusoid task and a workspace. */
 typedef struct {
     mt_model m;
@@ -131,7 +123,7 @@ static void fixture_init(fixture *f, int hidden, uint64_t seed)
 {
     if (mt_model_mlp(&f->m, 1, hidden, 1) != 0) mt_fatal("mt_model_mlp(1, %d, 1) failed", hidden);
     f->P = f->m.n_params;
-    f->theta = vec(f->P);
+    f->theta = tu_vec(f->P);
     mt_model_init_params(&f->m, f->theta, seed);
     mt_task_buffer_init(&f->buf, N_ROWS, N_ROWS, 1, 1);
     mt_sinusoid_fill(&f->buf, seed, MT_STREAM_TRAIN, 0, 0);
@@ -180,7 +172,7 @@ static void ref_forward(const mt_model *m, const float *theta, const float *x, i
     int width = m->in;
     for (int l = 0; l < m->n_layers; l++)
         if (m->layer[l].out > width) width = m->layer[l].out;
-    float *a = vec((size_t)N * width), *b = vec((size_t)N * width);
+    float *a = tu_vec((size_t)N * width), *b = tu_vec((size_t)N * width);
     memcpy(a, x, (size_t)N * m->in * sizeof *a);
     for (int l = 0; l < m->n_layers; l++) {
         const mt_layer *L = &m->layer[l];
@@ -205,7 +197,7 @@ static int relu_flips(const mt_model *m, const float *ta, const float *tb, const
 {
     const size_t n = (size_t)N * relu_width(m);
     unsigned char *sa = mt_malloc(n), *sb = mt_malloc(n);
-    float *out = vec((size_t)N * m->out);
+    float *out = tu_vec((size_t)N * m->out);
     ref_forward(m, ta, x, N, out, sa);
     ref_forward(m, tb, x, N, out, sb);
     int flips = 0;
@@ -241,7 +233,7 @@ static void expect_no_flips(int flips, const char *what)
 static int fd_meta_coords(const fixture *f, float alpha, int K, float *fd)
 {
     const size_t P = f->P;
-    float *th = vec(P), *tp = vec((K + 1) * P), *tm = vec((K + 1) * P), *g = vec(P);
+    float *th = tu_vec(P), *tp = tu_vec((K + 1) * P), *tm = tu_vec((K + 1) * P), *g = tu_vec(P);
     memcpy(th, f->theta, P * sizeof *th);
     int flips = 0;
     for (size_t i = 0; i < P; i++) {
@@ -263,12 +255,12 @@ static int fd_meta_dirs(const fixture *f, float alpha, int K, const float *grad,
                         double *fd)
 {
     const size_t P = f->P;
-    float *v = vec(P), *thp = vec(P), *thm = vec(P), *tp = vec((K + 1) * P), *tm = vec((K + 1) * P), *g = vec(P);
+    float *v = tu_vec(P), *thp = tu_vec(P), *thm = tu_vec(P), *tp = tu_vec((K + 1) * P), *tm = tu_vec((K + 1) * P), *g = tu_vec(P);
     int flips = 0;
     for (int j = 0; j < N_DIRS; j++) {
         unit_direction(v, P, SEED_DIRS, tag0 + (uint32_t)j);
-        moved(thp, f->theta, EPS_DIR, v, P);
-        moved(thm, f->theta, -EPS_DIR, v, P);
+        tu_moved(thp, f->theta, EPS_DIR, v, P);
+        tu_moved(thm, f->theta, -EPS_DIR, v, P);
         const double fp = adapt(f, thp, alpha, K, tp, g), fm = adapt(f, thm, alpha, K, tm, g);
         fd[j] = (fp - fm) / (2.0 * EPS_DIR);
         an[j] = dot_d(grad, v, P);
@@ -284,7 +276,7 @@ static int fd_meta_dirs(const fixture *f, float alpha, int K, const float *grad,
 static void check_forward(const fixture *f, const char *name)
 {
     const int N = f->t->n_support;
-    float *want = vec(N);
+    float *want = tu_vec(N);
     unsigned char *active = mt_malloc((size_t)N * relu_width(&f->m));
     ref_forward(&f->m, f->theta, f->t->xs, N, want, active);
     const float L = mt_model_forward(&f->m, f->ws, f->theta, f->t->xs, f->t->ys, N);
@@ -306,7 +298,7 @@ static void check_forward(const fixture *f, const char *name)
 static void check_gradient(const fixture *f, const char *name, int per_coord)
 {
     const size_t P = f->P;
-    float *g = vec(P);
+    float *g = tu_vec(P);
     char label[128];
     mt_model_loss_grad(&f->m, f->ws, f->theta, f->t->xs, f->t->ys, f->t->n_support, g);
     /* F with K = 0 is the query loss; use the support set by swapping it in */
@@ -315,7 +307,7 @@ static void check_gradient(const fixture *f, const char *name, int per_coord)
     swapped.xq = f->t->xs, swapped.yq = f->t->ys, swapped.n_query = f->t->n_support;
     s.t = &swapped;
     if (per_coord) {
-        float *fd = vec(P);
+        float *fd = tu_vec(P);
         const int flips = fd_meta_coords(&s, 0.0f, 0, fd);
         snprintf(label, sizeof label, "%s: gradient vs FD per coordinate (P=%zu, max|FD| %.2g)", name, P,
                  max_abs(fd, P));
@@ -337,8 +329,8 @@ static void check_gradient(const fixture *f, const char *name, int per_coord)
 static void check_hvp(const fixture *f, const char *name)
 {
     const size_t P = f->P;
-    float *v = vec(P), *u = vec(P), *hv = vec(P), *hu = vec(P), *gp = vec(P), *gm = vec(P), *fd = vec(P);
-    float *thp = vec(P), *thm = vec(P);
+    float *v = tu_vec(P), *u = tu_vec(P), *hv = tu_vec(P), *hu = tu_vec(P), *gp = tu_vec(P), *gm = tu_vec(P), *fd = tu_vec(P);
+    float *thp = tu_vec(P), *thm = tu_vec(P);
     const mt_model *m = &f->m;
     const mt_task *t = f->t;
     char label[128];
@@ -347,8 +339,8 @@ static void check_hvp(const fixture *f, const char *name)
     for (uint32_t j = 0; j < 3; j++) {
         unit_direction(v, P, SEED_DIRS, 200 + j);
         mt_model_hvp(m, f->ws, f->theta, t->xs, t->ys, t->n_support, v, hv);
-        moved(thp, f->theta, EPS_DIR, v, P);
-        moved(thm, f->theta, -EPS_DIR, v, P);
+        tu_moved(thp, f->theta, EPS_DIR, v, P);
+        tu_moved(thm, f->theta, -EPS_DIR, v, P);
         mt_model_loss_grad(m, f->ws, thp, t->xs, t->ys, t->n_support, gp);
         mt_model_loss_grad(m, f->ws, thm, t->xs, t->ys, t->n_support, gm);
         for (size_t i = 0; i < P; i++) fd[i] = (float)(((double)gp[i] - gm[i]) / (2.0 * EPS_DIR));
@@ -383,7 +375,7 @@ static void check_hvp(const fixture *f, const char *name)
 static void check_maml(const fixture *f, const char *name, float alpha, int K, int per_coord)
 {
     const size_t P = f->P;
-    float *g = vec(P), *gfo = vec(P), *traj = vec((K + 1) * P), *scratch = vec(P);
+    float *g = tu_vec(P), *gfo = tu_vec(P), *traj = tu_vec((K + 1) * P), *scratch = tu_vec(P);
     mt_meta *mm = mt_meta_init(&f->m, K, N_ROWS);
     mt_task_losses losses;
     char what[96], label[160];
@@ -400,7 +392,7 @@ static void check_maml(const fixture *f, const char *name, float alpha, int K, i
     double d_maml, d_fomaml, tol, scale;
     int flips;
     if (per_coord) {
-        float *fd = vec(P);
+        float *fd = tu_vec(P);
         flips = fd_meta_coords(f, alpha, K, fd);
         d_maml = tu_rel_diff(g, fd, P);
         d_fomaml = tu_rel_diff(gfo, fd, P);
@@ -437,7 +429,7 @@ static void check_identities(const fixture *f, const char *name, float alpha)
 {
     const size_t P = f->P;
     enum { K_MAX = 3 };
-    float *g = vec(P), *want = vec(P), *traj = vec((K_MAX + 1) * P), *scratch = vec(P);
+    float *g = tu_vec(P), *want = tu_vec(P), *traj = tu_vec((K_MAX + 1) * P), *scratch = tu_vec(P);
     mt_meta *mm = mt_meta_init(&f->m, K_MAX, N_ROWS);
     const mt_task *t = f->t;
     mt_task_losses losses;
@@ -482,7 +474,7 @@ static void check_identities(const fixture *f, const char *name, float alpha)
 
     /* adapt_eval takes any number of steps, beyond the workspace's K */
     enum { STEPS = 10 };
-    float *long_traj = vec((STEPS + 1) * P);
+    float *long_traj = tu_vec((STEPS + 1) * P);
     const float want_post = adapt(f, f->theta, alpha, STEPS, long_traj, scratch);
     const mt_task_losses ev = mt_meta_adapt_eval(mm, f->theta, alpha, STEPS, t);
     snprintf(label, sizeof label, "%s: adapt_eval %d steps = inner loop here", name, STEPS);

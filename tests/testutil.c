@@ -1,10 +1,12 @@
 /* testutil.c — see testutil.h. */
 #include "testutil.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "common.h"
 #include "rng.h"
 
 static int passed, failed;
@@ -84,4 +86,50 @@ int tu_spill(const char *path, const void *buf, size_t n)
     int ok = fwrite(buf, 1, n, f) == n;
     if (fclose(f) != 0) ok = 0;
     return ok ? 0 : -1;
+}
+
+float *tu_vec(size_t n) { return mt_malloc((n ? n : 1) * sizeof(float)); }
+
+double tu_sum_tol(size_t n)
+{
+    const double u = FLT_EPSILON / 2; /* unit roundoff, 2^-24 */
+    return 2.0 * (double)n * u / (1.0 - (double)n * u);
+}
+
+double tu_bounded_diff(const float *got, const float *want, const float *bound, size_t n)
+{
+    double worst = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)got[i] - want[i]);
+        double r = bound[i] > 0 ? d / bound[i] : (d == 0 ? 0.0 : INFINITY);
+        if (!(r <= worst)) worst = isnan(r) ? INFINITY : r;
+    }
+    return worst;
+}
+
+void tu_poison(float *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++) x[i] = NAN;
+}
+
+void tu_abs_copy(float *out, const float *in, size_t n)
+{
+    for (size_t i = 0; i < n; i++) out[i] = fabsf(in[i]);
+}
+
+void tu_moved(float *out, const float *x, float t, const float *d, size_t n)
+{
+    for (size_t i = 0; i < n; i++) out[i] = d ? x[i] + t * d[i] : x[i];
+}
+
+void tu_quotient(float *fd, const float *plus, const float *minus, float eps, size_t n)
+{
+    for (size_t i = 0; i < n; i++) fd[i] = (float)(((double)plus[i] - minus[i]) / (2.0 * eps));
+}
+
+double tu_probe(const float *c, const float *y, size_t n)
+{
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++) s += (double)c[i] * y[i];
+    return s;
 }

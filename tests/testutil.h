@@ -28,6 +28,26 @@ long tu_slurp(const char *path, unsigned char **buf);
 /* Writes buf[n] to path; returns 0, or -1. */
 int tu_spill(const char *path, const void *buf, size_t n);
 
+/* ---- finite-difference and kernel checks (test_layers, test_conv, test_meta) ---- */
+
+/* A float vector of n values (at least one), from mt_malloc. */
+float *tu_vec(size_t n);
+/* Tolerance for fast = reference on float sums of n terms: 2γ_n, γ_n = n·u/(1 − n·u). */
+double tu_sum_tol(size_t n);
+/* max_i |got[i] − want[i]| / bound[i] (bound = Σ|terms| of output i); a zero bound demands
+ * equality; a NaN counts as +inf. */
+double tu_bounded_diff(const float *got, const float *want, const float *bound, size_t n);
+/* Fills x[n] with NaN: an output element a kernel skips cannot pass for an earlier one. */
+void tu_poison(float *x, size_t n);
+/* out[i] = |in[i]| */
+void tu_abs_copy(float *out, const float *in, size_t n);
+/* out = x + t·d (d NULL: x) */
+void tu_moved(float *out, const float *x, float t, const float *d, size_t n);
+/* fd = (plus − minus) / (2ε), the central difference quotient */
+void tu_quotient(float *fd, const float *plus, const float *minus, float eps, size_t n);
+/* Σ c⊙y in double: the scalar probe whose gradient with respect to y is c. */
+double tu_probe(const float *c, const float *y, size_t n);
+
 /* Prints "<n> passed, <m> failed" and returns the process exit status (0 iff all passed). */
 int tu_finish(void);
 
