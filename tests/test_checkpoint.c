@@ -27,15 +27,7 @@
 #include "model.h"
 #include "testutil.h"
 
-static char dir[1024];
-
-/* dir/name into out. */
-static void in_dir(char *out, size_t len, const char *name)
-{
-    snprintf(out, len, "%s/%s", dir, name);
-}
-
-
+static const char *dir; /* the scratch directory */
 
 /* Expects mt_checkpoint_read(path) to fail with a message that names path and holds want
  * (if not NULL), and to leave ck zeroed. */
@@ -57,27 +49,6 @@ static void expect_read_error(const char *label, const char *path, const char *w
     snprintf(buf, sizeof buf, "%s: nothing is left allocated in the result", label);
     tu_expect(ck.params == NULL && ck.config == NULL && ck.tensors == NULL, buf);
     if (rc == 0) mt_checkpoint_free(&ck);
-}
-
-/* 1 iff some entry of dir ends in ".partial". */
-static int partial_left(void)
-{
-    DIR *d = opendir(dir);
-    if (!d) return 1;
-    int found = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        size_t n = strlen(e->d_name);
-        if (n >= 8 && strcmp(e->d_name + n - 8, ".partial") == 0) found = 1;
-    }
-    closedir(d);
-    return found;
-}
-
-static int exists(const char *path)
-{
-    struct stat st;
-    return stat(path, &st) == 0;
 }
 
 /* θ filled with a sequence no real model produces, so its bytes can be found in the file. */
@@ -102,11 +73,11 @@ static int write_ckpt(const char *path, const mt_model *m, long step, uint64_t s
 static void test_round_trip(const mt_model *m, const char *config)
 {
     char path[2048], err[MT_ERR_LEN] = "";
-    in_dir(path, sizeof path, "ckpt-00001234.h5");
+    tu_in_dir(path, sizeof path, "ckpt-00001234.h5");
     const uint64_t seed = 0xdeadbeefcafef00dull; /* above INT64_MAX: must survive as u64 */
     tu_expect(write_ckpt(path, m, 1234, seed, 3, config) == 0, "mt_checkpoint_write succeeds");
-    tu_expect(exists(path), "the checkpoint exists under its final name");
-    tu_expect(!partial_left(), "no .partial file is left behind");
+    tu_expect(tu_exists(path), "the checkpoint exists under its final name");
+    tu_expect(!tu_partial_left(), "no .partial file is left behind");
 
     mt_checkpoint ck;
     int rc = mt_checkpoint_read(path, &ck, err, sizeof err);
@@ -158,14 +129,14 @@ static void test_round_trip(const mt_model *m, const char *config)
     rc = mt_checkpoint_read(path, &ck, err, sizeof err);
     tu_expect(rc == 0 && ck.step == 99 && ck.seed == 7 && ck.world_size == 1, "the second write replaced the first");
     if (rc == 0) mt_checkpoint_free(&ck);
-    tu_expect(!partial_left(), "no .partial file after replacing");
+    tu_expect(!tu_partial_left(), "no .partial file after replacing");
     free(want);
 
     /* A checkpoint of a smaller model reads back with its own layout. */
     mt_model small;
     mt_model_mlp(&small, 1, 20, 1);
     char small_path[2048];
-    in_dir(small_path, sizeof small_path, "small.h5");
+    tu_in_dir(small_path, sizeof small_path, "small.h5");
     tu_expect(write_ckpt(small_path, &small, 5, 1, 1, config) == 0, "write a hidden = 20 checkpoint");
     rc = mt_checkpoint_read(small_path, &ck, err, sizeof err);
     tu_expect(rc == 0 && ck.n_params == small.n_params, "it reads back with the hidden = 20 parameter count");
@@ -186,7 +157,7 @@ static void test_moments(const mt_model *m)
     for (size_t i = 0; i < P; i++) mo[i] = -0.5f * (float)i, ve[i] = 3.0f + (float)i;
     mt_checkpoint ck = {.step = 7, .seed = 3, .world_size = 1, .config = "[run]\n"}, back;
     char path[2048], err[MT_ERR_LEN] = "";
-    in_dir(path, sizeof path, "moments.h5");
+    tu_in_dir(path, sizeof path, "moments.h5");
     mt_checkpoint_shard whole = {MPI_COMM_NULL, 0, P, mo, ve};
     tu_expect(mt_checkpoint_write(path, m, p, &whole, &ck, err, sizeof err) == 0, "write with Adam moments");
     int rc = mt_checkpoint_read(path, &back, err, sizeof err);
@@ -204,7 +175,7 @@ static void test_write_failures(const mt_model *m)
     float *p = mt_calloc(m->n_params, sizeof *p);
     mt_checkpoint ck = {.step = 1, .seed = 1, .world_size = 1, .config = "x"};
 
-    in_dir(path, sizeof path, "no/such/dir/ckpt.h5");
+    tu_in_dir(path, sizeof path, "no/such/dir/ckpt.h5");
     int rc = mt_checkpoint_write(path, m, p, &(mt_checkpoint_shard){MPI_COMM_NULL, 0, m->n_params, NULL, NULL}, &ck, err, sizeof err);
     printf("     message: %s\n", err);
     tu_expect(rc == -1, "writing into a missing directory fails");
@@ -213,7 +184,7 @@ static void test_write_failures(const mt_model *m)
 
     /* The final name is taken by a directory: the rename fails after the file was written,
      * and the .partial file must be removed. */
-    in_dir(path, sizeof path, "taken.h5");
+    tu_in_dir(path, sizeof path, "taken.h5");
     mkdir(path, 0777);
     err[0] = '\0';
     rc = mt_checkpoint_write(path, m, p, &(mt_checkpoint_shard){MPI_COMM_NULL, 0, m->n_params, NULL, NULL}, &ck, err, sizeof err);
@@ -221,7 +192,7 @@ static void test_write_failures(const mt_model *m)
     tu_expect(rc == -1, "writing over a directory fails");
     tu_expect(strstr(err, path) != NULL, "the message names the file");
     snprintf(partial, sizeof partial, "%s.partial", path);
-    tu_expect(!exists(partial), "the failed write removed its .partial file");
+    tu_expect(!tu_exists(partial), "the failed write removed its .partial file");
     rmdir(path);
     free(p);
 }
@@ -239,7 +210,7 @@ static long find_params(const unsigned char *file, long n)
 static void test_damage(const mt_model *m, const char *config)
 {
     char good[2048], path[2048];
-    in_dir(good, sizeof good, "good.h5");
+    tu_in_dir(good, sizeof good, "good.h5");
     tu_expect(write_ckpt(good, m, 10, 1, 2, config) == 0, "write a checkpoint to damage");
     unsigned char *bytes;
     long n = tu_slurp(good, &bytes);
@@ -247,17 +218,17 @@ static void test_damage(const mt_model *m, const char *config)
     if (n <= 0) return;
 
     /* Control: an exact copy reads (so the copies below fail for their damage only). */
-    in_dir(path, sizeof path, "copy.h5");
+    tu_in_dir(path, sizeof path, "copy.h5");
     mt_checkpoint ck;
     char err[MT_ERR_LEN] = "";
     tu_expect(tu_spill(path, bytes, (size_t)n) == 0 && mt_checkpoint_read(path, &ck, err, sizeof err) == 0,
               "an exact copy reads (control)");
     mt_checkpoint_free(&ck);
 
-    in_dir(path, sizeof path, "truncated.h5");
+    tu_in_dir(path, sizeof path, "truncated.h5");
     tu_expect(tu_spill(path, bytes, (size_t)n / 2) == 0, "write a copy truncated to half");
     expect_read_error("truncated to half", path, NULL);
-    in_dir(path, sizeof path, "truncated_tail.h5");
+    tu_in_dir(path, sizeof path, "truncated_tail.h5");
     tu_expect(tu_spill(path, bytes, (size_t)n - 16) == 0, "write a copy without its last 16 bytes");
     expect_read_error("truncated by 16 bytes", path, NULL);
 
@@ -269,7 +240,7 @@ static void test_damage(const mt_model *m, const char *config)
         long flip = at + (long)(sizeof(float) * (m->n_params / 2)) + 1; /* mid-vector, a mantissa byte */
         tu_expect(flip < n, "the flipped byte lies inside the file");
         bytes[flip] ^= 0x10;
-        in_dir(path, sizeof path, "flipped.h5");
+        tu_in_dir(path, sizeof path, "flipped.h5");
         tu_expect(tu_spill(path, bytes, (size_t)n) == 0, "write a copy with one /params byte flipped");
         expect_read_error("one byte flipped in /params (CRC-32)", path, "fails its checksum");
         bytes[flip] ^= 0x10;
@@ -277,7 +248,7 @@ static void test_damage(const mt_model *m, const char *config)
     free(bytes);
 
     /* A valid HDF5 file that is not a metatrain checkpoint. */
-    in_dir(path, sizeof path, "foreign.h5");
+    tu_in_dir(path, sizeof path, "foreign.h5");
     hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     tu_expect(f >= 0, "create a foreign HDF5 file");
     if (f >= 0) {
@@ -293,26 +264,26 @@ static void test_damage(const mt_model *m, const char *config)
         tu_expect(ok, "write format = \"someone-elses-format\"");
         expect_read_error("wrong format attribute", path, "format");
     }
-    in_dir(path, sizeof path, "empty_hdf5.h5");
+    tu_in_dir(path, sizeof path, "empty_hdf5.h5");
     f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     tu_expect(f >= 0 && H5Fclose(f) >= 0, "create an HDF5 file without attributes");
     expect_read_error("HDF5 file without a format attribute", path, "format");
 
-    in_dir(path, sizeof path, "text.h5");
+    tu_in_dir(path, sizeof path, "text.h5");
     const char text[] = "this is a plain text file, not a checkpoint\n";
     tu_expect(tu_spill(path, text, sizeof text - 1) == 0, "write a plain text file");
     expect_read_error("plain text file", path, "not an HDF5 file");
-    in_dir(path, sizeof path, "zero.h5");
+    tu_in_dir(path, sizeof path, "zero.h5");
     tu_expect(tu_spill(path, "", 0) == 0, "write an empty file");
     expect_read_error("empty file", path, NULL);
-    in_dir(path, sizeof path, "missing.h5");
+    tu_in_dir(path, sizeof path, "missing.h5");
     expect_read_error("missing file", path, "No such file");
 }
 
 static void touch(const char *name)
 {
     char path[2048];
-    in_dir(path, sizeof path, name);
+    tu_in_dir(path, sizeof path, name);
     FILE *f = fopen(path, "w");
     if (f) fclose(f);
 }
@@ -343,51 +314,39 @@ static void test_prune(void)
     char path[2048];
     int ok = 1;
     for (size_t i = 0; i < 3; i++) {
-        in_dir(path, sizeof path, kept[i]);
-        if (!exists(path)) printf("     missing: %s\n", kept[i]), ok = 0;
+        tu_in_dir(path, sizeof path, kept[i]);
+        if (!tu_exists(path)) printf("     missing: %s\n", kept[i]), ok = 0;
     }
     tu_expect(ok, "the newest 3 checkpoints (1000, 12345678, 100000000) are kept");
     ok = 1;
     for (size_t i = 0; i < 4; i++) {
-        in_dir(path, sizeof path, gone[i]);
-        if (exists(path)) printf("     still there: %s\n", gone[i]), ok = 0;
+        tu_in_dir(path, sizeof path, gone[i]);
+        if (tu_exists(path)) printf("     still there: %s\n", gone[i]), ok = 0;
     }
     tu_expect(ok, "the older 4 checkpoints are deleted");
     ok = 1;
     for (size_t i = 0; i < sizeof others / sizeof *others; i++) {
-        in_dir(path, sizeof path, others[i]);
-        if (!exists(path)) printf("     deleted: %s\n", others[i]), ok = 0;
+        tu_in_dir(path, sizeof path, others[i]);
+        if (!tu_exists(path)) printf("     deleted: %s\n", others[i]), ok = 0;
     }
     tu_expect(ok, "files that are not ckpt-XXXXXXXX.h5 are left alone");
 
     tu_expect(mt_checkpoint_prune(sub, 3, err, sizeof err) == 0, "pruning again deletes nothing");
     tu_expect(mt_checkpoint_prune(sub, 10, err, sizeof err) == 0, "keep larger than the count deletes nothing");
     tu_expect(mt_checkpoint_prune(sub, 1, err, sizeof err) == 2, "keep=1 deletes the 2 older ones");
-    in_dir(path, sizeof path, "prune/ckpt-100000000.h5");
-    tu_expect(exists(path), "keep=1 keeps the newest");
+    tu_in_dir(path, sizeof path, "prune/ckpt-100000000.h5");
+    tu_expect(tu_exists(path), "keep=1 keeps the newest");
 
-    in_dir(path, sizeof path, "no-such-dir");
+    tu_in_dir(path, sizeof path, "no-such-dir");
     err[0] = '\0';
     int rc = mt_checkpoint_prune(path, 3, err, sizeof err);
     printf("     message: %s\n", err);
     tu_expect(rc == -1 && strstr(err, path) != NULL, "pruning a missing directory fails naming it");
 }
 
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st, (void)flag, (void)ftw;
-    return remove(path);
-}
-
 int main(void)
 {
-    const char *tmp = getenv("TMPDIR");
-    snprintf(dir, sizeof dir, "%s/test_checkpoint.XXXXXX", tmp && tmp[0] ? tmp : "/tmp");
-    if (!mkdtemp(dir)) {
-        fprintf(stderr, "test_checkpoint: cannot create a directory %s: %s\n", dir, strerror(errno));
-        return 1;
-    }
-    printf("working in %s\n", dir);
+    if (!(dir = tu_scratch_dir("test_checkpoint"))) return 1;
 
     mt_model m;
     tu_expect(mt_model_mlp(&m, 1, 40, 1) == 0, "build the 1-40-40-1 MLP");
@@ -402,6 +361,6 @@ int main(void)
     test_prune();
 
     free(config);
-    nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    tu_scratch_remove();
     return tu_finish();
 }

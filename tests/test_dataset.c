@@ -27,35 +27,7 @@
 #include "dataset.h"
 #include "testutil.h"
 
-static char dir[1024];
-
-static void in_dir(char *out, size_t len, const char *name)
-{
-    snprintf(out, len, "%s/%s", dir, name);
-}
-
-static int exists(const char *path)
-{
-    struct stat st;
-    return stat(path, &st) == 0;
-}
-
-
-
-/* 1 iff some entry of dir ends in ".partial". */
-static int partial_left(void)
-{
-    DIR *d = opendir(dir);
-    if (!d) return 1;
-    int found = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        size_t n = strlen(e->d_name);
-        if (n >= 8 && strcmp(e->d_name + n - 8, ".partial") == 0) found = 1;
-    }
-    closedir(d);
-    return found;
-}
+static const char *dir; /* the scratch directory */
 
 /* A split in memory with class sizes sizes[n_classes] and pixels that depend on (split
  * seed, image, position), so misplaced bytes are noticed. Free with mt_split_free. */
@@ -144,11 +116,11 @@ static void test_round_trip(void)
     make_split(&train, "train", 1, 4, 5, train_sizes, 6, 1);
     make_split(&test, "test", 3, 64, 64, test_sizes, 3, 2);
     char path[2048], err[MT_ERR_LEN] = "";
-    in_dir(path, sizeof path, "two.h5");
+    tu_in_dir(path, sizeof path, "two.h5");
     setenv("SOURCE_DATE_EPOCH", "86400", 1);
     tu_expect(write_two(path, "unit-test:two splits", &train, &test) == 0, "write a dataset of two splits");
     unsetenv("SOURCE_DATE_EPOCH");
-    tu_expect(exists(path) && !partial_left(), "the file exists under its final name, no .partial left");
+    tu_expect(tu_exists(path) && !tu_partial_left(), "the file exists under its final name, no .partial left");
 
     int rc = mt_dataset_read_split(path, "train", &got, err, sizeof err);
     tu_expect(rc == 0, "read split train");
@@ -188,8 +160,8 @@ static void test_round_trip(void)
     /* Reproducible: the same content written again gives the same bytes; without
      * SOURCE_DATE_EPOCH only the 20 characters of `created` may differ. */
     char again[2048], later[2048];
-    in_dir(again, sizeof again, "two-again.h5");
-    in_dir(later, sizeof later, "two-later.h5");
+    tu_in_dir(again, sizeof again, "two-again.h5");
+    tu_in_dir(later, sizeof later, "two-later.h5");
     setenv("SOURCE_DATE_EPOCH", "86400", 1);
     write_two(again, "unit-test:two splits", &train, &test);
     unsetenv("SOURCE_DATE_EPOCH");
@@ -228,7 +200,7 @@ static void test_writer_refusals(void)
 {
     char path[2048], err[MT_ERR_LEN] = "";
     uint8_t pixels[2 * 4] = {1, 2, 3, 4, 5, 6, 7, 8};
-    in_dir(path, sizeof path, "refused.h5");
+    tu_in_dir(path, sizeof path, "refused.h5");
     const char *bad_splits[] = {"", "a/b", ".", "0123456789012345678901234567890123456789012345678901234567890123"};
     for (size_t i = 0; i < sizeof bad_splits / sizeof *bad_splits; i++) {
         mt_dataset_writer *w = mt_dataset_create(path, "t", err, sizeof err);
@@ -275,22 +247,22 @@ static void test_writer_refusals(void)
     expect_writer_error("the same split twice", rc, err, path, "already");
     rc = mt_dataset_finish(w, err, sizeof err);
     tu_expect(rc == -1, "finish after a failure fails");
-    tu_expect(!exists(path) && !partial_left(), "a failed write leaves neither the file nor a .partial");
+    tu_expect(!tu_exists(path) && !tu_partial_left(), "a failed write leaves neither the file nor a .partial");
 
     w = mt_dataset_create(path, "t", err, sizeof err);
     mt_dataset_begin_split(w, "s", 1, 2, 2, err, sizeof err);
     mt_dataset_add_class(w, "c", 2, pixels, err, sizeof err);
     rc = mt_dataset_finish(w, err, sizeof err);
     expect_writer_error("finish with a split still open", rc, err, path, "not ended");
-    tu_expect(!exists(path) && !partial_left(), "nothing is left behind");
+    tu_expect(!tu_exists(path) && !tu_partial_left(), "nothing is left behind");
 
-    in_dir(path, sizeof path, "no/such/dir/d.h5");
+    tu_in_dir(path, sizeof path, "no/such/dir/d.h5");
     w = mt_dataset_create(path, "t", err, sizeof err);
     expect_writer_error("create in a missing directory", w ? 0 : -1, err, path, NULL);
     tu_expect(strstr(err, "unknown HDF5 error") == NULL, "the message gives HDF5's reason");
     mt_dataset_abandon(w);
 
-    in_dir(path, sizeof path, "a-directory.h5");
+    tu_in_dir(path, sizeof path, "a-directory.h5");
     mkdir(path, 0777);
     w = mt_dataset_create(path, "t", err, sizeof err);
     expect_writer_error("create over a directory", w ? 0 : -1, err, path, "directory");
@@ -298,7 +270,7 @@ static void test_writer_refusals(void)
     rmdir(path);
 
     mt_dataset_abandon(NULL);
-    tu_expect(!partial_left(), "no .partial file is left by any refusal");
+    tu_expect(!tu_partial_left(), "no .partial file is left by any refusal");
 }
 
 /* ---- malformed files, written with HDF5 directly ------------------------------------------ */
@@ -415,7 +387,7 @@ static void test_malformed(void)
     raw_spec r;
 
     /* Control: the raw writer's well-formed file reads (so each case fails for its flaw). */
-    in_dir(path, sizeof path, "raw-good.h5");
+    tu_in_dir(path, sizeof path, "raw-good.h5");
     tu_expect(write_raw(path, &good) == 0, "write a well-formed file with the HDF5 API (control)");
     mt_split s;
     int rc = mt_dataset_read_split(path, "train", &s, err, sizeof err);
@@ -429,79 +401,79 @@ static void test_malformed(void)
     expect_read_error("split name with a slash", path, "train/images", "no split");
 
     r = good, r.format = "someone-elses-format";
-    in_dir(path, sizeof path, "raw-format.h5");
+    tu_in_dir(path, sizeof path, "raw-format.h5");
     write_raw(path, &r);
     expect_read_error("wrong format attribute", path, "train", "someone-elses-format");
     r = good, r.format = NULL;
-    in_dir(path, sizeof path, "raw-noformat.h5");
+    tu_in_dir(path, sizeof path, "raw-noformat.h5");
     write_raw(path, &r);
     expect_read_error("no format attribute", path, "train", "format attribute is missing");
     r = good, r.version = 2;
-    in_dir(path, sizeof path, "raw-version.h5");
+    tu_in_dir(path, sizeof path, "raw-version.h5");
     write_raw(path, &r);
     expect_read_error("format_version 2", path, "train", "format_version 2");
 
     const int32_t unsorted[4] = {0, 1, 0, 1};
     r = good, r.labels = unsorted;
-    in_dir(path, sizeof path, "raw-unsorted.h5");
+    tu_in_dir(path, sizeof path, "raw-unsorted.h5");
     write_raw(path, &r);
     expect_read_error("labels not sorted", path, "train", "not sorted");
     expect_read_error("labels not sorted: message names the split", path, "train", "split 'train'");
 
     const int32_t shifted[4] = {0, 0, 0, 1};
     r = good, r.labels = shifted;
-    in_dir(path, sizeof path, "raw-mismatch.h5");
+    tu_in_dir(path, sizeof path, "raw-mismatch.h5");
     write_raw(path, &r);
     expect_read_error("labels inconsistent with class_offsets", path, "train", "do not match class_offsets");
 
     const int64_t short_end[3] = {0, 2, 3};
     r = good, r.offsets = short_end;
-    in_dir(path, sizeof path, "raw-offsets-end.h5");
+    tu_in_dir(path, sizeof path, "raw-offsets-end.h5");
     write_raw(path, &r);
     expect_read_error("class_offsets ending before N", path, "train", "class_offsets run from 0 to 3");
 
     const int64_t decreasing[4] = {0, 3, 1, 4};
     const int32_t labels3[4] = {0, 0, 1, 2};
     r = good, r.offsets = decreasing, r.n_offsets = 4, r.n_names = 3, r.labels = labels3;
-    in_dir(path, sizeof path, "raw-offsets-decreasing.h5");
+    tu_in_dir(path, sizeof path, "raw-offsets-decreasing.h5");
     write_raw(path, &r);
     expect_read_error("class_offsets decreasing", path, "train", "not increasing");
 
     const int64_t empty[4] = {0, 2, 2, 4};
     const int32_t skip1[4] = {0, 0, 2, 2};
     r = good, r.offsets = empty, r.n_offsets = 4, r.n_names = 3, r.labels = skip1;
-    in_dir(path, sizeof path, "raw-empty-class.h5");
+    tu_in_dir(path, sizeof path, "raw-empty-class.h5");
     write_raw(path, &r);
     expect_read_error("an empty class", path, "train", "is empty");
 
     const int32_t big[4] = {0, 0, 1, 7};
     r = good, r.labels = big;
-    in_dir(path, sizeof path, "raw-label-range.h5");
+    tu_in_dir(path, sizeof path, "raw-label-range.h5");
     write_raw(path, &r);
     expect_read_error("a label out of range", path, "train", "outside 0..1");
 
     r = good, r.n_labels = 3;
-    in_dir(path, sizeof path, "raw-labels-short.h5");
+    tu_in_dir(path, sizeof path, "raw-labels-short.h5");
     write_raw(path, &r);
     expect_read_error("fewer labels than images", path, "train", "labels has 3 entries");
     r = good, r.n_labels = -1;
-    in_dir(path, sizeof path, "raw-no-labels.h5");
+    tu_in_dir(path, sizeof path, "raw-no-labels.h5");
     write_raw(path, &r);
     expect_read_error("no labels dataset", path, "train", "no labels");
     r = good, r.n_names = 1;
-    in_dir(path, sizeof path, "raw-names.h5");
+    tu_in_dir(path, sizeof path, "raw-names.h5");
     write_raw(path, &r);
     expect_read_error("class_names shorter than the classes", path, "train", "class_names has 1");
     r = good, r.images_ndims = 3;
-    in_dir(path, sizeof path, "raw-3d.h5");
+    tu_in_dir(path, sizeof path, "raw-3d.h5");
     write_raw(path, &r);
     expect_read_error("images of rank 3", path, "train", "images is not");
     r = good, r.images_float = 1;
-    in_dir(path, sizeof path, "raw-float.h5");
+    tu_in_dir(path, sizeof path, "raw-float.h5");
     write_raw(path, &r);
     expect_read_error("float images", path, "train", "uint8");
     r = good, r.n_offsets = 1, r.n_names = 0;
-    in_dir(path, sizeof path, "raw-no-classes.h5");
+    tu_in_dir(path, sizeof path, "raw-no-classes.h5");
     write_raw(path, &r);
     expect_read_error("no classes", path, "train", "class_offsets has 1");
 }
@@ -512,7 +484,7 @@ static void test_damaged(void)
     mt_split s;
     make_split(&s, "train", 1, 28, 28, sizes, 3, 5);
     char good[2048], path[2048], err[MT_ERR_LEN] = "";
-    in_dir(good, sizeof good, "to-damage.h5");
+    tu_in_dir(good, sizeof good, "to-damage.h5");
     mt_dataset_writer *w = mt_dataset_create(good, "damage", err, sizeof err);
     int ok = w && mt_dataset_write_split(w, &s, err, sizeof err) == 0;
     if (w) ok = ok ? mt_dataset_finish(w, err, sizeof err) == 0 : (mt_dataset_abandon(w), 0);
@@ -521,49 +493,37 @@ static void test_damaged(void)
     unsigned char *bytes;
     long n = tu_slurp(good, &bytes);
     if (n <= 0) return;
-    in_dir(path, sizeof path, "half.h5");
+    tu_in_dir(path, sizeof path, "half.h5");
     tu_spill(path, bytes, (size_t)n / 2);
     expect_read_error("truncated to half", path, "train", NULL);
-    in_dir(path, sizeof path, "tail.h5");
+    tu_in_dir(path, sizeof path, "tail.h5");
     tu_spill(path, bytes, (size_t)n - 16);
     expect_read_error("truncated by 16 bytes", path, "train", NULL);
     free(bytes);
 
-    in_dir(path, sizeof path, "text.h5");
+    tu_in_dir(path, sizeof path, "text.h5");
     const char text[] = "not a dataset\n";
     tu_spill(path, text, sizeof text - 1);
     expect_read_error("a text file", path, "train", "not an HDF5 file");
     char names[2][64];
     tu_expect(mt_dataset_list_splits(path, names, 2, err, sizeof err) == -1 && strstr(err, path),
               "mt_dataset_list_splits refuses a text file, naming it");
-    in_dir(path, sizeof path, "zero.h5");
+    tu_in_dir(path, sizeof path, "zero.h5");
     tu_spill(path, "", 0);
     expect_read_error("an empty file", path, "train", NULL);
-    in_dir(path, sizeof path, "missing.h5");
+    tu_in_dir(path, sizeof path, "missing.h5");
     expect_read_error("a missing file", path, "train", "No such file");
     expect_read_error("a directory", dir, "train", "directory");
 }
 
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st, (void)flag, (void)ftw;
-    return remove(path);
-}
-
 int main(void)
 {
-    const char *tmp = getenv("TMPDIR");
-    snprintf(dir, sizeof dir, "%s/test_dataset.XXXXXX", tmp && tmp[0] ? tmp : "/tmp");
-    if (!mkdtemp(dir)) {
-        fprintf(stderr, "test_dataset: cannot create a directory %s: %s\n", dir, strerror(errno));
-        return 1;
-    }
-    printf("working in %s\n", dir);
+    if (!(dir = tu_scratch_dir("test_dataset"))) return 1;
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
     test_round_trip();
     test_writer_refusals();
     test_malformed();
     test_damaged();
-    nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    tu_scratch_remove();
     return tu_finish();
 }

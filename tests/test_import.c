@@ -34,37 +34,12 @@
 #include "import.h"
 #include "testutil.h"
 
-static char dir[1024];
-
-static void in_dir(char *out, size_t len, const char *name)
-{
-    snprintf(out, len, "%s/%s", dir, name);
-}
-
-static int exists(const char *path)
-{
-    struct stat st;
-    return stat(path, &st) == 0;
-}
-
-static int partial_left(void)
-{
-    DIR *d = opendir(dir);
-    if (!d) return 1;
-    int found = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        size_t n = strlen(e->d_name);
-        if (n >= 8 && strcmp(e->d_name + n - 8, ".partial") == 0) found = 1;
-    }
-    closedir(d);
-    return found;
-}
+static const char *dir; /* the scratch directory */
 
 static void mkdirs(const char *rel)
 {
     char path[2048];
-    in_dir(path, sizeof path, rel);
+    tu_in_dir(path, sizeof path, rel);
     for (char *p = path + strlen(dir) + 1; *p; p++)
         if (*p == '/') {
             *p = '\0';
@@ -92,7 +67,7 @@ static void expect_import_error(const char *label, int rc, const char *err, cons
         tu_expect(strstr(err, want) != NULL, buf);
     }
     snprintf(buf, sizeof buf, "%s: no output and no .partial left", label);
-    tu_expect(!exists(out) && !partial_left(), buf);
+    tu_expect(!tu_exists(out) && !tu_partial_left(), buf);
 }
 
 /* ---- --split ------------------------------------------------------------------------------- */
@@ -187,11 +162,11 @@ static void test_idx(void)
 {
     enum { N1 = 30, N2 = 10, H = 3, W = 4 };
     char i1[2048], l1[2048], i2[2048], l2[2048], out[2048], err[MT_ERR_LEN] = "";
-    in_dir(i1, sizeof i1, "a-images-idx3-ubyte");
-    in_dir(l1, sizeof l1, "a-labels-idx1-ubyte");
-    in_dir(i2, sizeof i2, "b-images-idx3-ubyte.gz");
-    in_dir(l2, sizeof l2, "b-labels-idx1-ubyte.gz");
-    in_dir(out, sizeof out, "idx.h5");
+    tu_in_dir(i1, sizeof i1, "a-images-idx3-ubyte");
+    tu_in_dir(l1, sizeof l1, "a-labels-idx1-ubyte");
+    tu_in_dir(i2, sizeof i2, "b-images-idx3-ubyte.gz");
+    tu_in_dir(l2, sizeof l2, "b-labels-idx1-ubyte.gz");
+    tu_in_dir(out, sizeof out, "idx.h5");
     tu_expect(write_idx_images(i1, 0, N1, H, W, 0) == 0 && write_idx_labels(l1, 0, N1, N1, 0, 0) == 0 &&
                   write_idx_images(i2, N1, N2, H, W, 1) == 0 && write_idx_labels(l2, N1, N2, N1, 1, 0) == 0,
               "write two IDX pairs (plain and gzipped)");
@@ -259,7 +234,7 @@ static void test_idx(void)
     rc = mt_import_idx(out, 1, swapped_i, swapped_l, 1, &s1, NULL, err, sizeof err);
     expect_import_error("IMAGES and LABELS swapped", rc, err, l1, "swapped", out);
 
-    in_dir(bad, sizeof bad, "truncated-images");
+    tu_in_dir(bad, sizeof bad, "truncated-images");
     FILE *f = fopen(i1, "rb");
     uint8_t buf[16 + N1 * H * W + 16];
     size_t n = f ? fread(buf, 1, sizeof buf, f) : 0;
@@ -280,7 +255,7 @@ static void test_idx(void)
     rc = mt_import_idx(out, 1, trunc_i, one_l, 1, &s1, NULL, err, sizeof err);
     expect_import_error("not an IDX file", rc, err, bad, "not an IDX file", out);
 
-    in_dir(bad, sizeof bad, "truncated.gz");
+    tu_in_dir(bad, sizeof bad, "truncated.gz");
     f = fopen(i2, "rb");
     uint8_t gzb[4096];
     n = f ? fread(gzb, 1, sizeof gzb, f) : 0;
@@ -296,19 +271,19 @@ static void test_idx(void)
     rc = mt_import_idx(out, 1, tgz_i, tgz_l, 1, &s3, NULL, err, sizeof err);
     expect_import_error("gzipped images with a flipped byte", rc, err, bad, NULL, out);
 
-    in_dir(bad, sizeof bad, "few-labels");
+    tu_in_dir(bad, sizeof bad, "few-labels");
     write_idx_labels(bad, 0, N1 - 1, N1, 0, 0);
     const char *few_l[1] = {bad};
     rc = mt_import_idx(out, 1, one_i, few_l, 1, &s1, NULL, err, sizeof err);
     expect_import_error("label and image counts differ", rc, err, bad, "29 labels", out);
 
-    in_dir(bad, sizeof bad, "other-size");
+    tu_in_dir(bad, sizeof bad, "other-size");
     write_idx_images(bad, 0, N1, H + 1, W, 0);
     const char *mixed_i[2] = {i1, bad}, *mixed_l[2] = {l1, l1};
     rc = mt_import_idx(out, 2, mixed_i, mixed_l, 1, &s1, NULL, err, sizeof err);
     expect_import_error("pairs with different image sizes", rc, err, bad, "differ in size", out);
 
-    in_dir(bad, sizeof bad, "no-such-file");
+    tu_in_dir(bad, sizeof bad, "no-such-file");
     const char *missing_l[1] = {bad};
     rc = mt_import_idx(out, 1, one_i, missing_l, 1, &s1, NULL, err, sizeof err);
     expect_import_error("missing labels file", rc, err, bad, "No such file", out);
@@ -325,7 +300,7 @@ static void test_idx(void)
     rc = mt_import_idx(out, 1, one_i, one_l, 1, two, NULL, err, sizeof err);
     expect_import_error("a class no image has", rc, err, l1, "class 3 does not occur", out);
 
-    in_dir(bad, sizeof bad, "no/such/dir/out.h5");
+    tu_in_dir(bad, sizeof bad, "no/such/dir/out.h5");
     rc = mt_import_idx(bad, 1, one_i, one_l, 1, &s1, NULL, err, sizeof err);
     expect_import_error("output in a missing directory", rc, err, bad, NULL, out);
 }
@@ -358,7 +333,7 @@ static void test_decode(void)
     char path[2048], err[MT_ERR_LEN] = "";
     enum { H = 5, W = 7 };
     static uint8_t out[3 * 64 * 64];
-    in_dir(path, sizeof path, "rgb.png");
+    tu_in_dir(path, sizeof path, "rgb.png");
     write_png(path, H, W, 3, 20);
     int rc = mt_import_decode_image(path, 3, H, W, out, err, sizeof err);
     int exact = rc == 0;
@@ -367,7 +342,7 @@ static void test_decode(void)
             for (int x = 0; x < W; x++) exact &= out[(c * H + y) * W + x] == (uint8_t)(20 + 10 * y + 3 * x + 50 * c);
     tu_expect(exact, "an RGB PNG at its own size decodes exactly, channels-first [C, H, W]");
 
-    in_dir(path, sizeof path, "grey.png");
+    tu_in_dir(path, sizeof path, "grey.png");
     write_png(path, H, W, 1, 7);
     rc = mt_import_decode_image(path, 1, H, W, out, err, sizeof err);
     exact = rc == 0;
@@ -379,7 +354,7 @@ static void test_decode(void)
     for (int c = 0; c < 3; c++) exact &= out[c * H * W + W + 2] == (uint8_t)(7 + 10 + 6);
     tu_expect(exact, "a grey PNG read as RGB repeats the grey value in each channel");
 
-    in_dir(path, sizeof path, "flat.png");
+    tu_in_dir(path, sizeof path, "flat.png");
     write_flat(path, 40, 30, 3, 173, 0);
     rc = mt_import_decode_image(path, 3, 8, 9, out, err, sizeof err);
     int worst = 0;
@@ -390,7 +365,7 @@ static void test_decode(void)
     for (int i = 0; rc == 0 && i < 64 * 64; i++) worst = abs(out[i] - 173) > worst ? abs(out[i] - 173) : worst;
     tu_check("enlarging it to 64x64 (grey) keeps its value", rc == 0 ? worst : 999, 1);
 
-    in_dir(path, sizeof path, "flat.jpg");
+    tu_in_dir(path, sizeof path, "flat.jpg");
     write_flat(path, 16, 16, 3, 90, 1);
     rc = mt_import_decode_image(path, 3, 16, 16, out, err, sizeof err);
     worst = 0;
@@ -398,12 +373,12 @@ static void test_decode(void)
         worst = abs(out[i] - 90) > worst ? abs(out[i] - 90) : worst;
     tu_check("a uniform JPEG decodes to its value (lossy: within 2)", rc == 0 ? worst : 999, 2);
 
-    in_dir(path, sizeof path, "text.png");
+    tu_in_dir(path, sizeof path, "text.png");
     tu_spill(path, "this is not a PNG\n", 18);
     rc = mt_import_decode_image(path, 1, 4, 4, out, err, sizeof err);
     printf("     message: %s\n", err);
     tu_expect(rc == -1 && strstr(err, path), "a text file named .png is refused, naming it");
-    in_dir(path, sizeof path, "empty.png");
+    tu_in_dir(path, sizeof path, "empty.png");
     tu_spill(path, "", 0);
     rc = mt_import_decode_image(path, 1, 4, 4, out, err, sizeof err);
     tu_expect(rc == -1 && strstr(err, path) && strstr(err, "empty"), "an empty file is refused as empty");
@@ -423,7 +398,7 @@ static void copy_cut(const char *src, const char *dst, long keep)
 static void test_trees(void)
 {
     char path[2048], root[2048], out[2048], err[MT_ERR_LEN] = "";
-    in_dir(out, sizeof out, "tree.h5");
+    tu_in_dir(out, sizeof out, "tree.h5");
     /* Omniglot: alphabets and characters created out of order; evaluation has one class. */
     const char *chars[] = {"omni/images_background/Beta/character02", "omni/images_background/Alpha/character10",
                            "omni/images_background/Alpha/character02", "omni/images_evaluation/Gamma/character01"};
@@ -433,13 +408,13 @@ static void test_trees(void)
         for (int i = 0; i < counts[c]; i++) {
             char rel[512];
             snprintf(rel, sizeof rel, "%s/%02d_%d.png", chars[c], 9 - i, c);
-            in_dir(path, sizeof path, rel);
+            tu_in_dir(path, sizeof path, rel);
             write_png(path, 12, 10, 1, 10 * c + i);
         }
     }
-    in_dir(path, sizeof path, "omni/images_background/Alpha/notes.txt");
+    tu_in_dir(path, sizeof path, "omni/images_background/Alpha/notes.txt");
     tu_spill(path, "skipped\n", 8);
-    in_dir(root, sizeof root, "omni");
+    tu_in_dir(root, sizeof root, "omni");
     int rc = mt_import_omniglot(out, root, 6, 5, NULL, err, sizeof err);
     tu_expect(rc == 0, "import an Omniglot tree (two parts)");
     if (rc != 0) printf("     error: %s\n", err);
@@ -462,9 +437,9 @@ static void test_trees(void)
 
     /* Without images_evaluation: one split. */
     mkdirs("omni1/images_background/A/c1");
-    in_dir(path, sizeof path, "omni1/images_background/A/c1/x.png");
+    tu_in_dir(path, sizeof path, "omni1/images_background/A/c1/x.png");
     write_png(path, 4, 4, 1, 0);
-    in_dir(root, sizeof root, "omni1");
+    tu_in_dir(root, sizeof root, "omni1");
     rc = mt_import_omniglot(out, root, 4, 4, NULL, err, sizeof err);
     char names[4][64];
     tu_expect(rc == 0 && mt_dataset_list_splits(out, names, 4, err, sizeof err) == 1 &&
@@ -475,13 +450,13 @@ static void test_trees(void)
     /* Folder: class order, RGB pixels exact at their own size, grey. */
     mkdirs("folder/zebra");
     mkdirs("folder/ant");
-    in_dir(path, sizeof path, "folder/zebra/b.png");
+    tu_in_dir(path, sizeof path, "folder/zebra/b.png");
     write_png(path, 5, 7, 3, 1);
-    in_dir(path, sizeof path, "folder/zebra/a.png");
+    tu_in_dir(path, sizeof path, "folder/zebra/a.png");
     write_png(path, 5, 7, 3, 2);
-    in_dir(path, sizeof path, "folder/ant/only.jpg");
+    tu_in_dir(path, sizeof path, "folder/ant/only.jpg");
     write_flat(path, 5, 7, 3, 200, 1);
-    in_dir(root, sizeof root, "folder");
+    tu_in_dir(root, sizeof root, "folder");
     rc = mt_import_folder(out, root, "val", 5, 7, 0, NULL, err, sizeof err);
     tu_expect(rc == 0, "import a class-per-folder tree as split val");
     if (rc != 0) printf("     error: %s\n", err);
@@ -508,22 +483,22 @@ static void test_trees(void)
     /* Bad trees. */
     mkdirs("folder/empty");
     rc = mt_import_folder(out, root, "train", 8, 8, 0, NULL, err, sizeof err);
-    in_dir(path, sizeof path, "folder/empty");
+    tu_in_dir(path, sizeof path, "folder/empty");
     expect_import_error("an empty class folder", rc, err, path, "empty", out);
     rmdir(path);
 
-    in_dir(path, sizeof path, "folder/zebra/c.png");
+    tu_in_dir(path, sizeof path, "folder/zebra/c.png");
     tu_spill(path, "garbage, not a PNG", 18);
     rc = mt_import_folder(out, root, "train", 8, 8, 0, NULL, err, sizeof err);
     expect_import_error("a corrupt image", rc, err, path, "not a PNG or JPEG", out);
     char good[2048];
-    in_dir(good, sizeof good, "folder/zebra/a.png");
+    tu_in_dir(good, sizeof good, "folder/zebra/a.png");
     copy_cut(good, path, -40);
     rc = mt_import_folder(out, root, "train", 8, 8, 0, NULL, err, sizeof err);
     expect_import_error("a truncated PNG", rc, err, path, "damaged or truncated PNG", out);
     unlink(path);
-    in_dir(path, sizeof path, "folder/ant/only.jpg");
-    in_dir(good, sizeof good, "cut.jpg");
+    tu_in_dir(path, sizeof path, "folder/ant/only.jpg");
+    tu_in_dir(good, sizeof good, "cut.jpg");
     copy_cut(path, good, 200);
     rename(good, path);
     rc = mt_import_folder(out, root, "train", 8, 8, 0, NULL, err, sizeof err);
@@ -531,41 +506,29 @@ static void test_trees(void)
     unlink(path);
 
     mkdirs("nothing");
-    in_dir(root, sizeof root, "nothing");
+    tu_in_dir(root, sizeof root, "nothing");
     rc = mt_import_folder(out, root, "train", 8, 8, 0, NULL, err, sizeof err);
     expect_import_error("a folder without class folders", rc, err, root, "no class folders", out);
     rc = mt_import_omniglot(out, root, 28, 28, NULL, err, sizeof err);
     expect_import_error("Omniglot without images_background or images_evaluation", rc, err, root,
                         "not an Omniglot folder", out);
-    in_dir(root, sizeof root, "no-such-folder");
+    tu_in_dir(root, sizeof root, "no-such-folder");
     rc = mt_import_omniglot(out, root, 28, 28, NULL, err, sizeof err);
     expect_import_error("a missing Omniglot folder", rc, err, root, "No such file", out);
     mkdirs("omni2/images_background/A/c1");
-    in_dir(root, sizeof root, "omni2");
+    tu_in_dir(root, sizeof root, "omni2");
     rc = mt_import_omniglot(out, root, 28, 28, NULL, err, sizeof err);
-    in_dir(path, sizeof path, "omni2/images_background/A/c1");
+    tu_in_dir(path, sizeof path, "omni2/images_background/A/c1");
     expect_import_error("an empty Omniglot character folder", rc, err, path, "empty", out);
-}
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st, (void)flag, (void)ftw;
-    return remove(path);
 }
 
 int main(void)
 {
-    const char *tmp = getenv("TMPDIR");
-    snprintf(dir, sizeof dir, "%s/test_import.XXXXXX", tmp && tmp[0] ? tmp : "/tmp");
-    if (!mkdtemp(dir)) {
-        fprintf(stderr, "test_import: cannot create a directory %s: %s\n", dir, strerror(errno));
-        return 1;
-    }
-    printf("working in %s\n", dir);
+    if (!(dir = tu_scratch_dir("test_import"))) return 1;
     test_parse_split();
     test_idx();
     test_decode();
     test_trees();
-    nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    tu_scratch_remove();
     return tu_finish();
 }

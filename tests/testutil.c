@@ -1,5 +1,12 @@
 /* testutil.c — see testutil.h. */
+#define _XOPEN_SOURCE 700 /* mkdtemp, nftw */
 #include "testutil.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <ftw.h>
+#include <string.h>
+#include <sys/stat.h>
 
 #include <float.h>
 #include <math.h>
@@ -132,4 +139,51 @@ double tu_probe(const float *c, const float *y, size_t n)
     double s = 0.0;
     for (size_t i = 0; i < n; i++) s += (double)c[i] * y[i];
     return s;
+}
+
+static char scratch[1024];
+
+const char *tu_scratch_dir(const char *name)
+{
+    const char *tmp = getenv("TMPDIR");
+    snprintf(scratch, sizeof scratch, "%s/%s.XXXXXX", tmp && tmp[0] ? tmp : "/tmp", name);
+    if (!mkdtemp(scratch)) {
+        fprintf(stderr, "%s: cannot create a directory %s: %s\n", name, scratch, strerror(errno));
+        return NULL;
+    }
+    printf("working in %s\n", scratch);
+    return scratch;
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+void tu_scratch_remove(void)
+{
+    if (scratch[0]) nftw(scratch, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+void tu_in_dir(char *out, size_t len, const char *name) { snprintf(out, len, "%s/%s", scratch, name); }
+
+int tu_exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+int tu_partial_left(void)
+{
+    DIR *d = opendir(scratch);
+    if (!d) return 1;
+    int found = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        size_t n = strlen(e->d_name);
+        if (n >= 8 && strcmp(e->d_name + n - 8, ".partial") == 0) found = 1;
+    }
+    closedir(d);
+    return found;
 }

@@ -28,6 +28,20 @@ long tu_slurp(const char *path, unsigned char **buf);
 /* Writes buf[n] to path; returns 0, or -1. */
 int tu_spill(const char *path, const void *buf, size_t n);
 
+/* ---- files ---- */
+
+/* Creates a fresh scratch directory $TMPDIR/<name>.XXXXXX (TMPDIR unset: /tmp) and
+ * remembers it; returns its path, or NULL after printing why. */
+const char *tu_scratch_dir(const char *name);
+/* Removes the scratch directory and everything under it. */
+void tu_scratch_remove(void);
+/* scratch/name into out[len]. */
+void tu_in_dir(char *out, size_t len, const char *name);
+/* 1 iff path exists. */
+int tu_exists(const char *path);
+/* 1 iff some entry of the scratch directory ends in ".partial" (or it cannot be listed). */
+int tu_partial_left(void);
+
 /* ---- finite-difference and kernel checks (test_layers, test_conv, test_meta) ---- */
 
 /* A float vector of n values (at least one), from mt_malloc. */
