@@ -3,6 +3,7 @@
 #include "checkpoint.h"
 
 #include <dirent.h>
+#include <math.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <hdf5.h>
@@ -10,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -67,32 +70,31 @@ static uint32_t shard_crc(MPI_Comm comm, const float *shard, size_t n)
     return (uint32_t)crc;
 }
 
-/* Creates the float32 vector `name` [P] and writes values [lo, hi) from shard; collective
- * when dxpl says so. Stores its CRC-32 as an attribute. */
-static int write_vector(hid_t file, const char *name, const float *shard, size_t P, size_t lo, size_t hi,
-                        hid_t dxpl, uint32_t crc)
+/* Rank 0's part: an empty float32 vector `name` [P] whose storage is allocated at creation
+ * (contiguous, never filled), with its CRC-32 as an attribute. Its file address goes to
+ * *addr: the ranks write the values there themselves. */
+static int create_vector(hid_t file, const char *name, size_t P, uint32_t crc, int64_t *addr)
 {
-    hsize_t dims[1] = {P}, start[1] = {lo}, count[1] = {hi - lo}, one[1] = {1};
+    hsize_t dims[1] = {P};
     hid_t space = H5Screate_simple(1, dims, NULL);
-    hid_t mem = H5Screate_simple(1, hi > lo ? count : one, NULL);
     hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE), lcpl = H5Pcreate(H5P_LINK_CREATE);
-    int ok = space >= 0 && mem >= 0 && dcpl >= 0 && lcpl >= 0 && H5Pset_obj_track_times(dcpl, 0) >= 0 &&
-             H5Pset_create_intermediate_group(lcpl, 1) >= 0;
+    int ok = space >= 0 && dcpl >= 0 && lcpl >= 0 && H5Pset_obj_track_times(dcpl, 0) >= 0 &&
+             H5Pset_layout(dcpl, H5D_CONTIGUOUS) >= 0 && H5Pset_alloc_time(dcpl, H5D_ALLOC_TIME_EARLY) >= 0 &&
+             H5Pset_fill_time(dcpl, H5D_FILL_TIME_NEVER) >= 0 && H5Pset_create_intermediate_group(lcpl, 1) >= 0;
     hid_t d = ok ? H5Dcreate2(file, name, H5T_IEEE_F32LE, space, lcpl, dcpl, H5P_DEFAULT) : -1;
-    if (hi > lo) ok = ok && H5Sselect_hyperslab(space, H5S_SELECT_SET, start, NULL, count, NULL) >= 0;
-    else ok = ok && H5Sselect_none(space) >= 0 && H5Sselect_none(mem) >= 0;
-    ok = ok && d >= 0 && H5Dwrite(d, H5T_NATIVE_FLOAT, mem, space, dxpl, shard) >= 0 &&
-         mt_h5_attr_write_u64(d, "crc32", crc) == 0;
+    ok = ok && d >= 0 && mt_h5_attr_write_u64(d, "crc32", crc) == 0;
+    haddr_t a = ok ? H5Dget_offset(d) : HADDR_UNDEF;
+    ok = ok && a != HADDR_UNDEF;
+    *addr = ok ? (int64_t)a : -1;
     if (d >= 0) H5Dclose(d);
     if (lcpl >= 0) H5Pclose(lcpl);
     if (dcpl >= 0) H5Pclose(dcpl);
-    if (mem >= 0) H5Sclose(mem);
     if (space >= 0) H5Sclose(space);
     return ok ? 0 : -1;
 }
 
-/* The /model table; rows from `writer` only (the others select nothing). */
-static int write_table(hid_t file, const mt_model *m, int writer, hid_t dxpl)
+/* The /model table, written whole by rank 0. */
+static int write_table(hid_t file, const mt_model *m)
 {
     int n = mt_model_tensor_count(m);
     table_row *rows = mt_calloc((size_t)n, sizeof *rows);
@@ -107,15 +109,14 @@ static int write_table(hid_t file, const mt_model *m, int writer, hid_t dxpl)
         for (int j = 0; j < 4; j++) rows[i].shape[j] = t.shape[j];
     }
     hsize_t dims[1] = {(hsize_t)n};
-    hid_t type = table_type(), space = H5Screate_simple(1, dims, NULL), mem = H5Screate_simple(1, dims, NULL);
+    hid_t type = table_type(), space = H5Screate_simple(1, dims, NULL);
     hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
-    int ok = type >= 0 && space >= 0 && mem >= 0 && dcpl >= 0 && H5Pset_obj_track_times(dcpl, 0) >= 0;
-    if (!writer) ok = ok && H5Sselect_none(space) >= 0 && H5Sselect_none(mem) >= 0;
+    int ok = type >= 0 && space >= 0 && dcpl >= 0 && H5Pset_obj_track_times(dcpl, 0) >= 0;
     hid_t d = ok ? H5Dcreate2(file, "model", type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT) : -1;
-    ok = d >= 0 && H5Dwrite(d, type, mem, space, dxpl, rows) >= 0 && mt_h5_attr_write_str(d, "arch", m->arch) == 0;
+    ok = d >= 0 && H5Dwrite(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, rows) >= 0 &&
+         mt_h5_attr_write_str(d, "arch", m->arch) == 0;
     if (d >= 0) H5Dclose(d);
     if (dcpl >= 0) H5Pclose(dcpl);
-    if (mem >= 0) H5Sclose(mem);
     if (space >= 0) H5Sclose(space);
     if (type >= 0) H5Tclose(type);
     free(rows);
@@ -131,20 +132,112 @@ static int all_ok(MPI_Comm comm, int ok)
     return out;
 }
 
-/* Fault injection for the tests: MT_TEST_DIE_IN_CHECKPOINT=RANK:STEP makes that rank die
- * (as a node would) with the checkpoint of that step written but not closed. */
-static void die_here_for_tests(int rank, long step)
+/* Index of the first non-finite value of x[n], or -1. */
+static long first_non_finite(const float *x, size_t n)
 {
-    const char *spec = getenv("MT_TEST_DIE_IN_CHECKPOINT");
-    int r;
-    long s;
-    if (spec && sscanf(spec, "%d:%ld", &r, &s) == 2 && r == rank && s == step) _exit(70);
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i])) return (long)i;
+    return -1;
+}
+
+/* Rank 0: the HDF5 file without the values — attributes, the /model table and the three
+ * vectors' storage, allocated and then reserved on disk (posix_fallocate), so that the
+ * ranks' writes cannot run out of space half-way. Writes the vectors' file addresses to
+ * addr[3]. Returns 0, or -1 with err. */
+static int create_layout(const char *partial, const mt_model *m, const mt_checkpoint *ck, int optim,
+                         const uint32_t crc[3], int64_t addr[3], char *err, size_t errlen)
+{
+    hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
+    hid_t file = fcpl >= 0 && H5Pset_obj_track_times(fcpl, 0) >= 0
+                     ? H5Fcreate(partial, H5F_ACC_TRUNC, fcpl, H5P_DEFAULT)
+                     : -1;
+    if (file < 0) snprintf(err, errlen, "cannot create checkpoint %s: %s", partial, mt_h5_reason());
+    if (fcpl >= 0) H5Pclose(fcpl);
+    if (file < 0) return -1;
+    const size_t P = m->n_params;
+    int ok = mt_h5_attr_write_str(file, "format", MT_CKPT_FORMAT) == 0 &&
+             mt_h5_attr_write_i64(file, "format_version", MT_CKPT_VERSION) == 0 &&
+             mt_h5_attr_write_i64(file, "step", ck->step) == 0 && mt_h5_attr_write_u64(file, "seed", ck->seed) == 0 &&
+             mt_h5_attr_write_i64(file, "world_size", ck->world_size) == 0 &&
+             mt_h5_attr_write_str(file, "program_version", MT_VERSION) == 0 &&
+             mt_h5_attr_write_str(file, "run_id", ck->run_id) == 0 &&
+             mt_h5_attr_write_str(file, "config", ck->config ? ck->config : "") == 0 &&
+             mt_h5_attr_write_str(file, "dataset", ck->dataset[0] ? ck->dataset : "none") == 0 &&
+             create_vector(file, "params", P, crc[0], &addr[0]) == 0 &&
+             (!optim || (create_vector(file, "optim/m", P, crc[1], &addr[1]) == 0 &&
+                         create_vector(file, "optim/v", P, crc[2], &addr[2]) == 0)) &&
+             write_table(file, m) == 0;
+    if (!ok) snprintf(err, errlen, "cannot write checkpoint %s: %s", partial, mt_h5_reason());
+    if (H5Fclose(file) < 0 && ok) {
+        snprintf(err, errlen, "cannot write checkpoint %s: %s", partial, mt_h5_reason());
+        ok = 0;
+    }
+    if (!ok) return -1;
+    /* HDF5 sized the file to its end of allocation, which covers the vectors' storage. */
+    struct stat st;
+    const off_t size = stat(partial, &st) == 0 ? st.st_size : 0;
+    const int64_t vec_bytes = (int64_t)(P * sizeof(float));
+    for (int i = 0; i < (optim ? 3 : 1); i++)
+        if (addr[i] + vec_bytes > (int64_t)size) {
+            snprintf(err, errlen, "checkpoint %s: HDF5 placed /%s beyond the end of the file", partial,
+                     i == 0 ? "params" : i == 1 ? "optim/m" : "optim/v");
+            return -1;
+        }
+    int fd = open(partial, O_WRONLY | O_CLOEXEC);
+    int rc = fd < 0 ? errno : posix_fallocate(fd, 0, (off_t)size);
+    if (fd >= 0 && close(fd) != 0 && rc == 0) rc = errno;
+    /* A file system without fallocate (some NFS and Lustre versions) just goes on. */
+    if (rc != 0 && rc != EOPNOTSUPP && rc != ENOSYS && rc != EINVAL) {
+        snprintf(err, errlen, "cannot reserve %llu bytes for checkpoint %s: %s", (unsigned long long)size, partial,
+                 strerror(rc));
+        return -1;
+    }
+    return 0;
+}
+
+/* This rank's shard of one vector into the file at its address: pwrite until done. */
+static int write_shard(int fd, int64_t addr, const float *shard, size_t lo, size_t hi)
+{
+    const char *p = (const char *)shard;
+    size_t left = (hi - lo) * sizeof(float);
+    off_t at = (off_t)(addr + (int64_t)(lo * sizeof(float)));
+    while (left > 0) {
+        ssize_t n = pwrite(fd, p, left, at);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return -1;
+        p += n, at += n, left -= (size_t)n;
+    }
+    return 0;
+}
+
+/* This rank's shards of θ, m and v: open, pwrite, fsync (its own data is on disk whatever
+ * rank 0 does next), close. Returns 0, or -1 with err naming the errno. */
+static int write_shards(const char *partial, const float *params, const mt_checkpoint_shard *sh, int optim,
+                        const int64_t addr[3], int rank, char *err, size_t errlen)
+{
+    if (sh->hi == sh->lo) return 0;
+    int fd = open(partial, O_WRONLY | O_CLOEXEC);
+    const char *what = "open";
+    int ok = fd >= 0;
+    if (ok) {
+        what = "write";
+        ok = write_shard(fd, addr[0], params + sh->lo, sh->lo, sh->hi) == 0 &&
+             (!optim || (write_shard(fd, addr[1], sh->m_shard, sh->lo, sh->hi) == 0 &&
+                         write_shard(fd, addr[2], sh->v_shard, sh->lo, sh->hi) == 0));
+        if (ok) what = "fsync", ok = fsync(fd) == 0;
+    }
+    int saved = errno;
+    if (fd >= 0 && close(fd) != 0 && ok) what = "close", ok = 0, saved = errno;
+    if (!ok)
+        snprintf(err, errlen, "cannot %s checkpoint %s on rank %d: %s", what, partial, rank, strerror(saved));
+    return ok ? 0 : -1;
 }
 
 int mt_checkpoint_write(const char *path, const mt_model *m, const float *params, const mt_checkpoint_shard *sh,
                         const mt_checkpoint *ck, char *err, size_t errlen)
 {
-    const size_t P = m->n_params, lo = sh->lo, hi = sh->hi;
+    _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the ranks write float32 LE bytes as they are");
+    const size_t lo = sh->lo, hi = sh->hi;
     const int parallel = sh->comm != MPI_COMM_NULL;
     int rank = 0;
     if (parallel) MPI_Comm_rank(sh->comm, &rank);
@@ -152,50 +245,43 @@ int mt_checkpoint_write(const char *path, const mt_model *m, const float *params
     snprintf(partial, sizeof partial, "%s.partial", path);
     err[0] = '\0';
     mt_h5_quiet();
-
-    /* Checksums first: they are collectives of their own, outside HDF5's. */
-    const uint32_t crc_params = shard_crc(sh->comm, params + lo, hi - lo);
     const int optim = sh->m_shard != NULL;
-    const uint32_t crc_m = optim ? shard_crc(sh->comm, sh->m_shard, hi - lo) : 0;
-    const uint32_t crc_v = optim ? shard_crc(sh->comm, sh->v_shard, hi - lo) : 0;
 
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS), fcpl = H5Pcreate(H5P_FILE_CREATE), dxpl = H5Pcreate(H5P_DATASET_XFER);
-    int ok = fapl >= 0 && fcpl >= 0 && dxpl >= 0 && H5Pset_obj_track_times(fcpl, 0) >= 0;
-    if (parallel)
-        ok = ok && H5Pset_fapl_mpio(fapl, sh->comm, MPI_INFO_NULL) >= 0 && H5Pset_dxpl_mpio(dxpl, H5FD_MPIO_COLLECTIVE) >= 0;
-    hid_t file = ok ? H5Fcreate(partial, H5F_ACC_TRUNC, fcpl, fapl) : -1;
-    if (file < 0) snprintf(err, errlen, "cannot create checkpoint %s: %s", partial, mt_h5_reason());
-    ok = file >= 0;
-    if (ok) {
-        /* Attributes and object creation are collective: same calls, same values everywhere. */
-        ok = mt_h5_attr_write_str(file, "format", MT_CKPT_FORMAT) == 0 &&
-             mt_h5_attr_write_i64(file, "format_version", MT_CKPT_VERSION) == 0 &&
-             mt_h5_attr_write_i64(file, "step", ck->step) == 0 && mt_h5_attr_write_u64(file, "seed", ck->seed) == 0 &&
-             mt_h5_attr_write_i64(file, "world_size", ck->world_size) == 0 &&
-             mt_h5_attr_write_str(file, "program_version", MT_VERSION) == 0 &&
-             mt_h5_attr_write_str(file, "config", ck->config ? ck->config : "") == 0 &&
-             mt_h5_attr_write_str(file, "dataset", ck->dataset[0] ? ck->dataset : "none") == 0 &&
-             write_vector(file, "params", params + lo, P, lo, hi, dxpl, crc_params) == 0 &&
-             (!optim || (write_vector(file, "optim/m", sh->m_shard, P, lo, hi, dxpl, crc_m) == 0 &&
-                         write_vector(file, "optim/v", sh->v_shard, P, lo, hi, dxpl, crc_v) == 0)) &&
-             write_table(file, m, rank == 0, dxpl) == 0;
-        if (!ok) snprintf(err, errlen, "cannot write checkpoint %s: %s", partial, mt_h5_reason());
-        die_here_for_tests(rank, ck->step);
-        if (H5Fclose(file) < 0 && ok) {
-            snprintf(err, errlen, "cannot close checkpoint %s: %s", partial, mt_h5_reason());
-            ok = 0;
-        }
+    /* Nothing non-finite is ever written: a NaN checkpoint would be resumed and would push
+     * the good ones out of the rotation. */
+    long bad = first_non_finite(params + lo, hi - lo);
+    const char *which = "/params";
+    if (bad < 0 && optim && (bad = first_non_finite(sh->m_shard, hi - lo)) >= 0) which = "/optim/m";
+    if (bad < 0 && optim && (bad = first_non_finite(sh->v_shard, hi - lo)) >= 0) which = "/optim/v";
+    if (bad >= 0)
+        snprintf(err, errlen, "refusing to write checkpoint %s: %s[%zu] is not finite (the run diverged)", path, which,
+                 lo + (size_t)bad);
+    if (!all_ok(sh->comm, bad < 0)) {
+        if (!err[0]) snprintf(err, errlen, "refusing to write checkpoint %s: another rank holds non-finite values", path);
+        return -1;
     }
-    if (dxpl >= 0) H5Pclose(dxpl);
-    if (fcpl >= 0) H5Pclose(fcpl);
-    if (fapl >= 0) H5Pclose(fapl);
-    /* Only when every rank's part is in the file does rank 0 make it the checkpoint. */
-    ok = all_ok(sh->comm, ok);
+
+    /* Checksums of the shards, combined in rank order: collectives of their own. */
+    const uint32_t crc[3] = {shard_crc(sh->comm, params + lo, hi - lo),
+                             optim ? shard_crc(sh->comm, sh->m_shard, hi - lo) : 0,
+                             optim ? shard_crc(sh->comm, sh->v_shard, hi - lo) : 0};
+
+    /* Rank 0 lays out the file with serial HDF5 and reserves its space; every rank then
+     * writes its shards with plain pwrite + fsync. No rank is ever inside a collective HDF5
+     * call when another fails (HDF5 1.10's parallel error paths hang or crash), every I/O
+     * error is an errno, and the ranks agree on the outcome with one MPI_LAND at each stage. */
+    int64_t layout[4] = {0, -1, -1, -1}; /* ok, then the vectors' addresses */
+    if (rank == 0) layout[0] = create_layout(partial, m, ck, optim, crc, layout + 1, err, errlen) == 0;
+    if (parallel)
+        MT_CHECK(MPI_Bcast(layout, 4, MPI_INT64_T, 0, sh->comm) == MPI_SUCCESS, "MPI_Bcast of the checkpoint layout failed");
+    int ok = layout[0] == 1;
+    if (ok) ok = all_ok(sh->comm, write_shards(partial, params, sh, optim, layout + 1, rank, err, errlen) == 0);
+    /* Only when every rank's part is on disk does rank 0 make it the checkpoint. */
     if (ok && rank == 0 && mt_fsync_rename(partial, path, err, errlen) != 0) ok = 0;
     ok = all_ok(sh->comm, ok);
     if (!ok) {
         if (rank == 0) unlink(partial);
-        if (!err[0]) snprintf(err, errlen, "cannot write checkpoint %s: another rank failed", path);
+        if (!err[0]) snprintf(err, errlen, "cannot write checkpoint %s: another rank failed (see its message)", path);
         return -1;
     }
     return 0;
@@ -366,6 +452,10 @@ int mt_checkpoint_read(const char *path, mt_checkpoint *ck, char *err, size_t er
     char *dataset = NULL;
     if (ok && mt_h5_attr_read_str(file, "dataset", &dataset) == 0) snprintf(ck->dataset, sizeof ck->dataset, "%s", dataset);
     free(dataset);
+    char *run_id = NULL;
+    if (ok && H5Aexists(file, "run_id") > 0 && mt_h5_attr_read_str(file, "run_id", &run_id) == 0)
+        snprintf(ck->run_id, sizeof ck->run_id, "%s", run_id);
+    free(run_id);
     ck->step = (long)step;
     ck->seed = seed;
     ck->world_size = (int)world;
@@ -468,24 +558,73 @@ static void free_ckpts(ckpt_entry *entries, long n)
     free(entries);
 }
 
-int mt_checkpoint_prune(const char *dir, int keep, char *err, size_t errlen)
+int mt_checkpoint_read_run_id(const char *path, char *out, size_t len)
+{
+    out[0] = '\0';
+    mt_h5_quiet();
+    if (H5Fis_hdf5(path) <= 0) return -1;
+    hid_t file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (file < 0) return -1;
+    char *id = NULL;
+    if (H5Aexists(file, "run_id") > 0 && mt_h5_attr_read_str(file, "run_id", &id) == 0) snprintf(out, len, "%s", id);
+    free(id);
+    H5Fclose(file);
+    return 0;
+}
+
+int mt_checkpoint_prune(const char *dir, int keep, const char *run_id, char *err, size_t errlen)
 {
     ckpt_entry *entries;
     long n = list_ckpts(dir, &entries, err, errlen);
     if (n < 0) return -1;
-    int deleted = 0, status = 0;
-    for (long i = 0; i + keep < n; i++) {
-        char path[MT_H5_PATH_LEN];
+    /* Newest first: the first `keep` of this run stay. */
+    int deleted = 0, status = 0, kept = 0;
+    for (long i = n - 1; i >= 0; i--) {
+        char path[MT_H5_PATH_LEN], id[MT_RUN_ID_LEN];
         snprintf(path, sizeof path, "%s/%s", dir, entries[i].name);
-        if (unlink(path) != 0 && status == 0) {
+        if (!run_id[0] || mt_checkpoint_read_run_id(path, id, sizeof id) != 0 || strcmp(id, run_id) != 0) continue;
+        if (kept < keep) {
+            kept++;
+            continue;
+        }
+        if (unlink(path) != 0) {
             snprintf(err, errlen, "cannot delete old checkpoint %s: %s", path, strerror(errno));
             status = -1;
-        } else {
-            deleted++;
+            break;
         }
+        deleted++;
     }
     free_ckpts(entries, n);
     return status ? -1 : deleted;
+}
+
+int mt_checkpoint_check_finite(const mt_checkpoint *ck, char *err, size_t errlen)
+{
+    const float *v[3] = {ck->params, ck->m, ck->v};
+    const char *names[3] = {"/params", "/optim/m", "/optim/v"};
+    for (int k = 0; k < 3; k++) {
+        long bad = v[k] ? first_non_finite(v[k], ck->n_params) : -1;
+        if (bad >= 0) {
+            snprintf(err, errlen, "%s[%ld] is %g: the checkpoint holds non-finite values", names[k], bad,
+                     (double)v[k][bad]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+void mt_checkpoint_new_run_id(char out[MT_RUN_ID_LEN])
+{
+    unsigned char bytes[16];
+    FILE *f = fopen("/dev/urandom", "rb");
+    size_t got = f ? fread(bytes, 1, sizeof bytes, f) : 0;
+    if (f) fclose(f);
+    if (got != sizeof bytes) { /* no random source: time and pid still differ between runs */
+        uint64_t x = (uint64_t)time(NULL) * 6364136223846793005ull ^ (uint64_t)getpid();
+        for (size_t i = 0; i < sizeof bytes; i++, x = x * 6364136223846793005ull + 1442695040888963407ull)
+            bytes[i] = (unsigned char)(x >> 56);
+    }
+    for (size_t i = 0; i < sizeof bytes; i++) snprintf(out + 2 * i, 3, "%02x", bytes[i]);
 }
 
 long mt_checkpoint_steps(const char *dir, long *steps, long max)

@@ -8,15 +8,19 @@
  *                    name, kind, offset, size, ndim, shape[4] — enough to rebuild the layout
  *   root attributes  format, format_version, step, seed, world_size, program_version,
  *                    config (the resolved INI text: the checkpoint alone rebuilds the run),
- *                    dataset (where the tasks came from)
+ *                    dataset (where the tasks came from), run_id (which run wrote it: a
+ *                    run prunes only its own checkpoints)
  *   each vector      crc32: zlib's CRC-32 of its little-endian bytes, checked on read
  *
- * Written collectively with parallel HDF5: every rank writes its shard [lo, hi) of the three
- * vectors as a hyperslab (one file, any rank count), the CRCs of the shards are combined in
- * rank order. The file is created as <path>.partial; after every rank closed it without
- * error, rank 0 fsyncs it, renames it and fsyncs the directory, so a crash or a failure
- * never leaves a truncated file under the final name. Every HDF5 call is checked; failures
- * come back as a message naming the file. Version 1 files (θ only) still read.
+ * Written by all ranks together: rank 0 creates <path>.partial with HDF5 (attributes, the
+ * /model table, the three vectors' storage allocated contiguously and reserved on disk);
+ * then every rank writes its shard [lo, hi) of each vector at the vector's file address with
+ * pwrite and fsyncs it (one file, any rank count); the CRCs of the shards are combined in
+ * rank order. After every rank's fsync succeeded, rank 0 fsyncs the file, renames it and
+ * fsyncs the directory, so a crash or a failure never leaves a truncated file under the
+ * final name. The ranks agree (MPI_LAND) after each stage and no rank is ever inside a
+ * collective HDF5 call, so a failure on one rank fails all of them with a message instead of
+ * a hang. Non-finite values are never written. Version 1 files (θ only) still read.
  */
 #ifndef MT_CHECKPOINT_H
 #define MT_CHECKPOINT_H
@@ -29,6 +33,7 @@
 
 #define MT_CKPT_FORMAT "metatrain-checkpoint"
 #define MT_CKPT_VERSION 2
+#define MT_RUN_ID_LEN 40
 
 typedef struct {
     long step;        /* completed meta-iterations (= Adam steps taken) */
@@ -38,6 +43,7 @@ typedef struct {
     char program_version[32];
     char *config;     /* resolved INI text, malloc'd */
     char dataset[1200]; /* what the tasks came from: "dataset FILE split NAME" or the generator */
+    char run_id[MT_RUN_ID_LEN]; /* the run that wrote it ("" in files before run ids) */
     size_t n_params;
     float *params;    /* [n_params], malloc'd */
     float *m, *v;     /* [n_params] Adam moments (version 2), malloc'd; NULL if absent */
@@ -74,9 +80,20 @@ int mt_checkpoint_match_model(const mt_checkpoint *ck, const mt_model *m, char *
 /* "<dir>/ckpt-<step, 8 digits>.h5" into out. */
 void mt_checkpoint_path(char *out, size_t len, const char *dir, long step);
 
-/* Deletes all but the newest `keep` ckpt-*.h5 files of dir. Returns the number deleted,
- * or -1 with a message in err. */
-int mt_checkpoint_prune(const char *dir, int keep, char *err, size_t errlen);
+/* Deletes all but the newest `keep` checkpoints of run run_id in dir: ckpt-*.h5 files whose
+ * run_id attribute equals it (other runs' files, older files without a run id and files that
+ * cannot be read are never touched). Returns the number deleted, or -1 with err. */
+int mt_checkpoint_prune(const char *dir, int keep, const char *run_id, char *err, size_t errlen);
+
+/* The run_id attribute of the checkpoint at path into out ("" when absent). 0, or -1 when
+ * the file cannot be opened as HDF5. */
+int mt_checkpoint_read_run_id(const char *path, char *out, size_t len);
+
+/* Returns 0 if θ and the moments of ck are all finite, or -1 with the first bad index in err. */
+int mt_checkpoint_check_finite(const mt_checkpoint *ck, char *err, size_t errlen);
+
+/* A new run id: 32 hex digits from the system's random source (time and pid if it fails). */
+void mt_checkpoint_new_run_id(char out[MT_RUN_ID_LEN]);
 
 /* Steps of the checkpoints in dir, newest first, at most max of them; 0 when there are none
  * (or no such directory). */

@@ -10,6 +10,7 @@
 #include "common.h"
 #include "fixed.h"
 
+#include <float.h>
 #include <math.h>
 
 #define MPI_CHECK(call)                                                                        \
@@ -123,43 +124,46 @@ void mt_shards_free(mt_shards *s)
     memset(s, 0, sizeof *s);
 }
 
-/* The quantum for this iteration and the agreed stop flag, in one MPI_MAX allreduce of two
- * floats (collective). Quantum 0: all zero; NaN: something not finite. */
-static double agree_quantum(const mt_dist *d, float local_max, long n_total, int *stop)
+/* The global max |g| and the agreed stop flag, in one MPI_MAX allreduce of two floats
+ * (collective). NaN: something not finite somewhere. */
+static float agree_max(const mt_dist *d, float local_max, int *stop)
 {
     float local[2] = {local_max, (float)*stop}, global[2] = {0.0f, 0.0f};
-    if (isnan(local[0])) local[0] = INFINITY; /* MPI_MAX need not order NaN */
+    if (!(local[0] <= FLT_MAX)) local[0] = INFINITY; /* NaN too: MPI_MAX need not order NaN */
     MPI_CHECK(MPI_Allreduce(local, global, 2, MPI_FLOAT, MPI_MAX, d->comm));
     *stop = (int)global[1];
-    return mt_fixed_quantum(global[0], n_total);
+    return isfinite(global[0]) ? global[0] : NAN;
 }
 
-void mt_dist_mean_exact_shard(const mt_dist *d, const mt_shards *s, const float *tasks, int n_local, size_t P,
-                              float local_max, long n_total, float *out, int64_t *acc, int *stop)
+float mt_dist_mean_exact_shard(const mt_dist *d, const mt_shards *s, const float *tasks, int n_local, size_t P,
+                               float local_max, long n_total, float *out, int64_t *acc, int *stop)
 {
-    const double q = agree_quantum(d, local_max, n_total, stop);
+    const float gmax = agree_max(d, local_max, stop);
+    const double q = mt_fixed_quantum(gmax, n_total);
     const size_t n = s->hi - s->lo;
     if (!(q > 0.0)) {
         for (size_t i = 0; i < n; i++) out[i] = q == 0.0 ? 0.0f : NAN;
-        return;
+        return gmax;
     }
     memset(acc, 0, P * sizeof *acc);
     for (int t = 0; t < n_local; t++) mt_fixed_add(acc, tasks + (size_t)t * P, P, q);
     /* In place: every rank sends all of acc and receives its shard at the start of acc. */
     MPI_CHECK(MPI_Reduce_scatter(MPI_IN_PLACE, acc, s->counts, MPI_INT64_T, MPI_SUM, d->comm));
     mt_fixed_to_float(out, acc, n, q, 1.0 / (double)n_total);
+    return gmax;
 }
 
-void mt_dist_mean_fast_shard(const mt_dist *d, const mt_shards *s, const float *tasks, int n_local, size_t P,
-                             long n_total, float *out, float *sum, int *stop)
+float mt_dist_mean_fast_shard(const mt_dist *d, const mt_shards *s, const float *tasks, int n_local, size_t P,
+                              float local_max, long n_total, float *out, float *sum, int *stop)
 {
-    *stop = mt_dist_max_int(d, *stop);
+    const float gmax = agree_max(d, local_max, stop);
     memset(sum, 0, P * sizeof *sum);
     for (int t = 0; t < n_local; t++)
         for (size_t i = 0; i < P; i++) sum[i] += tasks[(size_t)t * P + i];
     MPI_CHECK(MPI_Reduce_scatter(MPI_IN_PLACE, sum, s->counts, MPI_FLOAT, MPI_SUM, d->comm));
     const float inv = 1.0f / (float)n_total;
     for (size_t i = 0; i < s->hi - s->lo; i++) out[i] = sum[i] * inv;
+    return gmax;
 }
 
 void mt_dist_allgather_shards(const mt_dist *d, const mt_shards *s, float *v)

@@ -53,12 +53,14 @@ void mt_shard_range(size_t P, int n, int r, size_t *lo, size_t *hi);
  * on *stop: in, this rank's flag; out, the largest of all ranks'), then an int64
  * reduce-scatter. A non-finite value makes the mean NaN on every rank. acc is int64
  * scratch [P]. */
-void mt_dist_mean_exact_shard(const mt_dist *d, const mt_shards *s, const float *tasks, int n_local, size_t P,
-                              float local_max, long n_total, float *out, int64_t *acc, int *stop);
-/* The same with a float reduce-scatter (dist.reduce = fast), the same two collectives. sum
- * is float scratch [P]. */
-void mt_dist_mean_fast_shard(const mt_dist *d, const mt_shards *s, const float *tasks, int n_local, size_t P,
-                             long n_total, float *out, float *sum, int *stop);
+/* Returns the global max |value| (NaN when any value anywhere is NaN or infinite: then out
+ * is NaN and the caller must not use it). */
+float mt_dist_mean_exact_shard(const mt_dist *d, const mt_shards *s, const float *tasks, int n_local, size_t P,
+                               float local_max, long n_total, float *out, int64_t *acc, int *stop);
+/* The same with a float reduce-scatter (dist.reduce = fast), the same two collectives and
+ * the same return value. sum is float scratch [P]. */
+float mt_dist_mean_fast_shard(const mt_dist *d, const mt_shards *s, const float *tasks, int n_local, size_t P,
+                              float local_max, long n_total, float *out, float *sum, int *stop);
 /* Rank 0's full vector full[P] (ignored elsewhere) scattered: every rank gets its shard. */
 void mt_dist_scatter_shards(const mt_dist *d, const mt_shards *s, const float *full, float *shard);
 

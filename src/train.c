@@ -26,12 +26,14 @@
 #include "model.h"
 #include "optim.h"
 #include "progress.h"
+#include "rundir.h"
 #include "tasks.h"
 
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: metatrain train [CONFIG] [--set section.key=value]... [--resume WHAT] [--progress MODE]\n"
+            "usage: metatrain train [CONFIG] [--set section.key=value]... [--resume WHAT] [--overwrite]\n"
+            "                       [--progress MODE] [--status-file PATH]\n"
             "\n"
             "Meta-trains a model on a task family, splitting each meta-batch over the MPI ranks:\n"
             "  mpirun -np 2 metatrain train                        # built-in sinusoid MAML\n"
@@ -44,9 +46,19 @@ static void usage(FILE *out)
             "                      run.dir, if any (damaged ones are reported and skipped); never:\n"
             "                      start over; PATH: continue from that checkpoint. A checkpoint\n"
             "                      written by any number of ranks resumes on any other, exactly.\n"
+            "  --overwrite         allow a fresh start in a run.dir that holds an earlier run's\n"
+            "                      checkpoints or metrics (they are deleted); without it such a\n"
+            "                      start is refused, so no run's files are lost by mistake\n"
             "  --progress MODE     auto (default) | bar | lines | none; auto draws a bar when the\n"
             "                      output is a terminal, else a line every run.log_every iterations\n"
+            "  --status-file PATH  rank 0 writes the exit status and a one-line reason there when\n"
+            "                      it ends (batch scripts read it: mpirun reports 1 when it was\n"
+            "                      itself signalled, even after a clean checkpoint-and-stop)\n"
             "  -h, --help          this text\n"
+            "\n"
+            "One job per run directory: run.dir/run.lock is held while training (a second job on\n"
+            "the same directory stops at once and names the holder); a run deletes only its own\n"
+            "old checkpoints (checkpoint.keep) and never writes a non-finite value.\n"
             "\n"
             "Writes into run.dir: config.ini (resolved), metrics.jsonl (one JSON object per logged\n"
             "iteration) and ckpt-<step>.h5 (HDF5; the last iteration always writes one). Evaluate\n"
@@ -54,10 +66,13 @@ static void usage(FILE *out)
             "\n"
             "Configuration keys and defaults (the built-in default run):\n");
     mt_config_print_keys(out);
-    fprintf(out, "\nSignals: SIGUSR1 or SIGTERM stops training at the next iteration with a checkpoint\n"
-                 "(send SIGUSR1 to mpirun: it forwards it; SIGTERM is followed by SIGKILL within a second).\n"
-                 "Exit status: 0 success, 1 runtime failure (I/O, divergence), 2 bad input,\n"
-                 "75 stopped by a signal after writing a checkpoint (resume with the same command).\n");
+    fprintf(out, "\nSignals: SIGUSR1, SIGTERM, SIGINT or SIGHUP stops training at the next iteration with a\n"
+                 "checkpoint (also while loading data or resuming). Send SIGUSR1 to mpirun: it forwards it;\n"
+                 "mpirun turns the others into SIGTERM followed by SIGKILL after\n"
+                 "OMPI_MCA_odls_base_sigkill_timeout seconds (default 1) and then exits 1 itself.\n"
+                 "Exit status: 0 success, 1 runtime failure (I/O, divergence), 2 bad input (also: run.dir\n"
+                 "in use, or holding another run), 75 stopped by a signal after writing a checkpoint\n"
+                 "(resume with the same command).\n");
 }
 
 typedef struct {
@@ -66,6 +81,8 @@ typedef struct {
     int n_sets;
     mt_progress_mode progress;
     const char *resume; /* "auto", "never" or a checkpoint path */
+    int overwrite;      /* a fresh start may delete an earlier run's files */
+    const char *status_file;
 } train_args;
 
 /* Returns -1 to continue, else an exit status (0 after --help). */
@@ -85,6 +102,15 @@ static int parse_args(const mt_dist *d, int argc, char **argv, train_args *a)
                 return MT_EXIT_USAGE;
             }
             a->resume = v;
+        } else if (strcmp(arg, "--overwrite") == 0) {
+            a->overwrite = 1;
+        } else if (strcmp(arg, "--status-file") == 0 || strncmp(arg, "--status-file=", 14) == 0) {
+            const char *v = arg[13] == '=' ? arg + 14 : (i + 1 < argc ? argv[++i] : NULL);
+            if (!v || !v[0]) {
+                mt_cli_error(d, "--status-file takes a path");
+                return MT_EXIT_USAGE;
+            }
+            a->status_file = v;
         } else if (strcmp(arg, "--set") == 0 || strncmp(arg, "--set=", 6) == 0) {
             const char *v = arg[5] == '=' ? arg + 6 : (i + 1 < argc ? argv[++i] : NULL);
             if (!v) {
@@ -115,8 +141,27 @@ static int parse_args(const mt_dist *d, int argc, char **argv, train_args *a)
     return -1;
 }
 
-/* Rank 0 creates run.dir and writes config.ini (atomically); all ranks learn the outcome. */
-static int prepare_run_dir(const mt_dist *d, const mt_config *c, const char *config_text)
+/* Collective. Rank 0 takes run.dir's lock (creating the directory) and removes the partial
+ * files a killed job left; all ranks learn the outcome. 0, or an exit status. */
+static int own_run_dir(const mt_dist *d, const mt_config *c, mt_run_lock *lock)
+{
+    char err[MT_ERR_LEN] = "";
+    int rc = 0;
+    lock->fd = -1;
+    if (d->rank == 0) {
+        rc = mt_run_lock_take(lock, c->run_dir, err, sizeof err);
+        if (rc == 0 && mt_run_clean_partials(c->run_dir, stdout, err, sizeof err) < 0) rc = -1;
+        fflush(stdout);
+    }
+    long agreed = rc;
+    mt_dist_bcast_long(d, &agreed, 1);
+    if (agreed == 0) return 0;
+    mt_cli_error(d, "%s", err);
+    return agreed == 1 ? MT_EXIT_USAGE : MT_EXIT_FAILURE;
+}
+
+/* Rank 0 writes config.ini (atomically); all ranks learn the outcome. */
+static int write_config_ini(const mt_dist *d, const mt_config *c, const char *config_text)
 {
     char err[MT_ERR_LEN] = "";
     int ok = 1;
@@ -124,14 +169,12 @@ static int prepare_run_dir(const mt_dist *d, const mt_config *c, const char *con
         char path[MT_H5_PATH_LEN], tmp[MT_H5_PATH_LEN + 16];
         snprintf(path, sizeof path, "%s/config.ini", c->run_dir);
         snprintf(tmp, sizeof tmp, "%s.partial", path);
-        ok = mt_mkdir_p(c->run_dir, err, sizeof err) == 0;
-        if (ok) {
-            FILE *f = fopen(tmp, "w");
-            ok = f && fputs(config_text, f) >= 0;
-            if (f && fclose(f) != 0) ok = 0;
-            if (!ok) snprintf(err, sizeof err, "cannot write %s: %s", tmp, strerror(errno));
-            ok = ok && mt_fsync_rename(tmp, path, err, sizeof err) == 0;
-        }
+        FILE *f = fopen(tmp, "w");
+        ok = f && fputs(config_text, f) >= 0;
+        if (f && fclose(f) != 0) ok = 0;
+        if (!ok) snprintf(err, sizeof err, "cannot write %s: %s", tmp, strerror(errno));
+        ok = ok && mt_fsync_rename(tmp, path, err, sizeof err) == 0;
+        if (!ok) unlink(tmp);
     }
     if (!mt_dist_all(d, ok)) {
         mt_cli_error(d, "%s", err);
@@ -145,16 +188,29 @@ static volatile sig_atomic_t stop_signal = 0;
 
 static void on_stop_signal(int sig) { stop_signal = sig; }
 
-/* SIGUSR1 (the "checkpoint now" signal: mpirun forwards it, Slurm sends it with --signal) and
- * SIGTERM set a flag; the loop acts on it at the next iteration boundary. */
+/* SIGUSR1 (the "checkpoint now" signal: mpirun forwards it, Slurm sends it with --signal),
+ * SIGTERM, SIGINT and SIGHUP set a flag; the loop acts on it at the next iteration boundary.
+ * Installed first thing, so a signal while loading data or resuming is not the default
+ * action (death without a status Slurm can requeue on). */
 static void catch_stop_signals(void)
 {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_stop_signal;
     sigemptyset(&sa.sa_mask);
-    sigaction(SIGUSR1, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
+    const int sigs[] = {SIGUSR1, SIGTERM, SIGINT, SIGHUP};
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) sigaction(sigs[i], &sa, NULL);
+}
+
+static const char *signal_name(int sig)
+{
+    switch (sig) {
+    case SIGUSR1: return "SIGUSR1";
+    case SIGTERM: return "SIGTERM";
+    case SIGINT: return "SIGINT";
+    case SIGHUP: return "SIGHUP";
+    default: return "a signal";
+    }
 }
 
 /* Everything a checkpoint saves and a resume restores. */
@@ -166,18 +222,21 @@ typedef struct {
     const mt_shards *shards;
     float *theta;          /* [P] */
     float *adam_m, *adam_v; /* [shard] */
+    char *run_id;          /* [MT_RUN_ID_LEN], rank 0: this run's id (inherited on resume) */
 } train_state;
 
-/* Collective: all ranks write ckpt-<step>.h5 (each its shard), rank 0 prunes old ones. */
+/* Collective: all ranks write ckpt-<step>.h5 (each its shard), rank 0 prunes this run's old ones. */
 static int save_checkpoint(const mt_dist *d, const train_state *ts, long step, char *path, size_t pathlen)
 {
     char err[MT_ERR_LEN] = "";
     mt_checkpoint_path(path, pathlen, ts->cfg->run_dir, step);
     mt_checkpoint ck = {.step = step, .seed = ts->cfg->seed, .world_size = d->size, .config = (char *)ts->config_text};
     snprintf(ck.dataset, sizeof ck.dataset, "%s", ts->source);
+    snprintf(ck.run_id, sizeof ck.run_id, "%s", ts->run_id);
     mt_checkpoint_shard sh = {d->comm, ts->shards->lo, ts->shards->hi, ts->adam_m, ts->adam_v};
     int ok = mt_checkpoint_write(path, ts->model, ts->theta, &sh, &ck, err, sizeof err) == 0;
-    if (ok && d->rank == 0) ok = mt_checkpoint_prune(ts->cfg->run_dir, ts->cfg->ckpt_keep, err, sizeof err) >= 0;
+    if (ok && d->rank == 0)
+        ok = mt_checkpoint_prune(ts->cfg->run_dir, ts->cfg->ckpt_keep, ts->run_id, err, sizeof err) >= 0;
     if (!mt_dist_all(d, ok)) {
         if (err[0] && d->rank != 0) fprintf(stderr, "metatrain: error: %s (rank %d)\n", err, d->rank);
         mt_cli_error(d, "%s", err[0] ? err : "writing the checkpoint failed on another rank");
@@ -199,6 +258,9 @@ static int load_for_resume(const char *path, const train_state *ts, mt_checkpoin
         snprintf(why, len, "%s holds no optimizer state (format version %d): it cannot continue a run exactly",
                  path, ck->version);
         ok = 0;
+    } else if (mt_checkpoint_check_finite(ck, msg, sizeof msg) != 0) {
+        snprintf(why, len, "%s: %s", path, msg);
+        ok = 0;
     } else if (ck->seed != ts->cfg->seed) {
         snprintf(why, len, "%s was trained with run.seed = %llu, this run has %llu (set it, or --resume never)", path,
                  (unsigned long long)ck->seed, (unsigned long long)ts->cfg->seed);
@@ -211,12 +273,56 @@ static int load_for_resume(const char *path, const train_state *ts, mt_checkpoin
     return ok ? 0 : -1;
 }
 
+/* Rank 0, before a fresh start: what an earlier run left in run.dir — its checkpoints, and
+ * a metrics.jsonl unless config.ini shows it is this very run restarted before its first
+ * checkpoint. Lists them in what[] and returns how many; with overwrite, deletes the
+ * checkpoints (metrics.jsonl is truncated when it is opened) and returns 0, or -1 with err. */
+static int earlier_run(const mt_config *c, const char *config_text, int overwrite, char *what, size_t len,
+                       char *err, size_t errlen)
+{
+    long steps[64];
+    long n = mt_checkpoint_steps(c->run_dir, steps, 64);
+    what[0] = '\0';
+    for (long i = 0; i < n; i++) {
+        size_t used = strlen(what);
+        snprintf(what + used, len - used, "%sckpt-%08ld.h5", used ? ", " : "", steps[i]);
+    }
+    char path[MT_H5_PATH_LEN], *old_config = NULL, *metrics = NULL;
+    snprintf(path, sizeof path, "%s/config.ini", c->run_dir);
+    int same_config = mt_read_file(path, &old_config) >= 0 && strcmp(old_config, config_text) == 0;
+    snprintf(path, sizeof path, "%s/metrics.jsonl", c->run_dir);
+    int has_metrics = mt_read_file(path, &metrics) > 0;
+    free(old_config);
+    free(metrics);
+    int found = (int)n;
+    if (has_metrics && (n > 0 || !same_config)) {
+        size_t used = strlen(what);
+        snprintf(what + used, len - used, "%smetrics.jsonl", used ? ", " : "");
+        found++;
+    }
+    if (!found || !overwrite) return found;
+    for (long i = 0; i < n; i++) {
+        mt_checkpoint_path(path, sizeof path, c->run_dir, steps[i]);
+        if (unlink(path) != 0 && errno != ENOENT) {
+            snprintf(err, errlen, "--overwrite: cannot delete %s: %s", path, strerror(errno));
+            return -1;
+        }
+    }
+    if (n == 64) { /* more than one listing holds: go again until none is left */
+        return earlier_run(c, config_text, overwrite, what, len, err, errlen);
+    }
+    printf("  --overwrite: deleted the earlier run's files (%s)\n", what);
+    return 0;
+}
+
 /* Collective. how: "never", "auto" (the newest usable checkpoint of run.dir, if any; damaged
  * ones are reported and skipped) or a path (which must be usable). Restores θ, this rank's
- * shard of the moments and *step (0 for a fresh start). Returns 0, or an exit status. */
-static int resume(const mt_dist *d, const char *how, const train_state *ts, long *step)
+ * shard of the moments and *step (0 for a fresh start); rank 0 sets ts->run_id. A fresh
+ * start in a run.dir holding an earlier run's files needs overwrite. 0, or an exit status. */
+static int resume(const mt_dist *d, const train_args *a, const train_state *ts, long *step)
 {
-    long found[2] = {0, 0}; /* status (0 fresh, 1 resumed, -1 error), step */
+    const char *how = a->resume;
+    long found[2] = {0, 0}; /* status (0 fresh, 1 resumed, -1 bad input, -2 I/O failure), step */
     mt_checkpoint ck = {0};
     char why[MT_ERR_LEN] = "", path[MT_H5_PATH_LEN] = "";
     if (d->rank == 0 && strcmp(how, "never") != 0) {
@@ -234,10 +340,29 @@ static int resume(const mt_dist *d, const char *how, const train_state *ts, long
         }
         found[1] = ck.step;
     }
+    if (d->rank == 0 && found[0] == 0) {
+        char what[2048], err[MT_ERR_LEN] = "";
+        int n = earlier_run(ts->cfg, ts->config_text, a->overwrite, what, sizeof what, err, sizeof err);
+        if (n < 0) {
+            snprintf(why, sizeof why, "%s", err);
+            found[0] = -2;
+        } else if (n > 0) {
+            snprintf(why, sizeof why,
+                     "run.dir %s holds files of an earlier run that this one cannot continue (%s); choose another "
+                     "run.dir, continue one of them with --resume PATH, or add --overwrite to delete them and start "
+                     "over",
+                     ts->cfg->run_dir, what);
+            found[0] = -1;
+        }
+    }
+    if (d->rank == 0 && found[0] >= 0) {
+        if (found[0] == 1 && ck.run_id[0]) snprintf(ts->run_id, MT_RUN_ID_LEN, "%s", ck.run_id);
+        else mt_checkpoint_new_run_id(ts->run_id);
+    }
     mt_dist_bcast_long(d, found, 2);
     if (found[0] < 0) {
-        mt_cli_error(d, "cannot resume: %s", why);
-        return MT_EXIT_USAGE;
+        mt_cli_error(d, "%s%s", strcmp(how, "auto") && strcmp(how, "never") ? "cannot resume: " : "", why);
+        return found[0] == -2 ? MT_EXIT_FAILURE : MT_EXIT_USAGE;
     }
     *step = found[1];
     if (found[0] == 0) return 0;
@@ -279,12 +404,19 @@ static FILE *open_metrics(const char *dir, long step, char *err, size_t errlen)
     return f;
 }
 
-int mt_train_main(const mt_dist *d, int argc, char **argv)
+/* All finite? (The state a checkpoint would hold.) */
+static int all_finite(const float *x, size_t n)
 {
-    train_args args;
-    int rc = parse_args(d, argc, argv, &args);
-    if (rc >= 0) return rc;
+    int ok = 1;
+    for (size_t i = 0; i < n; i++) ok &= isfinite(x[i]) != 0;
+    return ok;
+}
 
+/* The training run; rank 0 describes how it ended in status (for --status-file). */
+static int train(const mt_dist *d, const train_args *a, char *status, size_t status_len)
+{
+    train_args args = *a;
+    int rc;
     mt_config cfg;
     if ((rc = mt_cli_load_config(d, args.config_path, args.sets, args.n_sets, &cfg)) != 0) return rc;
     mt_algo algo;
@@ -294,7 +426,8 @@ int mt_train_main(const mt_dist *d, int argc, char **argv)
     mt_family family;
     if ((rc = mt_family_open(&family, d, &cfg, cfg.train_split, NULL, &model)) != 0) return rc;
     char *config_text = mt_config_format(&cfg);
-    if ((rc = prepare_run_dir(d, &cfg, config_text)) != 0) {
+    mt_run_lock lock;
+    if ((rc = own_run_dir(d, &cfg, &lock)) != 0) {
         mt_family_close(&family);
         free(config_text);
         return rc;
@@ -330,7 +463,8 @@ int mt_train_main(const mt_dist *d, int argc, char **argv)
 
     FILE *metrics = NULL;
     char err[MT_ERR_LEN] = "", path[MT_H5_PATH_LEN];
-    const train_state ts = {&cfg, config_text, family.source, &model, &shards, theta, adam_m, adam_v};
+    char run_id[MT_RUN_ID_LEN] = "";
+    const train_state ts = {&cfg, config_text, family.source, &model, &shards, theta, adam_m, adam_v, run_id};
     long start = 0;
     if (d->rank == 0) {
         printf("metatrain %s: %s %s on %s (%s), %d rank%s, meta-batch %d, %d inner step%s, %ld iterations, "
@@ -342,11 +476,13 @@ int mt_train_main(const mt_dist *d, int argc, char **argv)
                    d->size - B, d->size - B == 1 ? "" : "s");
         fflush(stdout);
     }
-    if ((rc = resume(d, args.resume, &ts, &start)) != 0) goto done;
+    if ((rc = resume(d, &args, &ts, &start)) != 0) goto done;
     if (start == cfg.iterations) {
         if (d->rank == 0) printf("done: the run is already complete at iteration %ld (--resume never starts over)\n", start);
+        snprintf(status, status_len, "already complete at iteration %ld", start);
         goto done;
     }
+    if ((rc = write_config_ini(d, &cfg, config_text)) != 0) goto done;
     if (d->rank == 0) metrics = open_metrics(cfg.run_dir, start, err, sizeof err);
     if (!mt_dist_all(d, d->rank != 0 || metrics != NULL)) {
         mt_cli_error(d, "%s", err);
@@ -360,7 +496,20 @@ int mt_train_main(const mt_dist *d, int argc, char **argv)
     double t_start = mt_now(), t_log = t_start;
     long s_log = start;
     mt_metrics_row last = {0};
-    catch_stop_signals();
+    /* A signal while loading or resuming: nothing new to save (the state is the checkpoint
+     * resumed from, or the initialisation), so stop now with the requeue status. */
+    const int early = mt_dist_max_int(d, (int)stop_signal);
+    if (early) {
+        mt_progress_finish(&progress);
+        if (d->rank == 0)
+            printf("stopped by %s before training started at iteration %ld; nothing new to save\n"
+                   "  continue with the same command (--resume auto); exit status %d\n",
+                   signal_name(early), start, MT_EXIT_CHECKPOINTED);
+        snprintf(status, status_len, "stopped by %s before iteration %ld", signal_name(early), start + 1);
+        rc = MT_EXIT_CHECKPOINTED;
+        goto done;
+    }
+    int state_ok = 1; /* this rank's shard of θ and the moments are finite */
     for (long s = start; s < cfg.iterations; s++) {
         const long step = s + 1;
         const int logged = step % cfg.log_every == 0 || step == cfg.iterations;
@@ -376,12 +525,25 @@ int mt_train_main(const mt_dist *d, int argc, char **argv)
                 slot[0] = l.pre, slot[1] = l.post, slot[2] = l.acc_pre, slot[3] = l.acc_post;
             }
         }
-        /* The reduction also agrees on a pending stop signal: one rank's signal stops all of
-         * them after the same iteration. */
+        /* The reduction also agrees on a pending stop signal (one rank's signal stops all of
+         * them after the same iteration) and on whether anything is not finite: a non-finite
+         * previous state counts as a non-finite gradient. */
+        if (!state_ok) local_max = NAN;
         int sig = (int)stop_signal;
-        if (exact) mt_dist_mean_exact_shard(d, &shards, task_g, hi - lo, P, local_max, B, gshard, scratch, &sig);
-        else mt_dist_mean_fast_shard(d, &shards, task_g, hi - lo, P, B, gshard, scratch, &sig);
+        const float gmax =
+            exact ? mt_dist_mean_exact_shard(d, &shards, task_g, hi - lo, P, local_max, B, gshard, scratch, &sig)
+                  : mt_dist_mean_fast_shard(d, &shards, task_g, hi - lo, P, local_max, B, gshard, scratch, &sig);
+        if (isnan(gmax)) { /* the same on every rank: they stop together, θ untouched */
+            mt_progress_finish(&progress);
+            mt_cli_error(d, "training diverged at iteration %ld: a meta-gradient or the parameters are not finite "
+                            "(NaN or infinity); nothing was applied or written after iteration %ld (earlier "
+                            "checkpoints are intact); try a smaller optim.lr or meta.inner_lr", step, s);
+            snprintf(status, status_len, "diverged at iteration %ld (non-finite meta-gradient)", step);
+            rc = MT_EXIT_FAILURE;
+            goto done;
+        }
         mt_adam_step(theta + shards.lo, adam_m, adam_v, gshard, S, step, &adam);
+        state_ok = all_finite(theta + shards.lo, S) && all_finite(adam_m, S) && all_finite(adam_v, S);
         mt_dist_allgather_shards(d, &shards, theta);
         if (sig && step < cfg.iterations) {
             mt_progress_finish(&progress);
@@ -389,7 +551,8 @@ int mt_train_main(const mt_dist *d, int argc, char **argv)
             if (d->rank == 0)
                 printf("stopped by %s at iteration %ld: checkpoint %s\n  continue with the same command "
                        "(--resume auto); exit status %d\n",
-                       sig == SIGUSR1 ? "SIGUSR1" : "SIGTERM", step, path, MT_EXIT_CHECKPOINTED);
+                       signal_name(sig), step, path, MT_EXIT_CHECKPOINTED);
+            snprintf(status, status_len, "stopped by %s at iteration %ld, checkpoint %s", signal_name(sig), step, path);
             rc = MT_EXIT_CHECKPOINTED;
             goto done;
         }
@@ -415,6 +578,7 @@ int mt_train_main(const mt_dist *d, int argc, char **argv)
                 mt_progress_finish(&progress);
                 mt_cli_error(d, "training diverged at iteration %ld (query loss %g before, %g after adaptation); "
                                 "try a smaller optim.lr or meta.inner_lr", step, last.loss_pre, last.loss_post);
+                snprintf(status, status_len, "diverged at iteration %ld (non-finite query loss)", step);
                 rc = MT_EXIT_FAILURE;
                 goto done;
             }
@@ -425,12 +589,12 @@ int mt_train_main(const mt_dist *d, int argc, char **argv)
                 goto done;
             }
         }
-        char status[128];
-        int len = snprintf(status, sizeof status, "query loss %.4g -> %.4g", last.loss_pre, last.loss_post);
+        char line[128];
+        int len = snprintf(line, sizeof line, "query loss %.4g -> %.4g", last.loss_pre, last.loss_post);
         if (last.has_accuracy)
-            snprintf(status + len, sizeof status - (size_t)len, ", accuracy %.1f%% -> %.1f%%", 100 * last.acc_pre,
+            snprintf(line + len, sizeof line - (size_t)len, ", accuracy %.1f%% -> %.1f%%", 100 * last.acc_pre,
                      100 * last.acc_post);
-        mt_progress_update(&progress, step, last.iteration ? status : "", logged);
+        mt_progress_update(&progress, step, last.iteration ? line : "", logged);
 
         if (cfg.ckpt_every > 0 && step % cfg.ckpt_every == 0 && step != cfg.iterations &&
             (rc = save_checkpoint(d, &ts, step, path, sizeof path)) != 0)
@@ -447,9 +611,11 @@ int mt_train_main(const mt_dist *d, int argc, char **argv)
         printf("\n  checkpoint %s\n  evaluate with: metatrain eval %s\n", path, path);
         fflush(stdout);
     }
+    snprintf(status, status_len, "done at iteration %ld, checkpoint %s", cfg.iterations, path);
 
 done:
     if (metrics) fclose(metrics);
+    mt_run_lock_release(&lock);
     mt_task_buffer_free(&tb);
     mt_meta_free(meta);
     mt_family_close(&family);
@@ -458,5 +624,25 @@ done:
     mt_shards_free(&shards);
     free(slab);
     free(config_text);
+    return rc;
+}
+
+int mt_train_main(const mt_dist *d, int argc, char **argv)
+{
+    catch_stop_signals(); /* first: a signal during start-up must not kill the job */
+    train_args args;
+    int rc = parse_args(d, argc, argv, &args);
+    if (rc >= 0) return rc;
+    char status[MT_H5_PATH_LEN + 256] = "";
+    rc = train(d, &args, status, sizeof status);
+    if (d->rank == 0 && args.status_file) {
+        if (!status[0])
+            snprintf(status, sizeof status, "%s", rc == MT_EXIT_USAGE ? "bad input" : rc ? "failed" : "done");
+        FILE *f = fopen(args.status_file, "w");
+        int ok = f && fprintf(f, "%d %s\n", rc, status) > 0;
+        if (f && fclose(f) != 0) ok = 0;
+        if (!ok) fprintf(stderr, "metatrain: warning: cannot write --status-file %s: %s\n", args.status_file,
+                         strerror(errno));
+    }
     return rc;
 }

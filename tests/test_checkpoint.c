@@ -15,6 +15,7 @@
 #include <errno.h>
 #include <ftw.h>
 #include <hdf5.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -288,60 +289,122 @@ static void touch(const char *name)
     if (f) fclose(f);
 }
 
+/* A checkpoint of run `run_id` at dir/name (the small MLP; values do not matter here). */
+static void write_run_ckpt(const mt_model *m, const char *name, const char *run_id)
+{
+    char path[2048], err[MT_ERR_LEN] = "";
+    tu_in_dir(path, sizeof path, name);
+    float *p = mt_calloc(m->n_params, sizeof *p);
+    mt_checkpoint ck = {.step = 1, .seed = 1, .world_size = 1, .config = ""};
+    snprintf(ck.run_id, sizeof ck.run_id, "%s", run_id);
+    if (mt_checkpoint_write(path, m, p, &(mt_checkpoint_shard){MPI_COMM_NULL, 0, m->n_params, NULL, NULL}, &ck, err,
+                            sizeof err) != 0)
+        printf("     write error: %s\n", err);
+    free(p);
+}
+
+/* Which of names exist (1) or not (0), compared with want; prints the differences. */
+static int exist_as(const char *const *names, const int *want, size_t n)
+{
+    int ok = 1;
+    for (size_t i = 0; i < n; i++) {
+        char path[2048];
+        tu_in_dir(path, sizeof path, names[i]);
+        if (tu_exists(path) != want[i]) printf("     %s: %s\n", names[i], want[i] ? "deleted" : "still there"), ok = 0;
+    }
+    return ok;
+}
+
 static void test_prune(void)
 {
     char sub[1100], err[MT_ERR_LEN] = "";
     snprintf(sub, sizeof sub, "%s/prune", dir);
     mkdir(sub, 0777);
-    /* Steps of 1 to 9 digits, created out of order: 5 7 99 100 1000 12345678 100000000 (a
-     * step past 8 digits sorts by number, not by name). */
-    const char *ckpts[] = {"prune/ckpt-00000100.h5", "prune/ckpt-00000005.h5",  "prune/ckpt-100000000.h5",
+    mt_model m;
+    tu_expect(mt_model_mlp(&m, 1, 4, 1) == 0, "build a 1-4-4-1 MLP");
+    /* Run A at steps of 1 to 9 digits, written out of order (a step past 8 digits sorts by
+     * number, not by name); run B, another run, at higher steps; a file of a version without
+     * run ids; and files that are no checkpoints at all. */
+    const char *names[] = {"prune/ckpt-00000100.h5", "prune/ckpt-00000005.h5",  "prune/ckpt-100000000.h5",
                            "prune/ckpt-00000099.h5", "prune/ckpt-12345678.h5", "prune/ckpt-00001000.h5",
-                           "prune/ckpt-00000007.h5"};
-    const char *others[] = {"prune/config.ini",        "prune/metrics.jsonl",         "prune/ckpt-latest.h5",
+                           "prune/ckpt-00000007.h5", "prune/ckpt-200000000.h5", "prune/ckpt-300000000.h5",
+                           "prune/ckpt-00000003.h5"};
+    const char *owner[] = {"A", "A", "A", "A", "A", "A", "A", "B", "B", ""};
+    const size_t n = sizeof names / sizeof *names;
+    for (size_t i = 0; i < n; i++) write_run_ckpt(&m, names[i], owner[i]);
+    const char *others[] = {"prune/config.ini",        "prune/metrics.jsonl",            "prune/ckpt-latest.h5",
                             "prune/ckpt-00000001.txt", "prune/ckpt-00000002.h5.partial", "prune/ckpt-3.h5",
-                            "prune/ckpt-000000004.h5", "prune/xckpt-0000005.h5",      "prune/ckpt-+0000003.h5",
-                            "prune/ckpt- 0000004.h5",  "prune/ckpt-0000000000.h5"};
-    for (size_t i = 0; i < sizeof ckpts / sizeof *ckpts; i++) touch(ckpts[i]);
+                            "prune/ckpt-000000004.h5", "prune/xckpt-0000005.h5",         "prune/ckpt-+0000003.h5",
+                            "prune/ckpt- 0000004.h5",  "prune/ckpt-0000000000.h5",       "prune/ckpt-00000009.h5"};
     for (size_t i = 0; i < sizeof others / sizeof *others; i++) touch(others[i]);
 
-    int deleted = mt_checkpoint_prune(sub, 3, err, sizeof err);
+    int deleted = mt_checkpoint_prune(sub, 3, "A", err, sizeof err);
     printf("     pruned %d\n", deleted);
-    tu_expect(deleted == 4, "prune keep=3 of 7 checkpoints deletes 4");
-    const char *kept[] = {"prune/ckpt-00001000.h5", "prune/ckpt-12345678.h5", "prune/ckpt-100000000.h5"};
-    const char *gone[] = {"prune/ckpt-00000005.h5", "prune/ckpt-00000007.h5", "prune/ckpt-00000099.h5",
-                          "prune/ckpt-00000100.h5"};
-    char path[2048];
-    int ok = 1;
-    for (size_t i = 0; i < 3; i++) {
-        tu_in_dir(path, sizeof path, kept[i]);
-        if (!tu_exists(path)) printf("     missing: %s\n", kept[i]), ok = 0;
-    }
-    tu_expect(ok, "the newest 3 checkpoints (1000, 12345678, 100000000) are kept");
-    ok = 1;
-    for (size_t i = 0; i < 4; i++) {
-        tu_in_dir(path, sizeof path, gone[i]);
-        if (tu_exists(path)) printf("     still there: %s\n", gone[i]), ok = 0;
-    }
-    tu_expect(ok, "the older 4 checkpoints are deleted");
-    ok = 1;
-    for (size_t i = 0; i < sizeof others / sizeof *others; i++) {
-        tu_in_dir(path, sizeof path, others[i]);
-        if (!tu_exists(path)) printf("     deleted: %s\n", others[i]), ok = 0;
-    }
-    tu_expect(ok, "files that are not ckpt-XXXXXXXX.h5 are left alone");
+    tu_expect(deleted == 4, "prune keep=3 of run A's 7 checkpoints deletes 4");
+    const int after3[] = {0, 0, 1, 0, 1, 1, 0, 1, 1, 1};
+    tu_expect(exist_as(names, after3, n), "run A's newest 3 (1000, 12345678, 100000000) are kept, its older 4 deleted, "
+                                          "run B's higher-step checkpoints and the file without a run id untouched");
+    int all[sizeof others / sizeof *others];
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) all[i] = 1;
+    tu_expect(exist_as(others, all, sizeof all / sizeof *all),
+              "files that are not ckpt-XXXXXXXX.h5 (or not HDF5) are left alone");
 
-    tu_expect(mt_checkpoint_prune(sub, 3, err, sizeof err) == 0, "pruning again deletes nothing");
-    tu_expect(mt_checkpoint_prune(sub, 10, err, sizeof err) == 0, "keep larger than the count deletes nothing");
-    tu_expect(mt_checkpoint_prune(sub, 1, err, sizeof err) == 2, "keep=1 deletes the 2 older ones");
-    tu_in_dir(path, sizeof path, "prune/ckpt-100000000.h5");
-    tu_expect(tu_exists(path), "keep=1 keeps the newest");
+    tu_expect(mt_checkpoint_prune(sub, 3, "A", err, sizeof err) == 0, "pruning again deletes nothing");
+    tu_expect(mt_checkpoint_prune(sub, 10, "A", err, sizeof err) == 0, "keep larger than the count deletes nothing");
+    tu_expect(mt_checkpoint_prune(sub, 1, "C", err, sizeof err) == 0, "a run with no checkpoints deletes nothing");
+    tu_expect(mt_checkpoint_prune(sub, 1, "", err, sizeof err) == 0, "no run id deletes nothing");
+    tu_expect(mt_checkpoint_prune(sub, 1, "A", err, sizeof err) == 2, "keep=1 deletes run A's 2 older ones");
+    const int after1[] = {0, 0, 1, 0, 0, 0, 0, 1, 1, 1};
+    tu_expect(exist_as(names, after1, n), "keep=1 keeps run A's newest and nothing of the others is touched");
+    char id[MT_RUN_ID_LEN], path[2048];
+    tu_in_dir(path, sizeof path, "prune/ckpt-200000000.h5");
+    tu_expect(mt_checkpoint_read_run_id(path, id, sizeof id) == 0 && strcmp(id, "B") == 0, "the run id reads back");
+    tu_in_dir(path, sizeof path, "prune/ckpt-00000009.h5");
+    tu_expect(mt_checkpoint_read_run_id(path, id, sizeof id) == -1, "an empty file has no run id");
+
+    char a[MT_RUN_ID_LEN], b[MT_RUN_ID_LEN];
+    mt_checkpoint_new_run_id(a);
+    mt_checkpoint_new_run_id(b);
+    tu_expect(strlen(a) == 32 && strspn(a, "0123456789abcdef") == 32 && strcmp(a, b) != 0,
+              "new run ids are 32 hex digits and differ");
 
     tu_in_dir(path, sizeof path, "no-such-dir");
     err[0] = '\0';
-    int rc = mt_checkpoint_prune(path, 3, err, sizeof err);
+    int rc = mt_checkpoint_prune(path, 3, "A", err, sizeof err);
     printf("     message: %s\n", err);
     tu_expect(rc == -1 && strstr(err, path) != NULL, "pruning a missing directory fails naming it");
+}
+
+/* Non-finite parameters or moments are never written; the previous file stays. */
+static void test_non_finite(const mt_model *m)
+{
+    char path[2048], err[MT_ERR_LEN] = "";
+    tu_in_dir(path, sizeof path, "nan.h5");
+    float *p = mt_malloc(m->n_params * sizeof *p), *mv = mt_calloc(2 * m->n_params, sizeof *mv);
+    fill_params(p, m->n_params);
+    mt_checkpoint ck = {.step = 3, .seed = 1, .world_size = 1, .config = ""};
+    mt_checkpoint_shard whole = {MPI_COMM_NULL, 0, m->n_params, mv, mv + m->n_params};
+    tu_expect(mt_checkpoint_write(path, m, p, &whole, &ck, err, sizeof err) == 0, "a finite checkpoint is written");
+    p[7] = NAN;
+    int rc = mt_checkpoint_write(path, m, p, &whole, &ck, err, sizeof err);
+    printf("     message: %s\n", err);
+    tu_expect(rc == -1 && strstr(err, "/params[7] is not finite"), "a NaN in θ is refused, naming the index");
+    p[7] = 0.0f;
+    mv[m->n_params + 3] = INFINITY;
+    rc = mt_checkpoint_write(path, m, p, &whole, &ck, err, sizeof err);
+    tu_expect(rc == -1 && strstr(err, "/optim/v[3] is not finite"), "an infinite second moment is refused");
+    char partial[2100];
+    snprintf(partial, sizeof partial, "%s.partial", path);
+    mt_checkpoint back;
+    tu_expect(!tu_exists(partial) && mt_checkpoint_read(path, &back, err, sizeof err) == 0 &&
+                  mt_checkpoint_check_finite(&back, err, sizeof err) == 0 && back.params[7] == 1000.0f + 0.25f * 7,
+              "the earlier finite file is intact and no partial file is left");
+    back.m[5] = NAN;
+    tu_expect(mt_checkpoint_check_finite(&back, err, sizeof err) == -1 && strstr(err, "/optim/m[5]"),
+              "mt_checkpoint_check_finite names a NaN moment");
+    mt_checkpoint_free(&back);
+    free(p);
+    free(mv);
 }
 
 int main(void)
@@ -359,6 +422,7 @@ int main(void)
     test_damage(&m, config);
     test_moments(&m);
     test_prune();
+    test_non_finite(&m);
 
     free(config);
     tu_scratch_remove();

@@ -5,11 +5,12 @@
 # a job killed with SIGKILL resumes from its last checkpoint and ends bit-identical; damaged
 # checkpoints are detected, skipped by --resume auto and refused when named.
 #
-# usage: resume.sh METATRAIN MPIEXEC CKPT_DIFF   (run by ctest; prints ok/FAIL per check)
+# usage: resume.sh METATRAIN MPIEXEC CKPT_DIFF FAULTSHIM   (run by ctest; prints ok/FAIL per check)
 set -u
 BIN=$1
 MPIEXEC=$2
 DIFF=$3
+SHIM=$4
 source "$(dirname "$0")/lib.sh"
 
 train() { # DIR NP ITERATIONS [args...]
@@ -74,7 +75,10 @@ expect_exit 0 "resume the crashed run"
 check "crashed + resumed = uninterrupted, bit for bit" same "$TMP/nocrash/ckpt-00000060.h5" "$TMP/crash/ckpt-00000060.h5"
 
 # --- a rank dies in the middle of writing a checkpoint ----------------------------------------
-MT_TEST_DIE_IN_CHECKPOINT=1:20 train "$TMP/midwrite" 2 30 --set checkpoint.every=10
+# (the fault shim kills rank 1 at its first write into ckpt-00000020.h5.partial)
+run "${MPIRUN[@]}" -np 2 -x LD_PRELOAD="$SHIM" -x ASAN_OPTIONS=verify_asan_link_order=0:detect_leaks=0 -x MT_FAULT_PATH=ckpt-00000020 -x MT_FAULT_OP=write -x MT_FAULT_N=1 \
+    -x MT_FAULT_ERRNO=die -x MT_FAULT_RANK=1 "$BIN" train --progress none --set run.dir="$TMP/midwrite" \
+    --set run.iterations=30 --set run.log_every=5 --set checkpoint.every=10
 check "a rank dying inside the checkpoint of iteration 20 fails the job (status $status)" test "$status" -ne 0
 check "  ... the half-written file never became ckpt-00000020.h5" test ! -e "$TMP/midwrite/ckpt-00000020.h5"
 check "  ... the previous checkpoint is intact" same "$TMP/midwrite/ckpt-00000010.h5" "$TMP/midwrite/ckpt-00000010.h5"
@@ -140,10 +144,16 @@ check "  ... says why" grep -q "cannot resume: .*flip.h5" "$TMP/err"
 train "$TMP/dmg3" 2 40 --resume "$TMP/none.h5"
 expect_exit 2 "--resume PATH to a missing file"
 train "$TMP/dmg" 2 40 --set run.seed=9
-expect_exit 0 "--resume auto with another seed skips the checkpoints that do not fit..."
+expect_exit 2 "--resume auto with another seed skips the checkpoints that do not fit, and refuses to start over"
 check "  ... and says why" grep -q "run.seed" "$TMP/err"
+check "  ... names the earlier run's files and --overwrite" \
+    grep -q "holds files of an earlier run .*ckpt-00000020.h5.*metrics.jsonl.*--overwrite" "$TMP/err"
+check "  ... and deleted nothing" test -f "$TMP/dmg/ckpt-00000020.h5" -a -f "$TMP/dmg/ckpt-00000040.h5"
 train "$TMP/dmg" 1 41 --resume never
-expect_exit 0 "--resume never starts over"
+expect_exit 2 "--resume never in a run.dir with checkpoints is refused"
+train "$TMP/dmg" 1 41 --resume never --overwrite
+expect_exit 0 "--resume never --overwrite starts over"
 check "  ... without resuming" bash -c "! grep -q resuming '$TMP/out'"
+check "  ... and only its own final checkpoint is left" test "$(cd "$TMP/dmg" && ls ckpt-*.h5)" = ckpt-00000041.h5
 
 finish

@@ -38,7 +38,7 @@ ckpts=$(cd "$RUN" && ls ckpt-*.h5 2>/dev/null | tr '\n' ' ')
 check "exactly ckpt-00000400.h5 and ckpt-00000600.h5 are kept (got: $ckpts)" \
     test "$ckpts" = "ckpt-00000400.h5 ckpt-00000600.h5 "
 check "no .partial file is left in run.dir" test -z "$(find "$RUN" -name '*.partial')"
-check "run.dir holds nothing else" test "$(ls "$RUN" | wc -l)" -eq 4
+check "run.dir holds nothing else (config.ini, metrics.jsonl, run.lock, 2 checkpoints)" test "$(ls "$RUN" | wc -l)" -eq 5
 
 # config.ini: the resolved configuration, with the overrides applied.
 check "config.ini has iterations = 600" grep -qx 'iterations = 600' "$RUN/config.ini"
