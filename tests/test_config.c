@@ -549,6 +549,94 @@ static void test_model_size(void)
     tu_expect(rc == -1 && strstr(err, "parameters"), "mt_config_check rejects hidden = 65536 by its parameter count");
 }
 
+/* Issue 7, defect 8: a --set of a key the final family or model does not use is an error,
+ * even at the key's default value. */
+static void test_check_set(void)
+{
+    mt_config c;
+    char err[1024] = "";
+    mt_config_defaults(&c);
+    int rc = mt_config_check_set(&c, "model.filters=64", err, sizeof err);
+    printf("     message: %s\n", err);
+    tu_expect(rc == -1 && strstr(err, "--set model.filters=64") && strstr(err, "does not apply") && strstr(err, "mlp"),
+              "--set model.filters=64 with arch = mlp is an error naming the key and the arch");
+    tu_expect(mt_config_check_set(&c, " task.ways = 5", err, sizeof err) == -1,
+              "--set ' task.ways = 5' with family = sinusoid is an error");
+    tu_expect(mt_config_check_set(&c, "model.hidden=40", err, sizeof err) == 0 &&
+                  mt_config_check_set(&c, "optim.lr=0.1", err, sizeof err) == 0,
+              "--set of keys that apply passes");
+    tu_expect(set_ok(&c, "task.family=fewshot") && set_ok(&c, "model.arch=conv4") &&
+                  mt_config_check_set(&c, "task.ways=5", err, sizeof err) == 0 &&
+                  mt_config_check_set(&c, "model.hidden=40", err, sizeof err) == -1,
+              "applicability follows the final family and model");
+}
+
+/* Issue 7, defect 8: what a resumed run compares. */
+static void test_diff(void)
+{
+    mt_config a, b;
+    char out[512];
+    mt_config_defaults(&a);
+    mt_config_defaults(&b);
+    tu_expect(mt_config_diff(&a, &b, out, sizeof out) == 0 && out[0] == '\0', "mt_config_diff of equal configs is 0");
+    tu_expect(set_ok(&b, "optim.lr=0.002") && set_ok(&b, "run.iterations=30000") && set_ok(&b, "run.seed=7"),
+              "three keys changed");
+    int n = mt_config_diff(&a, &b, out, sizeof out);
+    printf("     diff: %s\n", out);
+    tu_expect(n == 3, "mt_config_diff counts the three keys");
+    tu_expect(strstr(out, "optim.lr: 0.00100000005 -> 0.00200000009") && strstr(out, "run.iterations: 20000 -> 30000") &&
+                  strstr(out, "run.seed: 1 -> 7"),
+              "mt_config_diff lists each as 'key: old -> new'");
+    n = mt_config_resume_diff(&a, &b, out, sizeof out);
+    printf("     resume diff: %s\n", out);
+    tu_expect(n == 2 && !strstr(out, "iterations") && strstr(out, "optim.lr") && strstr(out, "run.seed"),
+              "mt_config_resume_diff leaves out run.iterations, a change made on purpose");
+    tu_expect(mt_config_diff(&a, &b, NULL, 0) == 3, "mt_config_diff counts with no output buffer");
+    char small[24];
+    tu_expect(mt_config_diff(&a, &b, small, sizeof small) == 3 && strlen(small) < sizeof small,
+              "a short buffer is truncated but the count is whole");
+    static const char *const changeable[] = {"run.dir", "run.iterations", "run.log_every", "checkpoint.every",
+                                             "checkpoint.keep"};
+    static const char *const locked[] = {"run.seed", "optim.lr", "meta.meta_batch", "model.hidden", "dist.reduce",
+                                         "task.family", "meta.algo", "optim.beta2", "run"};
+    int ok = 1;
+    for (size_t i = 0; i < sizeof changeable / sizeof changeable[0]; i++) ok &= mt_config_resume_may_change(changeable[i]);
+    for (size_t i = 0; i < sizeof locked / sizeof locked[0]; i++) ok &= !mt_config_resume_may_change(locked[i]);
+    tu_expect(ok, "mt_config_resume_may_change: run.dir/iterations/log_every, checkpoint.every/keep only");
+    /* Keys neither config uses do not count: an old text with model.filters = 32 under mlp. */
+    mt_config_defaults(&b);
+    b.filters = 32;
+    tu_expect(mt_config_diff(&a, &b, out, sizeof out) == 0, "a key neither config uses is not compared");
+    tu_expect(set_ok(&b, "task.family=fewshot") && set_ok(&b, "model.arch=conv4") &&
+                  mt_config_diff(&a, &b, out, sizeof out) == 3 && strstr(out, "model.filters: 64 -> 32"),
+              "family and arch changed: they count, and so does filters, which the new config uses");
+    printf("     diff: %s\n", out);
+}
+
+/* Issue 7, defect 8 and 16: the gradient slab per rank, and the size check train.c makes. */
+static void test_slab_bytes(void)
+{
+    /* (1 + ceil(25/2))·1761 + 3·ceil(1761/2) = 14·1761 + 3·881 = 27297 floats. */
+    tu_expect(mt_config_slab_bytes(1761, 25, 2) == 27297 * sizeof(float), "slab of the default MLP on 2 ranks");
+    tu_expect(mt_config_slab_bytes(10, 1, 1) == (2 * 10 + 30) * sizeof(float), "slab of 10 parameters, 1 task, 1 rank");
+    tu_expect(mt_config_slab_bytes(SIZE_MAX / 8, 1000000, 1) == SIZE_MAX, "an overflowing slab is SIZE_MAX");
+    tu_expect(mt_config_slab_bytes(SIZE_MAX / 2, 1, 1) == SIZE_MAX, "2·P overflowing is SIZE_MAX");
+    tu_expect(mt_config_slab_bytes(100, 0, 1) == SIZE_MAX && mt_config_slab_bytes(100, 4, 0) == SIZE_MAX,
+              "meta_batch or world size below 1 is SIZE_MAX");
+    mt_config c;
+    char err[1024] = "";
+    mt_config_defaults(&c);
+    tu_expect(mt_config_check_size(&c, 1761, 1, (size_t)1 << 30, err, sizeof err) == 0, "the default MLP fits 1 GiB");
+    c.meta_batch = 1000000;
+    int rc = mt_config_check_size(&c, 268500993, 4, (size_t)64 << 30, err, sizeof err);
+    printf("     message: %s\n", err);
+    tu_expect(rc == -1 && strstr(err, "meta_batch"), "meta_batch 1e6 of a 268M-parameter MLP on 4 ranks: too large");
+    tu_expect(mt_config_check_size(&c, 268500993, 4, 0, err, sizeof err) == 0, "mem_bytes 0: no memory check");
+    rc = mt_config_check_size(&c, (size_t)MT_CONFIG_MAX_PARAMS + 1, 4, 0, err, sizeof err);
+    printf("     message: %s\n", err);
+    tu_expect(rc == -1 && strstr(err, "parameters"), "2^31 parameters are refused");
+}
+
 int main(int argc, char **argv)
 {
     char path[4096];
@@ -567,5 +655,8 @@ int main(int argc, char **argv)
     test_run_dir_and_blanks();
     test_inapplicable_keys();
     test_model_size();
+    test_check_set();
+    test_diff();
+    test_slab_bytes();
     return tu_finish();
 }
