@@ -4,9 +4,12 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "common.h"
 
@@ -22,35 +25,47 @@ void mt_cli_error(const mt_dist *d, const char *fmt, ...)
     fflush(stderr);
 }
 
-long mt_read_file(const char *path, char **out)
+long mt_read_file_max(const char *path, size_t max, char **out)
 {
     *out = NULL;
     FILE *f = fopen(path, "rb");
     if (!f) return -1;
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0 || S_ISDIR(st.st_mode)) {
+        int saved = S_ISDIR(st.st_mode) ? EISDIR : errno;
+        fclose(f);
+        errno = saved;
+        return -1;
+    }
+    /* Read at most max + 1 bytes: a device such as /dev/zero, a FIFO or a file that grows never
+     * ends, and the extra byte tells "exactly max" from "larger". */
     size_t cap = 4096, len = 0;
+    if (S_ISREG(st.st_mode) && st.st_size >= 0 && (unsigned long long)st.st_size <= max) cap = (size_t)st.st_size + 2;
     char *buf = mt_malloc(cap);
     size_t got;
-    while ((got = fread(buf + len, 1, cap - len - 1, f)) > 0) {
+    while (len <= max && (got = fread(buf + len, 1, cap - len - 1, f)) > 0) {
         len += got;
-        if (len + 1 == cap) {
-            cap *= 2;
-            char *grown = realloc(buf, cap);
+        if (len + 1 == cap && len <= max) {
+            size_t grown_cap = cap > max / 2 ? max + 2 : cap * 2;
+            char *grown = realloc(buf, grown_cap);
             MT_CHECK(grown, "out of memory reading %s", path);
-            buf = grown;
+            buf = grown, cap = grown_cap;
         }
     }
     int failed = ferror(f);
     int saved = errno;
     fclose(f);
-    if (failed) {
+    if (failed || len > max) {
         free(buf);
-        errno = saved;
+        errno = failed ? saved : EFBIG;
         return -1;
     }
     buf[len] = '\0';
     *out = buf;
     return (long)len;
 }
+
+long mt_read_file(const char *path, char **out) { return mt_read_file_max(path, MT_READ_FILE_MAX, out); }
 
 int mt_parse_long(const char *s, long lo, long hi, long *out)
 {
@@ -70,8 +85,13 @@ int mt_cli_load_config(const mt_dist *d, const char *path, char **sets, int n_se
         char *text = NULL;
         long len = -1;
         if (d->rank == 0) {
-            len = mt_read_file(path, &text);
-            if (len < 0) snprintf(err, sizeof err, "cannot read config file %s: %s", path, strerror(errno));
+            len = mt_read_file_max(path, MT_CONFIG_MAX_BYTES, &text);
+            if (len < 0 && errno == EFBIG)
+                snprintf(err, sizeof err, "config file %s is larger than %d MiB: not a config", path,
+                         MT_CONFIG_MAX_BYTES >> 20);
+            else if (len < 0 && errno == EISDIR)
+                snprintf(err, sizeof err, "cannot read config file %s: it is a directory (give an .ini file)", path);
+            else if (len < 0) snprintf(err, sizeof err, "cannot read config file %s: %s", path, strerror(errno));
             else if (memchr(text, '\0', (size_t)len)) {
                 snprintf(err, sizeof err, "%s is not a text file", path);
                 free(text);
@@ -96,9 +116,27 @@ int mt_cli_load_config(const mt_dist *d, const char *path, char **sets, int n_se
             mt_cli_error(d, "%s", err);
             return MT_EXIT_USAGE;
         }
+    /* Only now are family and model final: a --set of a key they do not use is an error. */
+    for (int i = 0; i < n_sets; i++)
+        if (mt_config_check_set(c, sets[i], err, sizeof err) != 0) {
+            mt_cli_error(d, "%s", err);
+            return MT_EXIT_USAGE;
+        }
     if (mt_config_check(c, err, sizeof err) != 0) {
         mt_cli_error(d, "%s%s%s", path ? path : "", path ? ": " : "", err);
         return MT_EXIT_USAGE;
     }
     return 0;
+}
+
+size_t mt_cli_memory_bytes(void)
+{
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    size_t bytes = pages > 0 && page > 0 && (size_t)pages <= SIZE_MAX / (size_t)page ? (size_t)pages * (size_t)page : 0;
+    const char *limit = getenv("MT_MEMORY_LIMIT");
+    char *end;
+    errno = 0;
+    unsigned long long v = limit && *limit >= '0' && *limit <= '9' ? strtoull(limit, &end, 10) : 0;
+    if (v > 0 && !errno && *end == '\0' && (bytes == 0 || v < bytes)) bytes = v > SIZE_MAX ? SIZE_MAX : (size_t)v;
+    return bytes;
 }

@@ -19,9 +19,22 @@ void mt_cli_error(const mt_dist *d, const char *fmt, ...) __attribute__((format(
  * Returns 0, or MT_EXIT_USAGE after printing the error (on rank 0). */
 int mt_cli_load_config(const mt_dist *d, const char *path, char **sets, int n_sets, mt_config *c);
 
-/* Reads a whole file into a malloc'd NUL-terminated buffer; returns its length, or -1
- * with errno set. */
+/* The most a config file may hold: configs are a few kB; /dev/zero is not one. */
+#define MT_CONFIG_MAX_BYTES (1 << 20)
+/* What mt_read_file reads at most. */
+#define MT_READ_FILE_MAX ((size_t)64 << 20)
+
+/* Reads a whole file of at most max bytes into a malloc'd NUL-terminated buffer; returns its
+ * length, or -1 with errno set: EISDIR for a directory, EFBIG for a file (or device, FIFO)
+ * that holds more than max bytes — it stops reading after max + 1, so /dev/zero ends at once. */
+long mt_read_file_max(const char *path, size_t max, char **out);
+
+/* mt_read_file_max(path, MT_READ_FILE_MAX, out). */
 long mt_read_file(const char *path, char **out);
+
+/* Physical memory of this node in bytes (0 if unknown), or the environment's MT_MEMORY_LIMIT
+ * (decimal bytes) if that is smaller: the mem_bytes of mt_config_check_size. */
+size_t mt_cli_memory_bytes(void);
 
 /* Parses a whole non-negative decimal long (for CLI values); returns 0, or -1. */
 int mt_parse_long(const char *s, long lo, long hi, long *out);

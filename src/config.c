@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <float.h>
 #include <ini.h>
 #include <math.h>
 #include <stdarg.h>
@@ -13,62 +14,83 @@
 
 typedef enum { KEY_STRING, KEY_CHOICE, KEY_INT, KEY_LONG, KEY_U64, KEY_FLOAT } key_type;
 
+/* Bounds and value flags of a key. */
+enum {
+    LO_OPEN = 1,  /* numbers: the value must be strictly greater than lo */
+    HI_OPEN = 2,  /* numbers: the value must be strictly less than hi */
+    NONBLANK = 4, /* strings: an empty value (or one of blanks) is an error */
+};
+
+/* Which configurations a key applies to; a key that does not apply must keep its default
+ * (mt_config_check) and cannot be given with --set (mt_config_check_set). */
+typedef enum { FOR_ALL, FOR_FEWSHOT, FOR_MLP, FOR_CONV4 } key_scope;
+
 typedef struct {
     const char *section, *name;
     key_type type;
     size_t offset, size; /* where in mt_config, and the field's size (strings) */
-    double lo, hi;       /* allowed range (numbers) */
-    int lo_open;         /* 1: the value must be strictly greater than lo */
+    double lo, hi;       /* allowed range (numbers); floats are checked as stored (float) */
+    int flags;           /* LO_OPEN | HI_OPEN | NONBLANK */
     const char *choices; /* KEY_CHOICE: allowed values separated by '|' */
+    key_scope scope;
     const char *doc;
 } key_spec;
 
 #define FIELD(f) offsetof(mt_config, f), sizeof(((mt_config *)0)->f)
 
+/* model.hidden: the MLP 1 -> h -> h -> 1 has h^2 + 4h + 1 parameters; 16384 gives 268,500,993
+ * (1 GiB per float copy, of which training keeps 1 + meta_batch/ranks), 8 times below the
+ * 2^31 - 1 that one MPI call can move. A wider sinusoid MLP is not a use case. */
+#define MAX_HIDDEN 16384
+
 static const key_spec keys[] = {
-    {"run", "dir", KEY_STRING, FIELD(run_dir), 0, 0, 0, NULL,
+    {"run", "dir", KEY_STRING, FIELD(run_dir), 0, 0, NONBLANK, NULL, FOR_ALL,
      "run directory: resolved config.ini, metrics.jsonl and checkpoints go here"},
-    {"run", "seed", KEY_U64, FIELD(seed), 0, 0, 0, NULL,
+    {"run", "seed", KEY_U64, FIELD(seed), 0, 0, 0, NULL, FOR_ALL,
      "seed of every random draw (initialisation, tasks); same seed = same run"},
-    {"run", "iterations", KEY_LONG, FIELD(iterations), 1, 4294967295.0, 0, NULL,
+    {"run", "iterations", KEY_LONG, FIELD(iterations), 1, 4294967295.0, 0, NULL, FOR_ALL,
      "meta-iterations (outer optimizer steps)"},
-    {"run", "log_every", KEY_LONG, FIELD(log_every), 1, 4294967295.0, 0, NULL,
+    {"run", "log_every", KEY_LONG, FIELD(log_every), 1, 4294967295.0, 0, NULL, FOR_ALL,
      "iterations between metrics.jsonl lines (and progress lines when not on a terminal)"},
-    {"task", "family", KEY_CHOICE, FIELD(family), 0, 0, 0, "sinusoid|fewshot",
+    {"task", "family", KEY_CHOICE, FIELD(family), 0, 0, 0, "sinusoid|fewshot", FOR_ALL,
      "sinusoid (regression, Finn et al. 2017) | fewshot (N-way K-shot image classification)"},
-    {"task", "shots", KEY_INT, FIELD(shots), 1, 100000, 0, NULL,
+    {"task", "shots", KEY_INT, FIELD(shots), 1, 100000, 0, NULL, FOR_ALL,
      "support examples per task (sinusoid: points; fewshot: images per class)"},
-    {"task", "query", KEY_INT, FIELD(query), 1, 100000, 0, NULL,
+    {"task", "query", KEY_INT, FIELD(query), 1, 100000, 0, NULL, FOR_ALL,
      "query examples per task (sinusoid: points; fewshot: images per class)"},
-    {"task", "ways", KEY_INT, FIELD(ways), 2, 10000, 0, NULL, "fewshot: classes per task"},
-    {"task", "dataset", KEY_STRING, FIELD(dataset), 0, 0, 0, NULL,
+    {"task", "ways", KEY_INT, FIELD(ways), 2, 10000, 0, NULL, FOR_FEWSHOT, "fewshot: classes per task"},
+    {"task", "dataset", KEY_STRING, FIELD(dataset), 0, 0, 0, NULL, FOR_FEWSHOT,
      "fewshot: HDF5 dataset file (made by `metatrain data import`)"},
-    {"task", "train_split", KEY_STRING, FIELD(train_split), 0, 0, 0, NULL, "fewshot: split of meta-training classes"},
-    {"task", "test_split", KEY_STRING, FIELD(test_split), 0, 0, 0, NULL, "fewshot: split that `metatrain eval` uses"},
-    {"task", "rotations", KEY_INT, FIELD(rotations), 0, 1, 0, NULL,
+    {"task", "train_split", KEY_STRING, FIELD(train_split), 0, 0, NONBLANK, NULL, FOR_FEWSHOT,
+     "fewshot: split of meta-training classes"},
+    {"task", "test_split", KEY_STRING, FIELD(test_split), 0, 0, NONBLANK, NULL, FOR_FEWSHOT,
+     "fewshot: split that `metatrain eval` uses"},
+    {"task", "rotations", KEY_INT, FIELD(rotations), 0, 1, 0, NULL, FOR_FEWSHOT,
      "fewshot: 1 adds every class rotated by 90/180/270 degrees as 3 new classes"},
-    {"model", "arch", KEY_CHOICE, FIELD(arch), 0, 0, 0, "mlp|conv4",
+    {"model", "arch", KEY_CHOICE, FIELD(arch), 0, 0, 0, "mlp|conv4", FOR_ALL,
      "mlp (sinusoid; layers fc1, fc2, head) | conv4 (fewshot; conv1-4, bn1-4, head)"},
-    {"model", "hidden", KEY_INT, FIELD(hidden), 1, 65536, 0, NULL, "mlp: width of the two hidden layers"},
-    {"model", "filters", KEY_INT, FIELD(filters), 1, 4096, 0, NULL, "conv4: channels of every conv layer"},
-    {"meta", "algo", KEY_CHOICE, FIELD(algo), 0, 0, 0, "maml|fomaml|reptile",
+    {"model", "hidden", KEY_INT, FIELD(hidden), 1, MAX_HIDDEN, 0, NULL, FOR_MLP,
+     "mlp: width of the two hidden layers (h^2 + 4h + 1 parameters)"},
+    {"model", "filters", KEY_INT, FIELD(filters), 1, 4096, 0, NULL, FOR_CONV4, "conv4: channels of every conv layer"},
+    {"meta", "algo", KEY_CHOICE, FIELD(algo), 0, 0, 0, "maml|fomaml|reptile", FOR_ALL,
      "maml (exact second order) | fomaml (first order) | reptile"},
-    {"meta", "inner_steps", KEY_INT, FIELD(inner_steps), 1, 10000, 0, NULL,
+    {"meta", "inner_steps", KEY_INT, FIELD(inner_steps), 1, 10000, 0, NULL, FOR_ALL,
      "inner-loop SGD steps per task in training"},
-    {"meta", "inner_lr", KEY_FLOAT, FIELD(inner_lr), 0, 1e6, 1, NULL, "inner-loop SGD step size (alpha)"},
-    {"meta", "eval_inner_steps", KEY_INT, FIELD(eval_inner_steps), 0, 100000, 0, NULL,
+    {"meta", "inner_lr", KEY_FLOAT, FIELD(inner_lr), 0, 1e6, LO_OPEN, NULL, FOR_ALL,
+     "inner-loop SGD step size (alpha)"},
+    {"meta", "eval_inner_steps", KEY_INT, FIELD(eval_inner_steps), 0, 100000, 0, NULL, FOR_ALL,
      "inner-loop steps when evaluating (metatrain eval)"},
-    {"meta", "meta_batch", KEY_INT, FIELD(meta_batch), 1, 1000000, 0, NULL,
+    {"meta", "meta_batch", KEY_INT, FIELD(meta_batch), 1, 1000000, 0, NULL, FOR_ALL,
      "tasks per meta-iteration, split over the ranks"},
-    {"optim", "lr", KEY_FLOAT, FIELD(lr), 0, 1e6, 1, NULL, "Adam learning rate of the meta-parameters"},
-    {"optim", "beta1", KEY_FLOAT, FIELD(beta1), 0, 0.999999, 0, NULL, "Adam first-moment decay"},
-    {"optim", "beta2", KEY_FLOAT, FIELD(beta2), 0, 0.999999999, 0, NULL, "Adam second-moment decay"},
-    {"optim", "eps", KEY_FLOAT, FIELD(eps), 0, 1, 1, NULL, "Adam denominator epsilon"},
-    {"checkpoint", "every", KEY_LONG, FIELD(ckpt_every), 0, 4294967295.0, 0, NULL,
-     "iterations between checkpoints (0: only the final one)"},
-    {"checkpoint", "keep", KEY_INT, FIELD(ckpt_keep), 1, 1000000, 0, NULL,
+    {"optim", "lr", KEY_FLOAT, FIELD(lr), 0, 1e6, LO_OPEN, NULL, FOR_ALL, "Adam learning rate of the meta-parameters"},
+    {"optim", "beta1", KEY_FLOAT, FIELD(beta1), 0, 1, HI_OPEN, NULL, FOR_ALL, "Adam first-moment decay"},
+    {"optim", "beta2", KEY_FLOAT, FIELD(beta2), 0, 1, HI_OPEN, NULL, FOR_ALL, "Adam second-moment decay"},
+    {"optim", "eps", KEY_FLOAT, FIELD(eps), 0, 1, LO_OPEN, NULL, FOR_ALL, "Adam denominator epsilon"},
+    {"checkpoint", "every", KEY_LONG, FIELD(ckpt_every), 0, 4294967295.0, 0, NULL, FOR_ALL,
+     "iterations between checkpoints (0: only the final one, always written)"},
+    {"checkpoint", "keep", KEY_INT, FIELD(ckpt_keep), 1, 1000000, 0, NULL, FOR_ALL,
      "checkpoints kept in run.dir; older ones are deleted"},
-    {"dist", "reduce", KEY_CHOICE, FIELD(reduce), 0, 0, 0, "exact|fast",
+    {"dist", "reduce", KEY_CHOICE, FIELD(reduce), 0, 0, 0, "exact|fast", FOR_ALL,
      "exact: fixed-point sum, same bits for any rank count | fast: float allreduce"},
 };
 
@@ -156,20 +178,55 @@ static int choice_ok(const char *choices, const char *value)
     return 0;
 }
 
+/* "[lo, hi]" with the key's open and closed ends. */
+static void range_text(const key_spec *k, char *out, size_t len)
+{
+    if (k->type == KEY_FLOAT)
+        snprintf(out, len, "%s%g, %g%s", k->flags & LO_OPEN ? "(" : "[", k->lo, k->hi, k->flags & HI_OPEN ? ")" : "]");
+    else snprintf(out, len, "[%.0f, %.0f]", k->lo, k->hi);
+}
+
+static int is_blank(int ch) { return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r' || ch == '\f' || ch == '\v'; }
+
+/* 1 iff s is an optional sign (only '+' when unsigned) followed by decimal digits only: strtoll
+ * and strtoull also skip leading blanks and strtoull wraps "-1" to 2^64 - 1. */
+static int integer_syntax(const char *s, int is_unsigned)
+{
+    if (*s == '+' || (*s == '-' && !is_unsigned)) s++;
+    if (*s == '\0') return 0;
+    for (; *s; s++)
+        if (*s < '0' || *s > '9') return 0;
+    return 1;
+}
+
 /* Stores value into the field of k. Returns 0, or -1 with a message (no origin) in err. */
 static int assign(mt_config *c, const key_spec *k, const char *value, char *err, size_t errlen)
 {
     char *field = (char *)c + k->offset;
-    char *end = NULL;
+    char *end = NULL, range[64];
     if (value[0] == '\0' && k->type != KEY_STRING) {
         set_err(err, errlen, "[%s] %s has no value", k->section, k->name);
         return -1;
     }
+    range_text(k, range, sizeof range);
     switch (k->type) {
     case KEY_STRING:
-    case KEY_CHOICE:
+    case KEY_CHOICE: {
         if (strlen(value) >= k->size) {
             set_err(err, errlen, "[%s] %s is longer than %zu characters", k->section, k->name, k->size - 1);
+            return -1;
+        }
+        int blank = 1;
+        for (const unsigned char *p = (const unsigned char *)value; *p; p++) {
+            if (*p < 0x20 || *p == 0x7f) { /* a newline would end the line in config.ini */
+                set_err(err, errlen, "[%s] %s: values cannot contain control characters (newline, tab, ...)",
+                        k->section, k->name);
+                return -1;
+            }
+            if (*p != ' ') blank = 0;
+        }
+        if (blank && (k->flags & NONBLANK)) {
+            set_err(err, errlen, "[%s] %s is empty (or only blanks): it needs a value", k->section, k->name);
             return -1;
         }
         if (strpbrk(value, ";#")) { /* INI comment characters: the value would not read back */
@@ -182,12 +239,13 @@ static int assign(mt_config *c, const key_spec *k, const char *value, char *err,
         }
         memcpy(field, value, strlen(value) + 1);
         return 0;
+    }
     case KEY_INT:
     case KEY_LONG:
     case KEY_U64: {
         errno = 0;
+        if (!integer_syntax(value, k->type == KEY_U64)) goto not_integer;
         if (k->type == KEY_U64) {
-            if (value[0] == '-') goto not_integer;
             unsigned long long u = strtoull(value, &end, 10);
             if (errno || *end) goto not_integer;
             *(uint64_t *)field = (uint64_t)u;
@@ -196,8 +254,7 @@ static int assign(mt_config *c, const key_spec *k, const char *value, char *err,
         long long v = strtoll(value, &end, 10);
         if (errno == ERANGE || *end || end == value) goto not_integer;
         if ((double)v < k->lo || (double)v > k->hi) {
-            set_err(err, errlen, "[%s] %s = %s is out of range [%.0f, %.0f]", k->section, k->name, value, k->lo,
-                    k->hi);
+            set_err(err, errlen, "[%s] %s = %s is out of range %s", k->section, k->name, value, range);
             return -1;
         }
         if (k->type == KEY_INT) *(int *)field = (int)v;
@@ -210,18 +267,36 @@ static int assign(mt_config *c, const key_spec *k, const char *value, char *err,
     case KEY_FLOAT: {
         errno = 0;
         double v = strtod(value, &end);
-        if (errno == ERANGE || *end || end == value || !isfinite(v)) {
+        if (errno == ERANGE && *end == '\0' && end != value && fabs(v) < 1.0) { /* below DBL_MIN */
+            if (!signbit(v)) goto tiny;
+            set_err(err, errlen, "[%s] %s = %s is out of range %s", k->section, k->name, value, range);
+            return -1;
+        }
+        if (errno == ERANGE || *end || end == value || !isfinite(v) || is_blank((unsigned char)value[0])) {
             set_err(err, errlen, "[%s] %s = %s is not a finite number", k->section, k->name, value);
             return -1;
         }
-        const float f = (float)v; /* what is stored must be in range too: 1e-50 rounds to 0 */
-        if ((k->lo_open ? v <= k->lo || f <= k->lo : v < k->lo) || v > k->hi || !isfinite(f)) {
-            set_err(err, errlen, "[%s] %s = %s is out of range %s%g, %g]", k->section, k->name, value,
-                    k->lo_open ? "(" : "[", k->lo, k->hi);
+        /* What is stored is a float: the range holds for it, not for the double. */
+        const float f = (float)v;
+        if (v > 0.0 && !isnormal(f)) goto tiny; /* subnormal, or rounded to 0 */
+        const int below = k->flags & LO_OPEN ? !(v > k->lo && f > k->lo) : !(v >= k->lo && f >= k->lo);
+        const int above = k->flags & HI_OPEN ? !(v < k->hi && f < k->hi) : !(v <= k->hi && f <= k->hi);
+        if (below || above || !isfinite(f)) {
+            if ((float)v != v && (below ? v >= k->lo : v <= k->hi) && isfinite(f))
+                set_err(err, errlen, "[%s] %s = %s is out of range %s in single precision (it is stored as %.9g)",
+                        k->section, k->name, value, range, (double)f);
+            else set_err(err, errlen, "[%s] %s = %s is out of range %s", k->section, k->name, value, range);
             return -1;
         }
-        *(float *)field = f;
+        if (f != 0.0f && !isnormal(f)) goto tiny; /* a negative subnormal, where lo allows one */
+        *(float *)field = f == 0.0f ? 0.0f : f; /* -0 is stored as 0 */
         return 0;
+    tiny:
+        set_err(err, errlen,
+                "[%s] %s = %s is below the smallest normal float (%.9g), so it cannot be used in single "
+                "precision; the range is %s",
+                k->section, k->name, value, (double)FLT_MIN, range);
+        return -1;
     }
     }
     return -1;
@@ -348,6 +423,15 @@ int mt_config_parse(mt_config *c, const char *text, const char *origin, char *er
     return status;
 }
 
+/* Drops leading and trailing blanks of s in place; returns the first non-blank character. */
+static char *trim(char *s)
+{
+    while (is_blank((unsigned char)*s)) s++;
+    size_t n = strlen(s);
+    while (n > 0 && is_blank((unsigned char)s[n - 1])) s[--n] = '\0';
+    return s;
+}
+
 int mt_config_set(mt_config *c, const char *assignment, char *err, size_t errlen)
 {
     char buf[MT_PATH_LEN + 128], msg[512];
@@ -360,12 +444,52 @@ int mt_config_set(mt_config *c, const char *assignment, char *err, size_t errlen
     memcpy(buf, assignment, strlen(assignment) + 1);
     buf[dot - assignment] = '\0';
     buf[eq - assignment] = '\0';
-    const char *section = buf, *name = buf + (dot - assignment) + 1, *value = buf + (eq - assignment) + 1;
+    /* Blanks around the section, key and value are dropped, as libinih drops them in a file:
+     * --set "run.seed= -1" is the file line "seed = -1" (rejected), never a wrapped 2^64 - 1. */
+    const char *section = trim(buf), *name = trim(buf + (dot - assignment) + 1),
+               *value = trim(buf + (eq - assignment) + 1);
     if (assign_named(c, section, name, value, msg, sizeof msg) != 0) {
         set_err(err, errlen, "--set %s: %s", assignment, msg);
         return -1;
     }
     return 0;
+}
+
+/* 1 iff key k is used by the configuration c (its family and model). */
+static int applies(const mt_config *c, const key_spec *k)
+{
+    switch (k->scope) {
+    case FOR_ALL: return 1;
+    case FOR_FEWSHOT: return strcmp(c->family, "fewshot") == 0;
+    case FOR_MLP: return strcmp(c->arch, "mlp") == 0;
+    case FOR_CONV4: return strcmp(c->arch, "conv4") == 0;
+    }
+    return 1;
+}
+
+/* Why k does not apply to c: "[task] family = sinusoid (it is for fewshot only)". */
+static void scope_text(const mt_config *c, const key_spec *k, char *out, size_t len)
+{
+    if (k->scope == FOR_FEWSHOT) snprintf(out, len, "[task] family = %s (it is for fewshot only)", c->family);
+    else snprintf(out, len, "[model] arch = %s (it is for %s only)", c->arch, k->scope == FOR_MLP ? "mlp" : "conv4");
+}
+
+static void format_value(const mt_config *c, const key_spec *k, char *out, size_t len);
+
+/* Parameters of the MLP 1 -> h -> h -> 1: fc1 h + h, fc2 h*h + h, head h + 1. */
+static uint64_t mlp_params(int hidden)
+{
+    const uint64_t h = (uint64_t)hidden;
+    return h * h + 4 * h + 1;
+}
+
+/* The fewest parameters Conv4 can have with these filters and ways: one input channel, and
+ * images that pool down to 1x1 (the dataset's shape adds to the first conv and the head;
+ * mt_config_check_size checks the real count). */
+static uint64_t conv4_min_params(int filters, int ways)
+{
+    const uint64_t f = (uint64_t)filters, w = (uint64_t)ways;
+    return (9 * f + f) + 3 * (9 * f * f + f) + 4 * (2 * f) + (f * w + w);
 }
 
 int mt_config_check(const mt_config *c, char *err, size_t errlen)
@@ -383,9 +507,141 @@ int mt_config_check(const mt_config *c, char *err, size_t errlen)
         set_err(err, errlen, "[task] family = fewshot needs [task] dataset (an HDF5 file from `metatrain data import`)");
         return -1;
     }
-    if (c->ckpt_every > c->iterations) {
-        set_err(err, errlen, "[checkpoint] every = %ld is more than [run] iterations = %ld", c->ckpt_every,
-                c->iterations);
+    /* The parser refuses these; a config built in code must not reach the file system with them. */
+    if (c->run_dir[0] == '\0' || strspn(c->run_dir, " ") == strlen(c->run_dir) || strpbrk(c->run_dir, "\n\r")) {
+        set_err(err, errlen, "[run] dir is empty, blank or holds a line break: it must name a directory");
+        return -1;
+    }
+    /* A key the family or model does not use must keep its default: a different value would be
+     * silently ignored. (At its default it changes nothing: files that list every key, such as
+     * a run's resolved config.ini or configs/sinusoid_maml.ini, stay valid.) */
+    mt_config d;
+    mt_config_defaults(&d);
+    for (int i = 0; i < N_KEYS; i++) {
+        if (applies(c, &keys[i])) continue;
+        char value[MT_PATH_LEN], def[MT_PATH_LEN], why[128];
+        format_value(c, &keys[i], value, sizeof value);
+        format_value(&d, &keys[i], def, sizeof def);
+        if (strcmp(value, def) == 0) continue;
+        scope_text(c, &keys[i], why, sizeof why);
+        set_err(err, errlen, "[%s] %s = %s does not apply to %s; remove it", keys[i].section, keys[i].name, value,
+                why);
+        return -1;
+    }
+    const uint64_t P = fewshot ? conv4_min_params(c->filters, c->ways) : mlp_params(c->hidden);
+    if (P > MT_CONFIG_MAX_PARAMS) {
+        char what[96];
+        if (fewshot) snprintf(what, sizeof what, "[model] filters = %d with [task] ways = %d", c->filters, c->ways);
+        else snprintf(what, sizeof what, "[model] hidden = %d", c->hidden);
+        set_err(err, errlen, "%s: the model would have %s%llu parameters, more than %llu (the most one MPI call moves)",
+                what, fewshot ? "at least " : "", (unsigned long long)P, (unsigned long long)MT_CONFIG_MAX_PARAMS);
+        return -1;
+    }
+    /* checkpoint.every > run.iterations is fine: the last iteration always writes one. */
+    return 0;
+}
+
+int mt_config_check_set(const mt_config *c, const char *assignment, char *err, size_t errlen)
+{
+    char section[32], name[32];
+    const char *dot = strchr(assignment, '.'), *eq = strchr(assignment, '=');
+    if (!dot || !eq || dot > eq) return 0; /* mt_config_set reported it */
+    size_t ls = (size_t)(dot - assignment), ln = (size_t)(eq - dot - 1);
+    if (ls >= sizeof section || ln >= sizeof name) return 0; /* not a key of the table */
+    memcpy(section, assignment, ls);
+    section[ls] = '\0';
+    memcpy(name, dot + 1, ln);
+    name[ln] = '\0';
+    int section_known;
+    const key_spec *k = find_key(trim(section), trim(name), &section_known);
+    if (!k || applies(c, k)) return 0;
+    char why[128];
+    scope_text(c, k, why, sizeof why);
+    set_err(err, errlen, "--set %s: [%s] %s does not apply to %s", assignment, k->section, k->name, why);
+    return -1;
+}
+
+/* Keys a user changes on purpose when resuming: the length of the run, its logging and
+ * checkpointing, and where it lives. Any other change alters what the run computes. */
+static const char *const resume_changeable[] = {"run.dir", "run.iterations", "run.log_every", "checkpoint.every",
+                                                "checkpoint.keep"};
+
+int mt_config_resume_may_change(const char *key)
+{
+    for (size_t i = 0; i < sizeof resume_changeable / sizeof resume_changeable[0]; i++)
+        if (strcmp(key, resume_changeable[i]) == 0) return 1;
+    return 0;
+}
+
+/* Lists "section.key: old -> new" for the keys that differ (only those a resumed run may not
+ * change when locked_only) and returns their number. */
+static int diff_keys(const mt_config *old, const mt_config *new, int locked_only, char *out, size_t outlen)
+{
+    int n = 0;
+    size_t used = 0;
+    if (out && outlen) out[0] = '\0';
+    for (int i = 0; i < N_KEYS; i++) {
+        const key_spec *k = &keys[i];
+        if (!applies(old, k) && !applies(new, k)) continue; /* used by neither run */
+        char key[64], a[MT_PATH_LEN], b[MT_PATH_LEN];
+        snprintf(key, sizeof key, "%s.%s", k->section, k->name);
+        if (locked_only && mt_config_resume_may_change(key)) continue;
+        format_value(old, k, a, sizeof a);
+        format_value(new, k, b, sizeof b);
+        if (strcmp(a, b) == 0) continue;
+        n++;
+        if (!out || used + 1 >= outlen) continue;
+        int w = snprintf(out + used, outlen - used, "%s%s: %s -> %s", n > 1 ? "; " : "", key, a[0] ? a : "\"\"",
+                         b[0] ? b : "\"\"");
+        if (w < 0 || (size_t)w >= outlen - used) { /* truncated: end with "..." if there is room */
+            used = outlen - 1;
+            if (outlen >= 4) memcpy(out + outlen - 4, "...", 4);
+        } else used += (size_t)w;
+    }
+    return n;
+}
+
+int mt_config_diff(const mt_config *old, const mt_config *new, char *out, size_t outlen)
+{
+    return diff_keys(old, new, 0, out, outlen);
+}
+
+int mt_config_resume_diff(const mt_config *old, const mt_config *new, char *out, size_t outlen)
+{
+    return diff_keys(old, new, 1, out, outlen);
+}
+
+size_t mt_config_slab_bytes(size_t P, int meta_batch, int world_size)
+{
+    if (meta_batch < 1 || world_size < 1) return SIZE_MAX;
+    const size_t N = (size_t)world_size;
+    const size_t rows = 1 + ((size_t)meta_batch + N - 1) / N; /* θ + this rank's task gradients */
+    const size_t shard = P / N + (P % N != 0);                /* the largest shard of P */
+    if (P != 0 && rows > SIZE_MAX / P) return SIZE_MAX;
+    const size_t floats = rows * P;
+    if (shard > (SIZE_MAX - floats) / 3) return SIZE_MAX;
+    const size_t total = floats + 3 * shard;
+    if (total > SIZE_MAX / sizeof(float)) return SIZE_MAX;
+    return total * sizeof(float);
+}
+
+int mt_config_check_size(const mt_config *c, size_t n_params, int world_size, size_t mem_bytes, char *err,
+                         size_t errlen)
+{
+    if (n_params > MT_CONFIG_MAX_PARAMS) {
+        set_err(err, errlen, "the %s model has %zu parameters, more than %llu (the most one MPI call moves); use a "
+                             "smaller %s",
+                c->arch, n_params, (unsigned long long)MT_CONFIG_MAX_PARAMS,
+                strcmp(c->arch, "mlp") == 0 ? "[model] hidden" : "[model] filters or images");
+        return -1;
+    }
+    const size_t need = mt_config_slab_bytes(n_params, c->meta_batch, world_size);
+    if (mem_bytes > 0 && need > mem_bytes) {
+        set_err(err, errlen, "[meta] meta_batch = %d over %d rank%s needs %.3g GiB per rank for %zu parameters' "
+                             "gradients, more than the %.3g GiB of memory available; lower meta_batch or use more "
+                             "ranks",
+                c->meta_batch, world_size, world_size == 1 ? "" : "s",
+                need == SIZE_MAX ? INFINITY : (double)need / 1073741824.0, n_params, (double)mem_bytes / 1073741824.0);
         return -1;
     }
     return 0;

@@ -11,6 +11,7 @@
 #ifndef MT_CONFIG_H
 #define MT_CONFIG_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -51,14 +52,64 @@ void mt_config_defaults(mt_config *c);
  * with a message in err (the first problem found, with its line). */
 int mt_config_parse(mt_config *c, const char *text, const char *origin, char *err, size_t errlen);
 
-/* Applies one "section.key=value" override. Returns 0, or -1 with a message in err. */
+/* Applies one "section.key=value" override; blanks around section, key and value are
+ * dropped as in a file ("run.seed= -1" is the value "-1", rejected). Returns 0, or -1 with a
+ * message in err. */
 int mt_config_set(mt_config *c, const char *assignment, char *err, size_t errlen);
 
-/* Checks combinations of keys that are valid one by one. Returns 0, or -1 with err. */
+/* Checks combinations of keys that are valid one by one: family and model agree, run.dir
+ * names a directory, a key the family or model does not use (model.filters with arch = mlp,
+ * task.ways with family = sinusoid, ...) holds its default value — at its default it changes
+ * nothing, so files listing every key (a run's resolved config.ini, the config text of older
+ * checkpoints, configs/sinusoid_maml.ini) stay valid — and the model's parameter count fits
+ * MT_CONFIG_MAX_PARAMS (Conv4: a lower bound; the dataset's shape adds to it, see
+ * mt_config_check_size). checkpoint.every may exceed run.iterations (the last iteration
+ * always checkpoints). Returns 0, or -1 with err. */
 int mt_config_check(const mt_config *c, char *err, size_t errlen);
 
-/* The resolved configuration as INI text, every key present; parsing it back gives the
- * same mt_config. Returns a malloc'd string the caller frees. */
+/* For an assignment that mt_config_set applied: -1 with "--set KEY=...: ... does not apply
+ * to ..." in err if the key is not used by c's final family and model (an explicit --set is
+ * an error even at the default value), else 0. Call it for each --set after all are applied. */
+int mt_config_check_set(const mt_config *c, const char *assignment, char *err, size_t errlen);
+
+/* The most parameters a model may have: P floats go through one MPI call (int count). */
+#define MT_CONFIG_MAX_PARAMS 2147483647ULL
+
+/* Bytes of the slab train.c allocates per rank: θ plus this rank's tasks' gradients, then the
+ * shard's mean gradient and Adam moments, (1 + ceil(B/N))·P + 3·ceil(P/N) floats, for P
+ * parameters, B = meta_batch and N = world_size ranks. SIZE_MAX if that overflows size_t or
+ * meta_batch or world_size is below 1. The reduction's scratch (P int64 or floats), the
+ * dataset and the activations come on top. */
+size_t mt_config_slab_bytes(size_t P, int meta_batch, int world_size);
+
+/* Checks the model that c builds, once its parameter count n_params is known (Conv4: after
+ * reading the dataset's image shape, before loading the images): n_params at most
+ * MT_CONFIG_MAX_PARAMS, and mt_config_slab_bytes(n_params, c->meta_batch, world_size) at
+ * most mem_bytes (0: no memory check). Returns 0, or -1 with a message that names the key to
+ * change (the caller exits 2). */
+int mt_config_check_size(const mt_config *c, size_t n_params, int world_size, size_t mem_bytes, char *err,
+                         size_t errlen);
+
+/* ---- comparing configurations (resuming a run) ---- */
+
+/* Compares every key that applies to old's or new's family and model; writes the ones that
+ * differ into out as "section.key: old -> new", separated by "; " (an empty string shows as
+ * "", a list longer than outlen ends in "..."; out may be NULL with outlen 0). Returns the
+ * number of keys that differ (0: the same configuration). */
+int mt_config_diff(const mt_config *old, const mt_config *new, char *out, size_t outlen);
+
+/* 1 iff a resumed run may change the key ("section.key") on purpose: run.dir, run.iterations,
+ * run.log_every, checkpoint.every, checkpoint.keep. Any other change alters what the run
+ * computes. */
+int mt_config_resume_may_change(const char *key);
+
+/* mt_config_diff restricted to the keys mt_config_resume_may_change refuses: a resumed run
+ * stops (exit 2) with this list unless --resume-force. Returns their number. */
+int mt_config_resume_diff(const mt_config *old, const mt_config *new, char *out, size_t outlen);
+
+/* The resolved configuration as INI text, every key present (keys the family or model does
+ * not use at their defaults, as mt_config_check demands); parsing it back gives the same
+ * configuration (mt_config_diff 0, identical text). Returns a malloc'd string the caller frees. */
 char *mt_config_format(const mt_config *c);
 
 /* Prints every section and key with its default and documentation (for --help). */

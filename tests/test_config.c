@@ -9,6 +9,8 @@
  * Not tested here: reading files and broadcasting them (tests/cli/cli_errors.sh does that
  * through the real binary).
  */
+#include <float.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -202,6 +204,10 @@ static void test_shipped_config(const char *path)
     /* Parsed onto a poisoned config, equality also shows that the file sets every key. */
     tu_expect(same_text(&c, &d), "configs/sinusoid_maml.ini sets every key to its built-in default");
     tu_expect(same_fields(&c, &d), "configs/sinusoid_maml.ini equals the defaults field by field");
+    err[0] = '\0';
+    rc = mt_config_check(&c, err, sizeof err);
+    if (rc != 0) printf("     error: %s\n", err);
+    tu_expect(rc == 0, "configs/sinusoid_maml.ini (which lists the fewshot keys at their defaults) checks");
 }
 
 static void test_parse_errors(void)
@@ -232,8 +238,6 @@ static void test_parse_errors(void)
     snprintf(huge_comment + 5000, sizeof huge_comment - 5000, "\n[run]\nseed = 2\nbogus = 3\n");
     expect_parse_error1("unknown key after a 5000-char comment line", huge_comment, 4, "unknown key");
     /* A float that rounds to 0 (or overflows) in float32 is out of range, not stored as 0. */
-    expect_parse_error1("eps 1e-50 rounds to 0 in float32", "[optim]\neps = 1e-50\n", 2, "out of range");
-    expect_parse_error1("lr 1e-46 rounds to 0 in float32", "[optim]\nlr = 1e-46\n", 2, "out of range");
     expect_parse_error1("key outside a section", "seed = 1\n[run]\niterations = 5\n", 1, "outside any [section]");
 
     expect_parse_error1("int 'abc'", "[model]\nhidden = abc\n", 2, "not a whole number");
@@ -341,12 +345,296 @@ static void test_check(void)
     c.iterations = 100;
     c.ckpt_every = 100;
     tu_expect(mt_config_check(&c, err, sizeof err) == 0, "mt_config_check accepts checkpoint.every == iterations");
+    /* Issue 7, defect 8: the last iteration always checkpoints, so a larger every is only
+     * "no periodic checkpoint" (a resumed run may have lowered iterations on purpose). */
     c.ckpt_every = 101;
     err[0] = '\0';
     int rc = mt_config_check(&c, err, sizeof err);
+    if (rc != 0) printf("     message: %s\n", err);
+    tu_expect(rc == 0, "mt_config_check accepts checkpoint.every > run.iterations");
+}
+
+/* mt_config_set that must succeed; prints the error otherwise. */
+static int set_ok(mt_config *c, const char *assignment)
+{
+    char err[1024] = "";
+    if (mt_config_set(c, assignment, err, sizeof err) == 0) return 1;
+    printf("     --set %s: %s\n", assignment, err);
+    return 0;
+}
+
+/* Issue 7, defect 4: ranges hold for the float that is stored, not the double that was
+ * parsed. For every float key and a list of values near its limits, either the value is
+ * rejected or the stored float is inside the key's range. */
+static void test_stored_float_ranges(void)
+{
+    static const char *const near_limits[] = {
+        "0.99999994", "0.99999997", "0.99999999", "0.999999999", "1", "1.00000001", "1e-30", "1e-37",
+        "1.1754942e-38", "1.1754944e-38", "1e-39", "1e-40", "1e-45", "1.4e-45", "7e-46", "1e-50", "0",
+        "-0", "-1e-50", "1e6", "1000000.01", "1000000.1",
+    };
+    static const char *const float_keys[] = {"meta.inner_lr", "optim.lr", "optim.beta1", "optim.beta2", "optim.eps"};
+    int all_in_range = 1;
+    for (size_t k = 0; k < sizeof float_keys / sizeof float_keys[0]; k++) {
+        for (size_t v = 0; v < sizeof near_limits / sizeof near_limits[0]; v++) {
+            mt_config c;
+            char assignment[128], err[1024] = "";
+            mt_config_defaults(&c);
+            snprintf(assignment, sizeof assignment, "%s=%s", float_keys[k], near_limits[v]);
+            if (mt_config_set(&c, assignment, err, sizeof err) != 0) continue;
+            const char *name = strchr(float_keys[k], '.') + 1;
+            float f = strcmp(name, "inner_lr") == 0 ? c.inner_lr
+                    : strcmp(name, "lr") == 0       ? c.lr
+                    : strcmp(name, "beta1") == 0    ? c.beta1
+                    : strcmp(name, "beta2") == 0    ? c.beta2
+                                                    : c.eps;
+            int ok;
+            if (name[0] == 'b') ok = f == 0.0f || (isnormal(f) && f > 0.0f && f < 1.0f); /* Adam: beta in [0, 1) */
+            else if (strcmp(name, "eps") == 0) ok = isnormal(f) && f > 0.0f && f <= 1.0f;
+            else ok = isnormal(f) && f > 0.0f && f <= 1e6f;
+            if (!ok) {
+                printf("     --set %s was accepted and stored %.9g\n", assignment, (double)f);
+                all_in_range = 0;
+            }
+        }
+    }
+    tu_expect(all_in_range, "every accepted float value is stored in range (beta < 1, others normal and > 0)");
+
+    expect_parse_error1("beta2 = 0.99999999 rounds to 1.0f", "[optim]\nbeta2 = 0.99999999\n", 2, "beta2");
+    expect_parse_error1("beta1 = 0.999999999 rounds to 1.0f", "[optim]\nbeta1 = 0.999999999\n", 2, "beta1");
+    mt_config c;
+    mt_config_defaults(&c);
+    tu_expect(set_ok(&c, "optim.beta2=0.99999994") && c.beta2 == nextafterf(1.0f, 0.0f),
+              "beta2 = 0.99999994 (the largest float below 1) is accepted and stored exactly");
+    tu_expect(set_ok(&c, "optim.beta1=0") && c.beta1 == 0.0f, "beta1 = 0 is accepted");
+}
+
+/* Issue 7, defect 18: a value below the smallest normal float says so, for every float key,
+ * and subnormal values are rejected the same way. */
+static void test_tiny_floats(void)
+{
+    const char *const tiny_inner_lr[] = {"below the smallest normal float", "1.17549435e-38", "inner_lr", NULL};
+    expect_parse_error("inner_lr = 1e-50", "[meta]\ninner_lr = 1e-50\n", 2, tiny_inner_lr);
+    expect_parse_error1("eps = 1e-50", "[optim]\neps = 1e-50\n", 2, "below the smallest normal float");
+    expect_parse_error1("lr = 1e-46", "[optim]\nlr = 1e-46\n", 2, "below the smallest normal float");
+    expect_parse_error1("eps = 1e-40 (subnormal)", "[optim]\neps = 1e-40\n", 2, "below the smallest normal float");
+    expect_parse_error1("beta1 = 1e-40 (subnormal)", "[optim]\nbeta1 = 1e-40\n", 2,
+                        "below the smallest normal float");
+    expect_parse_error1("beta2 = 1e-50 (not zero, stored as 0)", "[optim]\nbeta2 = 1e-50\n", 2,
+                        "below the smallest normal float");
+    expect_set_error("inner_lr subnormal", "meta.inner_lr=1e-39", "below the smallest normal float");
+    mt_config c;
+    mt_config_defaults(&c);
+    tu_expect(set_ok(&c, "optim.eps=1.17549435e-38") && c.eps == FLT_MIN,
+              "eps = 1.17549435e-38 (the smallest normal float) is accepted");
+}
+
+/* Issue 7, defect 8: run.dir must name a directory; --set values are trimmed like file
+ * values, and a '-' after blanks never wraps an unsigned key. */
+static void test_run_dir_and_blanks(void)
+{
+    expect_parse_error1("empty run.dir", "[run]\ndir =\n", 2, "dir");
+    expect_parse_error1("run.dir of blanks", "[run]\ndir =    \t \n", 2, "dir");
+    expect_set_error("empty run.dir", "run.dir=", "dir");
+    expect_set_error("run.dir of blanks", "run.dir=   ", "dir");
+    expect_set_error("run.dir with a newline", "run.dir=/tmp/a\nb", "dir");
+    expect_set_error("run.dir with a carriage return", "run.dir=/tmp/a\rb", "dir");
+    expect_set_error("empty train_split", "task.train_split=", "train_split");
+
+    expect_set_error("seed ' -1' must not wrap", "run.seed= -1", "not a whole number");
+    expect_set_error("seed '\\t-1' must not wrap", "run.seed=\t-1", "not a whole number");
+    expect_set_error("seed '\\n-5'", "run.seed=\n-5", "not a whole number");
+    expect_set_error("seed '+-1'", "run.seed=+-1", "not a whole number");
+    expect_set_error("seed '1 2'", "run.seed=1 2", "not a whole number");
+    expect_set_error("seed ' '", "run.seed= ", "no value");
+    /* Every integer key: " -1" is rejected, never stored as a wrapped or negative value. */
+    static const char *const int_keys[] = {"run.seed", "run.iterations", "run.log_every", "task.shots",
+                                           "task.query", "task.ways", "task.rotations", "model.hidden",
+                                           "model.filters", "meta.inner_steps", "meta.eval_inner_steps",
+                                           "meta.meta_batch", "checkpoint.every", "checkpoint.keep"};
+    int all_rejected = 1, all_trimmed = 1;
+    for (size_t i = 0; i < sizeof int_keys / sizeof int_keys[0]; i++) {
+        mt_config c, d;
+        char assignment[128], err[1024];
+        mt_config_defaults(&c);
+        snprintf(assignment, sizeof assignment, "%s= -1", int_keys[i]);
+        if (mt_config_set(&c, assignment, err, sizeof err) == 0) {
+            printf("     --set \"%s\" was accepted\n", assignment);
+            all_rejected = 0;
+        }
+        /* " 1 " with blanks sets the same as "1" (task.ways starts at 2). */
+        const char *one = strcmp(int_keys[i], "task.ways") == 0 ? "2" : "1";
+        mt_config_defaults(&c);
+        mt_config_defaults(&d);
+        snprintf(assignment, sizeof assignment, "%s= \t%s ", int_keys[i], one);
+        int rc_c = mt_config_set(&c, assignment, err, sizeof err);
+        if (rc_c != 0) printf("     --set \"%s\": %s\n", assignment, err);
+        snprintf(assignment, sizeof assignment, "%s=%s", int_keys[i], one);
+        int rc_d = mt_config_set(&d, assignment, err, sizeof err);
+        if (rc_c != 0 || rc_d != 0 || !same_text(&c, &d)) all_trimmed = 0;
+    }
+    tu_expect(all_rejected, "--set KEY= -1 is rejected for every integer key");
+    tu_expect(all_trimmed, "--set KEY= 1 (with blanks) sets what --set KEY=1 sets, for every integer key");
+
+    mt_config c;
+    mt_config_defaults(&c);
+    tu_expect(set_ok(&c, "run.seed= 18446744073709551615 ") && c.seed == UINT64_MAX,
+              "--set run.seed= 18446744073709551615 (blanks around) is the full 64-bit value");
+    tu_expect(set_ok(&c, " optim.lr = 0.5 ") && c.lr == 0.5f, "--set ' optim.lr = 0.5 ' reads like a file line");
+    tu_expect(set_ok(&c, "run.dir= /tmp/x y ") && strcmp(c.run_dir, "/tmp/x y") == 0,
+              "--set run.dir is trimmed at both ends like a file value, inner blanks kept");
+    mt_config_defaults(&c);
+    c.run_dir[0] = '\0';
+    char err[1024] = "";
+    tu_expect(mt_config_check(&c, err, sizeof err) == -1 && strstr(err, "dir"),
+              "mt_config_check rejects an empty run.dir set in code");
+}
+
+/* Issue 7, defect 8: keys that do not apply to the chosen family or model. */
+static void test_inapplicable_keys(void)
+{
+    static const struct {
+        const char *text, *want;
+    } bad[] = {
+        {"[model]\nfilters = 32\n", "filters"},
+        {"[task]\nways = 20\n", "ways"},
+        {"[task]\ndataset = data/x.h5\n", "dataset"},
+        {"[task]\nrotations = 1\n", "rotations"},
+        {"[task]\ntrain_split = background\n", "train_split"},
+        {"[task]\ntest_split = evaluation\n", "test_split"},
+        {"[task]\nfamily = fewshot\ndataset = d.h5\n[model]\narch = conv4\nhidden = 100\n", "hidden"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        mt_config c;
+        char err[1024] = "", label[256];
+        mt_config_defaults(&c);
+        int rc = mt_config_parse(&c, bad[i].text, "x.ini", err, sizeof err);
+        if (rc == 0) rc = mt_config_check(&c, err, sizeof err);
+        printf("     message: %s\n", err);
+        snprintf(label, sizeof label, "inapplicable key rejected, naming '%s' and why", bad[i].want);
+        tu_expect(rc == -1 && strstr(err, bad[i].want) && strstr(err, "does not apply"), label);
+    }
+    /* A file that lists every key at its default (the shipped sinusoid config, the resolved
+     * config.ini of a run, the config text in old checkpoints) still parses and checks. */
+    mt_config d, f;
+    mt_config_defaults(&d);
+    char *text = mt_config_format(&d);
+    mt_config_defaults(&f);
+    char err[1024] = "";
+    tu_expect(mt_config_parse(&f, text, "resolved", err, sizeof err) == 0 && mt_config_check(&f, err, sizeof err) == 0,
+              "a resolved text with every key (inapplicable ones at their defaults) parses and checks");
+    free(text);
+    mt_config_defaults(&f);
+    const char *fewshot_all =
+        "[task]\nfamily = fewshot\ndataset = d.h5\nways = 20\nrotations = 1\n[model]\narch = conv4\nhidden = 40\n"
+        "filters = 32\n";
+    tu_expect(mt_config_parse(&f, fewshot_all, "x.ini", err, sizeof err) == 0 && mt_config_check(&f, err, sizeof err) == 0,
+              "fewshot with model.hidden at its default value (a full listing) checks");
+}
+
+/* Issue 7, defect 16: the parameter count must fit one MPI call (2^31 - 1) and memory. */
+static void test_model_size(void)
+{
+    expect_set_error("hidden = 65536 (h^2 + 4h + 1 > 2^31 - 1 parameters)", "model.hidden=65536", "out of range");
+    expect_set_error("hidden = 46341", "model.hidden=46341", "out of range");
+    mt_config c;
+    mt_config_defaults(&c);
+    char err[1024] = "";
+    tu_expect(set_ok(&c, "model.hidden=16384") && mt_config_check(&c, err, sizeof err) == 0,
+              "hidden = 16384 is accepted (268,500,993 parameters)");
+    mt_config_defaults(&c);
+    c.hidden = 65536; /* set in code, past the parser */
+    int rc = mt_config_check(&c, err, sizeof err);
     printf("     message: %s\n", err);
-    tu_expect(rc == -1, "mt_config_check rejects checkpoint.every > run.iterations");
-    tu_expect(strstr(err, "every") && strstr(err, "iterations"), "the message names both keys");
+    tu_expect(rc == -1 && strstr(err, "parameters"), "mt_config_check rejects hidden = 65536 by its parameter count");
+}
+
+/* Issue 7, defect 8: a --set of a key the final family or model does not use is an error,
+ * even at the key's default value. */
+static void test_check_set(void)
+{
+    mt_config c;
+    char err[1024] = "";
+    mt_config_defaults(&c);
+    int rc = mt_config_check_set(&c, "model.filters=64", err, sizeof err);
+    printf("     message: %s\n", err);
+    tu_expect(rc == -1 && strstr(err, "--set model.filters=64") && strstr(err, "does not apply") && strstr(err, "mlp"),
+              "--set model.filters=64 with arch = mlp is an error naming the key and the arch");
+    tu_expect(mt_config_check_set(&c, " task.ways = 5", err, sizeof err) == -1,
+              "--set ' task.ways = 5' with family = sinusoid is an error");
+    tu_expect(mt_config_check_set(&c, "model.hidden=40", err, sizeof err) == 0 &&
+                  mt_config_check_set(&c, "optim.lr=0.1", err, sizeof err) == 0,
+              "--set of keys that apply passes");
+    tu_expect(set_ok(&c, "task.family=fewshot") && set_ok(&c, "model.arch=conv4") &&
+                  mt_config_check_set(&c, "task.ways=5", err, sizeof err) == 0 &&
+                  mt_config_check_set(&c, "model.hidden=40", err, sizeof err) == -1,
+              "applicability follows the final family and model");
+}
+
+/* Issue 7, defect 8: what a resumed run compares. */
+static void test_diff(void)
+{
+    mt_config a, b;
+    char out[512];
+    mt_config_defaults(&a);
+    mt_config_defaults(&b);
+    tu_expect(mt_config_diff(&a, &b, out, sizeof out) == 0 && out[0] == '\0', "mt_config_diff of equal configs is 0");
+    tu_expect(set_ok(&b, "optim.lr=0.002") && set_ok(&b, "run.iterations=30000") && set_ok(&b, "run.seed=7"),
+              "three keys changed");
+    int n = mt_config_diff(&a, &b, out, sizeof out);
+    printf("     diff: %s\n", out);
+    tu_expect(n == 3, "mt_config_diff counts the three keys");
+    tu_expect(strstr(out, "optim.lr: 0.00100000005 -> 0.00200000009") && strstr(out, "run.iterations: 20000 -> 30000") &&
+                  strstr(out, "run.seed: 1 -> 7"),
+              "mt_config_diff lists each as 'key: old -> new'");
+    n = mt_config_resume_diff(&a, &b, out, sizeof out);
+    printf("     resume diff: %s\n", out);
+    tu_expect(n == 2 && !strstr(out, "iterations") && strstr(out, "optim.lr") && strstr(out, "run.seed"),
+              "mt_config_resume_diff leaves out run.iterations, a change made on purpose");
+    tu_expect(mt_config_diff(&a, &b, NULL, 0) == 3, "mt_config_diff counts with no output buffer");
+    char small[24];
+    tu_expect(mt_config_diff(&a, &b, small, sizeof small) == 3 && strlen(small) < sizeof small,
+              "a short buffer is truncated but the count is whole");
+    static const char *const changeable[] = {"run.dir", "run.iterations", "run.log_every", "checkpoint.every",
+                                             "checkpoint.keep"};
+    static const char *const locked[] = {"run.seed", "optim.lr", "meta.meta_batch", "model.hidden", "dist.reduce",
+                                         "task.family", "meta.algo", "optim.beta2", "run"};
+    int ok = 1;
+    for (size_t i = 0; i < sizeof changeable / sizeof changeable[0]; i++) ok &= mt_config_resume_may_change(changeable[i]);
+    for (size_t i = 0; i < sizeof locked / sizeof locked[0]; i++) ok &= !mt_config_resume_may_change(locked[i]);
+    tu_expect(ok, "mt_config_resume_may_change: run.dir/iterations/log_every, checkpoint.every/keep only");
+    /* Keys neither config uses do not count: an old text with model.filters = 32 under mlp. */
+    mt_config_defaults(&b);
+    b.filters = 32;
+    tu_expect(mt_config_diff(&a, &b, out, sizeof out) == 0, "a key neither config uses is not compared");
+    tu_expect(set_ok(&b, "task.family=fewshot") && set_ok(&b, "model.arch=conv4") &&
+                  mt_config_diff(&a, &b, out, sizeof out) == 3 && strstr(out, "model.filters: 64 -> 32"),
+              "family and arch changed: they count, and so does filters, which the new config uses");
+    printf("     diff: %s\n", out);
+}
+
+/* Issue 7, defect 8 and 16: the gradient slab per rank, and the size check train.c makes. */
+static void test_slab_bytes(void)
+{
+    /* (1 + ceil(25/2))·1761 + 3·ceil(1761/2) = 14·1761 + 3·881 = 27297 floats. */
+    tu_expect(mt_config_slab_bytes(1761, 25, 2) == 27297 * sizeof(float), "slab of the default MLP on 2 ranks");
+    tu_expect(mt_config_slab_bytes(10, 1, 1) == (2 * 10 + 30) * sizeof(float), "slab of 10 parameters, 1 task, 1 rank");
+    tu_expect(mt_config_slab_bytes(SIZE_MAX / 8, 1000000, 1) == SIZE_MAX, "an overflowing slab is SIZE_MAX");
+    tu_expect(mt_config_slab_bytes(SIZE_MAX / 2, 1, 1) == SIZE_MAX, "2·P overflowing is SIZE_MAX");
+    tu_expect(mt_config_slab_bytes(100, 0, 1) == SIZE_MAX && mt_config_slab_bytes(100, 4, 0) == SIZE_MAX,
+              "meta_batch or world size below 1 is SIZE_MAX");
+    mt_config c;
+    char err[1024] = "";
+    mt_config_defaults(&c);
+    tu_expect(mt_config_check_size(&c, 1761, 1, (size_t)1 << 30, err, sizeof err) == 0, "the default MLP fits 1 GiB");
+    c.meta_batch = 1000000;
+    int rc = mt_config_check_size(&c, 268500993, 4, (size_t)64 << 30, err, sizeof err);
+    printf("     message: %s\n", err);
+    tu_expect(rc == -1 && strstr(err, "meta_batch"), "meta_batch 1e6 of a 268M-parameter MLP on 4 ranks: too large");
+    tu_expect(mt_config_check_size(&c, 268500993, 4, 0, err, sizeof err) == 0, "mem_bytes 0: no memory check");
+    rc = mt_config_check_size(&c, (size_t)MT_CONFIG_MAX_PARAMS + 1, 4, 0, err, sizeof err);
+    printf("     message: %s\n", err);
+    tu_expect(rc == -1 && strstr(err, "parameters"), "2^31 parameters are refused");
 }
 
 int main(int argc, char **argv)
@@ -362,5 +650,13 @@ int main(int argc, char **argv)
     test_long_lines();
     test_set_errors();
     test_check();
+    test_stored_float_ranges();
+    test_tiny_floats();
+    test_run_dir_and_blanks();
+    test_inapplicable_keys();
+    test_model_size();
+    test_check_set();
+    test_diff();
+    test_slab_bytes();
     return tu_finish();
 }

@@ -49,15 +49,26 @@ run "$BIN" train "$TMP/no_such.ini" "${COMMON[@]}"
 expect_usage_error "missing config file" "cannot read config file" "$TMP/no_such.ini"
 
 run "$BIN" train "$TMP" "${COMMON[@]}"
-expect_usage_error "a directory as config file" "cannot read config file"
+expect_usage_error "a directory as config file" "cannot read config file" "is a directory"
+
+# A config read is capped: /dev/zero never ends and used to grow without bound.
+RUN_TIMEOUT=10 run "$BIN" train /dev/zero "${COMMON[@]}"
+expect_usage_error "train /dev/zero (within 10 s)" "config file /dev/zero is larger than 1 MiB"
+head -c $((1024 * 1024 + 1)) /dev/zero | tr '\0' ';' >"$TMP/huge.ini"
+run "$BIN" train "$TMP/huge.ini" "${COMMON[@]}"
+expect_usage_error "a config file of 1 MiB + 1 byte" "$TMP/huge.ini is larger than 1 MiB"
 
 printf '[run]\nseed = 1\0\n' >"$TMP/binary.ini"
 run "$BIN" train "$TMP/binary.ini" "${COMMON[@]}"
 expect_usage_error "a binary config file" "not a text file"
 
-printf '[run]\niterations = 10\n[checkpoint]\nevery = 20\n' >"$TMP/every.ini"
-run "$BIN" train "$TMP/every.ini" "${COMMON[@]}"
-expect_usage_error "checkpoint.every > run.iterations" "$TMP/every.ini" "every"
+printf '[run]\ndir =\niterations = 1\n' >"$TMP/empty_dir.ini"
+run "$BIN" train "$TMP/empty_dir.ini" --progress none
+expect_usage_error "empty run.dir in a config file" "$TMP/empty_dir.ini:2:" "dir" "empty"
+
+printf '[model]\nfilters = 32\n' >"$TMP/inapplicable.ini"
+run "$BIN" train "$TMP/inapplicable.ini" "${COMMON[@]}"
+expect_usage_error "model.filters with arch = mlp in a config file" "filters" "does not apply" "mlp"
 
 # --- --set ----------------------------------------------------------------------------------
 run "$BIN" train --set optim.lr=abc "${COMMON[@]}"
@@ -70,8 +81,16 @@ run "$BIN" train --set run.seed "${COMMON[@]}"
 expect_usage_error "--set without '='" "--set run.seed" "section.key=value"
 run "$BIN" train "${COMMON[@]}" --set
 expect_usage_error "--set without an argument" "--set"
-run "$BIN" train --set checkpoint.every=50 --set run.iterations=10 "${COMMON[@]}"
-expect_usage_error "--set checkpoint.every > run.iterations" "every"
+run "$BIN" train --set "run.seed= -1" "${COMMON[@]}"
+expect_usage_error "--set 'run.seed= -1' (must not wrap to 2^64 - 1)" "run.seed" "not a whole number"
+run "$BIN" train --progress none --set run.iterations=1 --set "run.dir="
+expect_usage_error "--set run.dir= (empty)" "--set run.dir=" "empty"
+run "$BIN" train --set task.ways=20 "${COMMON[@]}"
+expect_usage_error "--set task.ways with family = sinusoid" "task.ways" "does not apply" "sinusoid"
+# 65536 hidden units are 4.3e9 parameters: refused before any MPI call (it was MPI_ABORT, exit 1).
+run "$BIN" train --set model.hidden=65536 "${COMMON[@]}"
+expect_usage_error "--set model.hidden=65536" "model.hidden=65536" "out of range"
+check "--set model.hidden=65536: no MPI abort" bash -c "! grep -qiE 'MPI_ABORT|too many for one MPI call' '$TMP/err'"
 
 # --- command line ---------------------------------------------------------------------------
 run "$BIN" train --bogus "${COMMON[@]}"
