@@ -19,6 +19,7 @@
 #include "checkpoint.h"
 #include "cli.h"
 #include "common.h"
+#include "dataset.h"
 #include "family.h"
 #include "ioutil.h"
 #include "meta.h"
@@ -46,6 +47,9 @@ static void usage(FILE *out)
             "                      run.dir, if any (damaged ones are reported and skipped); never:\n"
             "                      start over; PATH: continue from that checkpoint. A checkpoint\n"
             "                      written by any number of ranks resumes on any other, exactly.\n"
+            "  --resume-force      resume although the configuration changed in keys other than\n"
+            "                      run.dir, run.iterations, run.log_every, checkpoint.every and\n"
+            "                      checkpoint.keep (the changed keys are refused by name without it)\n"
             "  --overwrite         allow a fresh start in a run.dir that holds an earlier run's\n"
             "                      checkpoints or metrics (they are deleted); without it such a\n"
             "                      start is refused, so no run's files are lost by mistake\n"
@@ -82,6 +86,7 @@ typedef struct {
     mt_progress_mode progress;
     const char *resume; /* "auto", "never" or a checkpoint path */
     int overwrite;      /* a fresh start may delete an earlier run's files */
+    int resume_force;   /* resume even if keys other than iterations, logging, checkpoints changed */
     const char *status_file;
 } train_args;
 
@@ -104,6 +109,8 @@ static int parse_args(const mt_dist *d, int argc, char **argv, train_args *a)
             a->resume = v;
         } else if (strcmp(arg, "--overwrite") == 0) {
             a->overwrite = 1;
+        } else if (strcmp(arg, "--resume-force") == 0) {
+            a->resume_force = 1;
         } else if (strcmp(arg, "--status-file") == 0 || strncmp(arg, "--status-file=", 14) == 0) {
             const char *v = arg[13] == '=' ? arg + 14 : (i + 1 < argc ? argv[++i] : NULL);
             if (!v || !v[0]) {
@@ -223,6 +230,7 @@ typedef struct {
     float *theta;          /* [P] */
     float *adam_m, *adam_v; /* [shard] */
     char *run_id;          /* [MT_RUN_ID_LEN], rank 0: this run's id (inherited on resume) */
+    int resume_force;      /* accept a changed configuration when resuming */
 } train_state;
 
 /* Collective: all ranks write ckpt-<step>.h5 (each its shard), rank 0 prunes this run's old ones. */
@@ -268,6 +276,27 @@ static int load_for_resume(const char *path, const train_state *ts, mt_checkpoin
     } else if (ck->step > ts->cfg->iterations) {
         snprintf(why, len, "%s is at iteration %ld, beyond run.iterations = %ld", path, ck->step, ts->cfg->iterations);
         ok = 0;
+    } else {
+        /* The run it continues must compute the same thing: only the keys a user changes on
+         * purpose (iterations, logging, checkpoints, the directory) may differ. */
+        mt_config old;
+        char list[2048];
+        mt_config_defaults(&old);
+        if (mt_config_parse(&old, ck->config ? ck->config : "", path, msg, sizeof msg) != 0) {
+            snprintf(why, len, "%s holds a configuration that does not parse: %s", path, msg);
+            ok = 0;
+        } else {
+            int n = mt_config_resume_diff(&old, ts->cfg, list, sizeof list);
+            if (n > 0 && !ts->resume_force) {
+                snprintf(why, len,
+                         "%s was trained with another configuration (%d key%s changed: %s); resume with the same "
+                         "keys, or add --resume-force to continue with the new values",
+                         path, n, n == 1 ? "" : "s", list);
+                ok = 0;
+            } else if (n > 0) {
+                printf("  --resume-force: continuing %s with %d changed key%s: %s\n", path, n, n == 1 ? "" : "s", list);
+            }
+        }
     }
     if (!ok) mt_checkpoint_free(ck);
     return ok ? 0 : -1;
@@ -412,6 +441,31 @@ static int all_finite(const float *x, size_t n)
     return ok;
 }
 
+/* Collective: the model c builds fits one MPI call and this rank's share of the node's
+ * memory (the dataset's image shape read from its header, not the images). 0, or exit 2. */
+static int check_size(const mt_dist *d, const mt_config *c)
+{
+    char err[MT_ERR_LEN] = "";
+    mt_model m;
+    int ok = 1, known = 0;
+    if (strcmp(c->family, "fewshot") == 0) {
+        mt_split meta;
+        if (mt_dataset_read_split_meta(c->dataset, c->train_split, &meta, err, sizeof err) == 0) {
+            known = mt_model_conv4(&m, meta.C, meta.H, meta.W, c->filters, c->ways) == 0;
+            mt_split_free(&meta);
+        } /* else the family reports the dataset's problem */
+    } else {
+        known = mt_model_mlp(&m, 1, c->hidden, 1) == 0;
+    }
+    const size_t per_rank = mt_cli_memory_bytes() / (size_t)(d->local_size > 0 ? d->local_size : 1);
+    if (known) ok = mt_config_check_size(c, m.n_params, d->size, per_rank, err, sizeof err) == 0;
+    if (!mt_dist_all(d, ok)) {
+        mt_cli_error(d, "%s", err[0] ? err : "the model does not fit the memory of another rank's node");
+        return MT_EXIT_USAGE;
+    }
+    return 0;
+}
+
 /* The training run; rank 0 describes how it ended in status (for --status-file). */
 static int train(const mt_dist *d, const train_args *a, char *status, size_t status_len)
 {
@@ -421,6 +475,9 @@ static int train(const mt_dist *d, const train_args *a, char *status, size_t sta
     if ((rc = mt_cli_load_config(d, args.config_path, args.sets, args.n_sets, &cfg)) != 0) return rc;
     mt_algo algo;
     if (mt_algo_parse(cfg.algo, &algo) != 0) return MT_EXIT_USAGE; /* the config checked the name */
+    /* What the model needs, from the dataset's header only: a meta-batch too large for this
+     * node's memory is bad input, said before anything is loaded. */
+    if ((rc = check_size(d, &cfg)) != 0) return rc;
     /* Data first: a bad dataset is bad input, and leaves no run directory behind. */
     mt_model model;
     mt_family family;
@@ -464,7 +521,8 @@ static int train(const mt_dist *d, const train_args *a, char *status, size_t sta
     FILE *metrics = NULL;
     char err[MT_ERR_LEN] = "", path[MT_H5_PATH_LEN];
     char run_id[MT_RUN_ID_LEN] = "";
-    const train_state ts = {&cfg, config_text, family.source, &model, &shards, theta, adam_m, adam_v, run_id};
+    const train_state ts = {&cfg,   config_text, family.source, &model, &shards,
+                            theta,  adam_m,      adam_v,        run_id, args.resume_force};
     long start = 0;
     if (d->rank == 0) {
         printf("metatrain %s: %s %s on %s (%s), %d rank%s, meta-batch %d, %d inner step%s, %ld iterations, "
