@@ -344,6 +344,28 @@ static int earlier_run(const mt_config *c, const char *config_text, int overwrit
     return 0;
 }
 
+/* Rank 0, resuming at iteration `from`: 1 (with why) if run.dir holds another run's readable
+ * checkpoint at a later step up to run.iterations, which this run's checkpoint of that step
+ * would replace; damaged files may be replaced. */
+static int would_replace(const train_state *ts, long from, char *why, size_t len)
+{
+    long steps[64];
+    long n = mt_checkpoint_steps(ts->cfg->run_dir, steps, 64);
+    for (long i = 0; i < n; i++) {
+        char path[MT_H5_PATH_LEN], id[MT_RUN_ID_LEN];
+        if (steps[i] <= from || steps[i] > ts->cfg->iterations) continue;
+        mt_checkpoint_path(path, sizeof path, ts->cfg->run_dir, steps[i]);
+        if (mt_checkpoint_read_run_id(path, id, sizeof id) == 0 && strcmp(id, ts->run_id) != 0) {
+            snprintf(why, len,
+                     "run.dir %s holds %s of another run, which this run would replace at iteration %ld; move it "
+                     "away or choose another run.dir",
+                     ts->cfg->run_dir, path, steps[i]);
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* Collective. how: "never", "auto" (the newest usable checkpoint of run.dir, if any; damaged
  * ones are reported and skipped) or a path (which must be usable). Restores θ, this rank's
  * shard of the moments and *step (0 for a fresh start); rank 0 sets ts->run_id. A fresh
@@ -387,6 +409,10 @@ static int resume(const mt_dist *d, const train_args *a, const train_state *ts, 
     if (d->rank == 0 && found[0] >= 0) {
         if (found[0] == 1 && ck.run_id[0]) snprintf(ts->run_id, MT_RUN_ID_LEN, "%s", ck.run_id);
         else mt_checkpoint_new_run_id(ts->run_id);
+    }
+    if (d->rank == 0 && found[0] == 1 && would_replace(ts, ck.step, why, sizeof why)) {
+        mt_checkpoint_free(&ck);
+        found[0] = -1;
     }
     mt_dist_bcast_long(d, found, 2);
     if (found[0] < 0) {

@@ -9,8 +9,9 @@
  *   MT_FAULT_OP     write | fsync | rename | open | close: which kind of call to count
  *                   (write covers write, pwrite, pwritev, writev and their 64-bit names)
  *   MT_FAULT_N      fail the n-th counted call (1-based); 0 or unset: count only
- *   MT_FAULT_ERRNO  ENOSPC | EIO | EDQUOT | die (die: _exit(70) instead of failing, as a
- *                   node that crashes mid-write)
+ *   MT_FAULT_ERRNO  ENOSPC | EIO | EDQUOT | die | delay:MS (die: _exit(70) instead of
+ *                   failing, as a node that crashes mid-write; delay: sleep MS milliseconds,
+ *                   then do the call: a slow file system, to signal a job at that moment)
  *   MT_FAULT_RANK   only in the process with this OMPI_COMM_WORLD_RANK (default 0; -1: all)
  *   MT_FAULT_ONCE   1: only the n-th call fails; otherwise every counted call from the n-th on
  *                   fails (a full disk stays full)
@@ -28,13 +29,14 @@
 #include <string.h>
 #include <sys/types.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 enum { OP_WRITE, OP_FSYNC, OP_RENAME, OP_OPEN, OP_CLOSE, N_OPS };
 static const char *const op_names[N_OPS] = {"write", "fsync", "rename", "open", "close"};
 
 static struct {
-    int ready, active, op, rank, once, err, die;
+    int ready, active, op, rank, once, err, die, delay_ms;
     long n;
     const char *path, *log;
     long count[N_OPS];
@@ -59,6 +61,7 @@ static void setup(void)
     if (e && strcmp(e, "EIO") == 0) cfg.err = EIO;
     if (e && strcmp(e, "EDQUOT") == 0) cfg.err = EDQUOT;
     cfg.die = e && strcmp(e, "die") == 0;
+    if (e && strncmp(e, "delay:", 6) == 0) cfg.delay_ms = atoi(e + 6);
     int my_rank = me ? atoi(me) : 0;
     cfg.active = cfg.op >= 0 && cfg.n > 0 && (cfg.rank < 0 || cfg.rank == my_rank);
 }
@@ -88,12 +91,18 @@ static int fault(int op, const char *what)
     const char *rank = getenv("OMPI_COMM_WORLD_RANK");
     char line[4200];
     int len = snprintf(line, sizeof line, "faultshim: rank %s: %s #%ld on %s -> %s\n", rank ? rank : "0",
-                       op_names[op], k, what, cfg.die ? "die" : strerror(cfg.err));
+                       op_names[op], k, what, cfg.die ? "die" : cfg.delay_ms ? "delay" : strerror(cfg.err));
     if (len > 0) {
         ssize_t ignored = write(2, line, (size_t)len < sizeof line ? (size_t)len : sizeof line - 1);
         (void)ignored;
     }
     if (cfg.die) _exit(70);
+    if (cfg.delay_ms) {
+        struct timespec ts = {cfg.delay_ms / 1000, (long)(cfg.delay_ms % 1000) * 1000000L};
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+        }
+        return 0;
+    }
     errno = cfg.err;
     return 1;
 }
@@ -190,7 +199,7 @@ int close(int fd)
 
 static int open_common(const char *path, int flags, mode_t mode, int (*real)(const char *, int, ...))
 {
-    if ((flags & (O_WRONLY | O_RDWR | O_CREAT)) && path_matches(path) && fault(OP_OPEN, path)) return -1;
+    if (path_matches(path) && fault(OP_OPEN, path)) return -1;
     return real(path, flags, mode);
 }
 
