@@ -24,6 +24,7 @@ int mt_family_open(mt_family *f, const mt_dist *d, const mt_config *c, const cha
     }
     const char *path = dataset ? dataset : c->dataset;
     char err[MT_ERR_LEN] = "";
+    int in_split = 0; /* err is a message about the split's contents */
     /* Every rank reads the split it needs; they agree before going on. */
     int ok = mt_dataset_read_split(path, split, &f->split, err, sizeof err) == 0;
     if (ok) {
@@ -34,9 +35,9 @@ int mt_family_open(mt_family *f, const mt_dist *d, const mt_config *c, const cha
                                 .H = f->split.H,
                                 .W = f->split.W,
                                 .rotations = c->rotations};
-        if (mt_fewshot_check(&f->set, c->ways, c->shots, c->query, err, sizeof err) != 0) ok = 0;
-        char msg[MT_ERR_LEN];
-        if (!ok) snprintf(msg, sizeof msg, "%s, split %s: %s", path, split, err), memcpy(err, msg, sizeof err);
+        /* The check's message is about the split, not the file: the file and split names are
+         * put in front when it is printed (not into err, which may already be full). */
+        if (mt_fewshot_check(&f->set, c->ways, c->shots, c->query, err, sizeof err) != 0) ok = 0, in_split = 1;
     }
     if (ok && mt_model_conv4(model, f->split.C, f->split.H, f->split.W, c->filters, c->ways) != 0) {
         snprintf(err, sizeof err, "%s: images of %dx%d are too small for conv4 (at least 16x16)", path, f->split.H,
@@ -44,7 +45,8 @@ int mt_family_open(mt_family *f, const mt_dist *d, const mt_config *c, const cha
         ok = 0;
     }
     if (!mt_dist_all(d, ok)) {
-        mt_cli_error(d, "%s", err[0] ? err : "the dataset could not be read on every rank");
+        if (in_split) mt_cli_error(d, "%s, split %s: %s", path, split, err);
+        else mt_cli_error(d, "%s", err[0] ? err : "the dataset could not be read on every rank");
         mt_family_close(f);
         return MT_EXIT_USAGE;
     }

@@ -27,19 +27,20 @@ static int is_small(int M, int N, int K) { return (long)M * N * K < SMALL_GEMM_M
 #endif
 
 /* Eight floats as one value: GCC's vector extension, lowered to two SSE registers on
- * baseline x86-64 and one AVX register in the AVX2 clone. Loads and stores are unaligned. */
+ * baseline x86-64 and one AVX register in the AVX2 clone.
+ *
+ * No function takes or returns a v8f by value. target_clones clones only the functions it
+ * marks; a helper they call is compiled once, for the baseline target, and where it is not
+ * inlined (at -O0) an AVX2 clone calling it would pass or expect a 32-byte vector in ymm0
+ * while the helper uses memory — the mismatch -Wpsabi warns of, which crashed the Debug
+ * build. Vectors therefore live only inside a function, loaded and stored in place through
+ * v8f_u: the same vector with the alignment of a float (loads and stores are unaligned) and
+ * allowed to alias the float arrays it reads. */
 typedef float v8f __attribute__((vector_size(32)));
-/* load8 returns a v8f by value; it is static inline, so no ABI is involved. */
-#pragma GCC diagnostic ignored "-Wpsabi"
+typedef float v8f_u __attribute__((vector_size(32), aligned(4), may_alias));
 
-static inline v8f load8(const float *p)
-{
-    v8f v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
-static inline void store8(float *p, const v8f *v) { memcpy(p, v, sizeof *v); }
+#define LOAD8(p) ((v8f) * (const v8f_u *)(p))
+#define STORE8(p, v) (*(v8f_u *)(p) = (v))
 
 /* Register block of the axpy-style kernels: 16 output columns stay in registers while k
  * runs, instead of a load and a store of the output per k. */
@@ -52,15 +53,15 @@ static inline void axpy_block(float *restrict c, const float *restrict s, size_t
 {
     if (w == 16 || w == 8) {
         const v8f zero = {0};
-        v8f acc0 = beta != 0.0f ? load8(c) : zero;
-        v8f acc1 = beta != 0.0f && w == 16 ? load8(c + 8) : zero;
+        v8f acc0 = beta != 0.0f ? LOAD8(c) : zero;
+        v8f acc1 = beta != 0.0f && w == 16 ? LOAD8(c + 8) : zero;
         for (int k = 0; k < K; k++) {
             const float sk = s[(size_t)k * s_stride], *bk = b + (size_t)k * ldb;
-            acc0 += sk * load8(bk);
-            if (w == 16) acc1 += sk * load8(bk + 8);
+            acc0 += sk * LOAD8(bk);
+            if (w == 16) acc1 += sk * LOAD8(bk + 8);
         }
-        store8(c, &acc0);
-        if (w == 16) store8(c + 8, &acc1);
+        STORE8(c, acc0);
+        if (w == 16) STORE8(c + 8, acc1);
         return;
     }
     float acc[BLOCK];
@@ -84,7 +85,7 @@ static inline float dot(const float *a, const float *b, int n)
 {
     v8f q = {0};
     int i = 0;
-    for (; i + 8 <= n; i += 8) q += load8(a + i) * load8(b + i);
+    for (; i + 8 <= n; i += 8) q += LOAD8(a + i) * LOAD8(b + i);
     float s = reduce8(&q);
     for (; i < n; i++) s += a[i] * b[i];
     return s;
@@ -108,11 +109,11 @@ MT_CLONES static void gemm_nt(int M, int N, int K, const float *restrict a, cons
             const float *b0 = b + (size_t)n * K, *b1 = b0 + K, *b2 = b1 + K, *b3 = b2 + K;
             v8f q0 = {0}, q1 = {0}, q2 = {0}, q3 = {0};
             for (int i = 0; i < K8; i += 8) {
-                const v8f x = load8(am + i);
-                q0 += x * load8(b0 + i);
-                q1 += x * load8(b1 + i);
-                q2 += x * load8(b2 + i);
-                q3 += x * load8(b3 + i);
+                const v8f x = LOAD8(am + i);
+                q0 += x * LOAD8(b0 + i);
+                q1 += x * LOAD8(b1 + i);
+                q2 += x * LOAD8(b2 + i);
+                q3 += x * LOAD8(b3 + i);
             }
             float d[4] = {reduce8(&q0), reduce8(&q1), reduce8(&q2), reduce8(&q3)};
             for (int i = K8; i < K; i++) {

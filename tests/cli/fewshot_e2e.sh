@@ -72,7 +72,7 @@ bad() { # label, expected text, extra args...
 }
 bad "missing dataset file" "$TMP/none.h5" --set task.dataset="$TMP/none.h5"
 bad "missing split" "no split 'val'" --set task.train_split=val
-bad "too few classes for the ways" "classes" --set task.ways=21
+bad "too few classes for the ways" "tiny.h5, split train: .*classes" --set task.ways=21
 bad "too few images per class" "images" --set task.query=6
 printf 'not hdf5\n' >"$TMP/text.h5"
 bad "not an HDF5 file" "$TMP/text.h5" --set task.dataset="$TMP/text.h5"
