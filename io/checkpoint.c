@@ -11,7 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -140,18 +139,36 @@ static long first_non_finite(const float *x, size_t n)
     return -1;
 }
 
-/* Rank 0: the HDF5 file without the values — attributes, the /model table and the three
- * vectors' storage, allocated and then reserved on disk (posix_fallocate), so that the
- * ranks' writes cannot run out of space half-way. Writes the vectors' file addresses to
- * addr[3]. Returns 0, or -1 with err. */
+/* Writes buf[n] at file offset at with pwrite until done. 0, or -1 with errno. */
+static int pwrite_all(int fd, const void *buf, size_t n, off_t at)
+{
+    const char *p = buf;
+    while (n > 0) {
+        ssize_t k = pwrite(fd, p, n, at);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) return -1;
+        p += k, at += k, n -= (size_t)k;
+    }
+    return 0;
+}
+
+/* Rank 0: the HDF5 file without the values. HDF5 builds it in memory (the core driver, no
+ * backing store): attributes, the /model table, and the three vectors' storage allocated
+ * contiguously and never filled, whose addresses go to addr[3]. Then the image is written to
+ * partial with plain POSIX calls — space reserved first (posix_fallocate), the bytes around
+ * the vectors written, fsync — so every disk failure is an errno here, and HDF5 never holds a
+ * file whose close can fail (a failed close leaves HDF5 1.10 to crash in MPI_Finalize).
+ * Returns 0, or -1 with err. */
 static int create_layout(const char *partial, const mt_model *m, const mt_checkpoint *ck, int optim,
                          const uint32_t crc[3], int64_t addr[3], char *err, size_t errlen)
 {
-    hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
-    hid_t file = fcpl >= 0 && H5Pset_obj_track_times(fcpl, 0) >= 0
-                     ? H5Fcreate(partial, H5F_ACC_TRUNC, fcpl, H5P_DEFAULT)
+    hid_t fcpl = H5Pcreate(H5P_FILE_CREATE), fapl = H5Pcreate(H5P_FILE_ACCESS);
+    hid_t file = fcpl >= 0 && fapl >= 0 && H5Pset_obj_track_times(fcpl, 0) >= 0 &&
+                         H5Pset_fapl_core(fapl, (size_t)1 << 20, 0) >= 0
+                     ? H5Fcreate(partial, H5F_ACC_TRUNC, fcpl, fapl)
                      : -1;
     if (file < 0) snprintf(err, errlen, "cannot create checkpoint %s: %s", partial, mt_h5_reason());
+    if (fapl >= 0) H5Pclose(fapl);
     if (fcpl >= 0) H5Pclose(fcpl);
     if (file < 0) return -1;
     const size_t P = m->n_params;
@@ -166,48 +183,65 @@ static int create_layout(const char *partial, const mt_model *m, const mt_checkp
              create_vector(file, "params", P, crc[0], &addr[0]) == 0 &&
              (!optim || (create_vector(file, "optim/m", P, crc[1], &addr[1]) == 0 &&
                          create_vector(file, "optim/v", P, crc[2], &addr[2]) == 0)) &&
-             write_table(file, m) == 0;
-    if (!ok) snprintf(err, errlen, "cannot write checkpoint %s: %s", partial, mt_h5_reason());
-    if (H5Fclose(file) < 0 && ok) {
-        snprintf(err, errlen, "cannot write checkpoint %s: %s", partial, mt_h5_reason());
+             write_table(file, m) == 0 && H5Fflush(file, H5F_SCOPE_GLOBAL) >= 0;
+    ssize_t size = ok ? H5Fget_file_image(file, NULL, 0) : -1;
+    char *image = size > 0 ? mt_malloc((size_t)size) : NULL;
+    ok = ok && image && H5Fget_file_image(file, image, (size_t)size) == size;
+    if (!ok) snprintf(err, errlen, "cannot lay out checkpoint %s: %s", partial, mt_h5_reason());
+    if (H5Fclose(file) < 0 && ok) { /* in memory: nothing to fail but the library itself */
+        snprintf(err, errlen, "cannot lay out checkpoint %s: %s", partial, mt_h5_reason());
         ok = 0;
     }
-    if (!ok) return -1;
-    /* HDF5 sized the file to its end of allocation, which covers the vectors' storage. */
-    struct stat st;
-    const off_t size = stat(partial, &st) == 0 ? st.st_size : 0;
     const int64_t vec_bytes = (int64_t)(P * sizeof(float));
-    for (int i = 0; i < (optim ? 3 : 1); i++)
-        if (addr[i] + vec_bytes > (int64_t)size) {
-            snprintf(err, errlen, "checkpoint %s: HDF5 placed /%s beyond the end of the file", partial,
-                     i == 0 ? "params" : i == 1 ? "optim/m" : "optim/v");
-            return -1;
+    const int n_vec = optim ? 3 : 1;
+    for (int i = 0; ok && i < n_vec; i++)
+        if (addr[i] < 0 || addr[i] + vec_bytes > (int64_t)size) {
+            snprintf(err, errlen, "checkpoint %s: HDF5 placed a vector beyond the end of the file", partial);
+            ok = 0;
         }
-    int fd = open(partial, O_WRONLY | O_CLOEXEC);
-    int rc = fd < 0 ? errno : posix_fallocate(fd, 0, (off_t)size);
-    if (fd >= 0 && close(fd) != 0 && rc == 0) rc = errno;
-    /* A file system without fallocate (some NFS and Lustre versions) just goes on. */
-    if (rc != 0 && rc != EOPNOTSUPP && rc != ENOSYS && rc != EINVAL) {
-        snprintf(err, errlen, "cannot reserve %llu bytes for checkpoint %s: %s", (unsigned long long)size, partial,
+    if (!ok) {
+        free(image);
+        return -1;
+    }
+    /* The image minus the vectors (the ranks write those): the gaps between them in order. */
+    int64_t cuts[3];
+    for (int i = 0; i < n_vec; i++) cuts[i] = addr[i];
+    for (int i = 1; i < n_vec; i++)
+        for (int j = i; j > 0 && cuts[j] < cuts[j - 1]; j--) {
+            int64_t t = cuts[j];
+            cuts[j] = cuts[j - 1], cuts[j - 1] = t;
+        }
+    const char *what = "create";
+    int fd = open(partial, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+    int rc = fd < 0 ? errno : 0;
+    if (rc == 0) {
+        what = "reserve space for";
+        rc = posix_fallocate(fd, 0, (off_t)size);
+        /* A file system without fallocate (some NFS and Lustre versions) just goes on. */
+        if (rc == EOPNOTSUPP || rc == ENOSYS || rc == EINVAL) rc = ftruncate(fd, (off_t)size) == 0 ? 0 : errno;
+    }
+    int64_t at = 0;
+    for (int i = 0; rc == 0 && i <= n_vec; i++) {
+        const int64_t end = i < n_vec ? cuts[i] : (int64_t)size;
+        what = "write";
+        if (end > at && pwrite_all(fd, image + at, (size_t)(end - at), (off_t)at) != 0) rc = errno;
+        if (i < n_vec) at = cuts[i] + vec_bytes;
+    }
+    if (rc == 0) what = "fsync", rc = fsync(fd) == 0 ? 0 : errno;
+    if (fd >= 0 && close(fd) != 0 && rc == 0) what = "close", rc = errno;
+    free(image);
+    if (rc != 0) {
+        snprintf(err, errlen, "cannot %s checkpoint %s (%llu bytes): %s", what, partial, (unsigned long long)size,
                  strerror(rc));
         return -1;
     }
     return 0;
 }
 
-/* This rank's shard of one vector into the file at its address: pwrite until done. */
+/* This rank's shard [lo, hi) of one vector into the file at the vector's address. */
 static int write_shard(int fd, int64_t addr, const float *shard, size_t lo, size_t hi)
 {
-    const char *p = (const char *)shard;
-    size_t left = (hi - lo) * sizeof(float);
-    off_t at = (off_t)(addr + (int64_t)(lo * sizeof(float)));
-    while (left > 0) {
-        ssize_t n = pwrite(fd, p, left, at);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) return -1;
-        p += n, at += n, left -= (size_t)n;
-    }
-    return 0;
+    return pwrite_all(fd, shard, (hi - lo) * sizeof(float), (off_t)(addr + (int64_t)(lo * sizeof(float))));
 }
 
 /* This rank's shards of θ, m and v: open, pwrite, fsync (its own data is on disk whatever
@@ -266,10 +300,11 @@ int mt_checkpoint_write(const char *path, const mt_model *m, const float *params
                              optim ? shard_crc(sh->comm, sh->m_shard, hi - lo) : 0,
                              optim ? shard_crc(sh->comm, sh->v_shard, hi - lo) : 0};
 
-    /* Rank 0 lays out the file with serial HDF5 and reserves its space; every rank then
-     * writes its shards with plain pwrite + fsync. No rank is ever inside a collective HDF5
-     * call when another fails (HDF5 1.10's parallel error paths hang or crash), every I/O
-     * error is an errno, and the ranks agree on the outcome with one MPI_LAND at each stage. */
+    /* Rank 0 lays out the file (HDF5 in memory, written with POSIX calls) and reserves its
+     * space; every rank then writes its shards with pwrite + fsync. No rank is ever inside a
+     * collective HDF5 call when another fails (HDF5 1.10's parallel error paths hang or
+     * crash, measured with tests/fault/faultshim.c), every I/O error is an errno, and the
+     * ranks agree on the outcome with one MPI_LAND after each stage. */
     int64_t layout[4] = {0, -1, -1, -1}; /* ok, then the vectors' addresses */
     if (rank == 0) layout[0] = create_layout(partial, m, ck, optim, crc, layout + 1, err, errlen) == 0;
     if (parallel)

@@ -7,7 +7,9 @@
  * Environment (read once, at load):
  *   MT_FAULT_PATH   substring a path must contain to count (default ".partial")
  *   MT_FAULT_OP     write | fsync | rename | open | close: which kind of call to count
- *                   (write covers write, pwrite, pwritev, writev and their 64-bit names)
+ *                   (write covers write, pwrite, pwritev, writev and their 64-bit names;
+ *                   close counts only descriptors opened for writing, the ones whose close
+ *                   can report a failed write-back)
  *   MT_FAULT_N      fail the n-th counted call (1-based); 0 or unset: count only
  *   MT_FAULT_ERRNO  ENOSPC | EIO | EDQUOT | die | delay:MS (die: _exit(70) instead of
  *                   failing, as a node that crashes mid-write; delay: sleep MS milliseconds,
@@ -188,7 +190,9 @@ int rename(const char *from, const char *to)
 int close(int fd)
 {
     REAL(close);
-    if (fd > 2 && fd_matches(fd) && fault(OP_CLOSE, fd_name(fd))) {
+    /* Only a descriptor that was written can report a failed write-back on close (NFS). */
+    int mode = fd > 2 ? fcntl(fd, F_GETFL) : -1;
+    if (mode >= 0 && (mode & O_ACCMODE) != O_RDONLY && fd_matches(fd) && fault(OP_CLOSE, fd_name(fd))) {
         int saved = errno;
         real_close(fd); /* like a failed NFS close: the descriptor is gone, the error is reported */
         errno = saved;
