@@ -399,7 +399,10 @@ static hid_t row_type(void)
  * read-write; path receives its name. Returns the file, or -1. */
 static hid_t open_good(const mt_model *m, const char *name, char *path, size_t len)
 {
-    tu_in_dir(path, len, name);
+    static int made;
+    char numbered[256];
+    snprintf(numbered, sizeof numbered, "hostile-%03d-%s", ++made, name); /* one file per case */
+    tu_in_dir(path, len, numbered);
     if (write_ckpt(path, m, 10, 1, 1, NULL) != 0) return -1;
     return H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
 }
