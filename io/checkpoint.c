@@ -12,10 +12,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
 
 #include "common.h"
+#include "config.h"
 #include "ioutil.h"
 
 /* One row of the /model table as stored. */
@@ -52,10 +54,23 @@ void mt_checkpoint_path(char *out, size_t len, const char *dir, long step)
     snprintf(out, len, "%s/ckpt-%08ld.h5", dir, step);
 }
 
+/* In pieces of at most 1 GiB: zlib takes a uInt length. */
+uint32_t mt_checkpoint_crc32(uint32_t crc, const void *p, size_t n)
+{
+    const Bytef *b = p;
+    uLong c = crc;
+    while (n > 0) {
+        const size_t piece = n < ((size_t)1 << 30) ? n : ((size_t)1 << 30);
+        c = crc32(c, b, (uInt)piece);
+        b += piece, n -= piece;
+    }
+    return (uint32_t)c;
+}
+
 /* CRC-32 of a vector written in shards: each rank's shard CRC, combined in rank order. */
 static uint32_t shard_crc(MPI_Comm comm, const float *shard, size_t n)
 {
-    uint32_t local = (uint32_t)crc32(0L, (const Bytef *)shard, (uInt)(n * sizeof(float)));
+    uint32_t local = mt_checkpoint_crc32(0, shard, n * sizeof(float));
     if (comm == MPI_COMM_NULL) return local;
     int size;
     MPI_Comm_size(comm, &size);
@@ -67,6 +82,57 @@ static uint32_t shard_crc(MPI_Comm comm, const float *shard, size_t n)
     for (int r = 0; r < size; r++) crc = crc32_combine(crc, (uLong)all[2 * r], (z_off_t)all[2 * r + 1]);
     free(all);
     return (uint32_t)crc;
+}
+
+/* CRC-32 of an integer as 8 little-endian bytes, and of a string as its length and bytes. */
+static uint32_t crc32_i64(uint32_t crc, int64_t v)
+{
+    unsigned char b[8];
+    for (int i = 0; i < 8; i++) b[i] = (unsigned char)((uint64_t)v >> (8 * i));
+    return mt_checkpoint_crc32(crc, b, sizeof b);
+}
+
+static uint32_t crc32_str(uint32_t crc, const char *s)
+{
+    const size_t n = strlen(s);
+    return mt_checkpoint_crc32(crc32_i64(crc, (int64_t)n), s, n);
+}
+
+/* meta_crc32 of ck as stored (see checkpoint.h): what the writer stores and the reader checks. */
+static uint32_t meta_crc32(const mt_checkpoint *ck)
+{
+    uint32_t crc = crc32_str(0, MT_CKPT_FORMAT);
+    crc = crc32_i64(crc, ck->version);
+    crc = crc32_i64(crc, ck->step);
+    crc = crc32_i64(crc, (int64_t)ck->seed);
+    crc = crc32_i64(crc, ck->world_size);
+    crc = crc32_str(crc, ck->program_version);
+    crc = crc32_str(crc, ck->config ? ck->config : "");
+    crc = crc32_str(crc, ck->dataset[0] ? ck->dataset : "none");
+    for (int i = 0; i < 3; i++) crc = crc32_i64(crc, ck->input_shape[i]);
+    crc = crc32_str(crc, ck->run_id);
+    crc = crc32_i64(crc, ck->n_tensors);
+    for (int i = 0; i < ck->n_tensors; i++) {
+        const mt_tensor_info *t = &ck->tensors[i];
+        crc = crc32_str(crc32_str(crc, t->name), t->kind);
+        crc = crc32_i64(crc32_i64(crc32_i64(crc, (int64_t)t->offset), (int64_t)t->size), t->ndim);
+        for (int j = 0; j < 4; j++) crc = crc32_i64(crc, t->shape[j]);
+    }
+    return crc;
+}
+
+/* meta_crc32 of what mt_checkpoint_write stores for ck and model m. */
+static uint32_t written_meta_crc32(const mt_checkpoint *ck, const mt_model *m)
+{
+    mt_tensor_info tensors[MT_CKPT_MAX_TENSORS];
+    mt_checkpoint w = *ck;
+    w.version = MT_CKPT_VERSION;
+    snprintf(w.program_version, sizeof w.program_version, "%s", MT_VERSION);
+    w.input_shape[0] = m->layer[0].in_c, w.input_shape[1] = m->layer[0].in_h, w.input_shape[2] = m->layer[0].in_w;
+    w.n_tensors = mt_model_tensor_count(m);
+    for (int i = 0; i < w.n_tensors; i++) mt_model_tensor(m, i, &tensors[i]);
+    w.tensors = tensors;
+    return meta_crc32(&w);
 }
 
 /* Rank 0's part: an empty float32 vector `name` [P] whose storage is allocated at creation
@@ -152,6 +218,56 @@ static int pwrite_all(int fd, const void *buf, size_t n, off_t at)
     return 0;
 }
 
+/* The in-memory file's buffer, handed over by the core driver when it closes the file (file
+ * image callbacks): the image as HDF5 finished it, superblock included. */
+typedef struct {
+    char *buf;
+    size_t cap;
+} image_box;
+
+static void *image_malloc(size_t size, H5FD_file_image_op_t op, void *udata)
+{
+    (void)op;
+    ((image_box *)udata)->cap = size;
+    return malloc(size);
+}
+
+static void *image_memcpy(void *dest, const void *src, size_t size, H5FD_file_image_op_t op, void *udata)
+{
+    (void)op, (void)udata;
+    return memcpy(dest, src, size);
+}
+
+static void *image_realloc(void *ptr, size_t size, H5FD_file_image_op_t op, void *udata)
+{
+    (void)op;
+    void *grown = realloc(ptr, size);
+    if (grown) ((image_box *)udata)->cap = size;
+    return grown;
+}
+
+static herr_t image_free(void *ptr, H5FD_file_image_op_t op, void *udata)
+{
+    if (op == H5FD_FILE_IMAGE_OP_FILE_CLOSE) ((image_box *)udata)->buf = ptr; /* keep it */
+    else free(ptr);
+    return 0;
+}
+
+static void *image_udata_copy(void *udata) { return udata; }
+static herr_t image_udata_free(void *udata) { (void)udata; return 0; }
+
+/* The end-of-file address that a version 2 or 3 superblock (the 1.8+ format; 8-byte offsets,
+ * base address 0) records at byte 28: the length of the file. 0 if it is not there. The
+ * image may be shorter (storage allocated but never written is not in memory): zeros. */
+static size_t superblock_eof(const char *img, size_t cap)
+{
+    static const char sig[8] = {'\x89', 'H', 'D', 'F', '\r', '\n', '\x1a', '\n'};
+    if (cap < 48 || memcmp(img, sig, 8) != 0 || (img[8] != 2 && img[8] != 3) || img[9] != 8) return 0;
+    uint64_t base = 0, eof = 0;
+    for (int i = 7; i >= 0; i--) base = base << 8 | (unsigned char)img[12 + i], eof = eof << 8 | (unsigned char)img[28 + i];
+    return base == 0 && eof <= SIZE_MAX ? (size_t)eof : 0;
+}
+
 /* Rank 0: the HDF5 file without the values. HDF5 builds it in memory (the core driver, no
  * backing store): attributes, the /model table, and the three vectors' storage allocated
  * contiguously and never filled, whose addresses go to addr[3]. Then the image is written to
@@ -162,9 +278,16 @@ static int pwrite_all(int fd, const void *buf, size_t n, off_t at)
 static int create_layout(const char *partial, const mt_model *m, const mt_checkpoint *ck, int optim,
                          const uint32_t crc[3], int64_t addr[3], char *err, size_t errlen)
 {
+    image_box box = {NULL, 0};
+    H5FD_file_image_callbacks_t callbacks = {image_malloc,    image_memcpy,     image_realloc, image_free,
+                                             image_udata_copy, image_udata_free, &box};
     hid_t fcpl = H5Pcreate(H5P_FILE_CREATE), fapl = H5Pcreate(H5P_FILE_ACCESS);
+    /* Format 1.8 and later: HDF5 checksums its own metadata, so a damaged object header is
+     * refused by HDF5 instead of decoded (1.10's decoders crash on some damaged headers). */
     hid_t file = fcpl >= 0 && fapl >= 0 && H5Pset_obj_track_times(fcpl, 0) >= 0 &&
-                         H5Pset_fapl_core(fapl, (size_t)1 << 20, 0) >= 0
+                         H5Pset_fapl_core(fapl, (size_t)1 << 20, 0) >= 0 &&
+                         H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_V110) >= 0 &&
+                         H5Pset_file_image_callbacks(fapl, &callbacks) >= 0
                      ? H5Fcreate(partial, H5F_ACC_TRUNC, fcpl, fapl)
                      : -1;
     if (file < 0) snprintf(err, errlen, "cannot create checkpoint %s: %s", partial, mt_h5_reason());
@@ -180,16 +303,22 @@ static int create_layout(const char *partial, const mt_model *m, const mt_checkp
              mt_h5_attr_write_str(file, "run_id", ck->run_id) == 0 &&
              mt_h5_attr_write_str(file, "config", ck->config ? ck->config : "") == 0 &&
              mt_h5_attr_write_str(file, "dataset", ck->dataset[0] ? ck->dataset : "none") == 0 &&
+             mt_h5_attr_write_i64s(file, "input_shape",
+                                   (int64_t[3]){m->layer[0].in_c, m->layer[0].in_h, m->layer[0].in_w}, 3) == 0 &&
+             mt_h5_attr_write_u64(file, "meta_crc32", written_meta_crc32(ck, m)) == 0 &&
              create_vector(file, "params", P, crc[0], &addr[0]) == 0 &&
              (!optim || (create_vector(file, "optim/m", P, crc[1], &addr[1]) == 0 &&
                          create_vector(file, "optim/v", P, crc[2], &addr[2]) == 0)) &&
-             write_table(file, m) == 0 && H5Fflush(file, H5F_SCOPE_GLOBAL) >= 0;
-    ssize_t size = ok ? H5Fget_file_image(file, NULL, 0) : -1;
-    char *image = size > 0 ? mt_malloc((size_t)size) : NULL;
-    ok = ok && image && H5Fget_file_image(file, image, (size_t)size) == size;
+             write_table(file, m) == 0;
     if (!ok) snprintf(err, errlen, "cannot lay out checkpoint %s: %s", partial, mt_h5_reason());
     if (H5Fclose(file) < 0 && ok) { /* in memory: nothing to fail but the library itself */
         snprintf(err, errlen, "cannot lay out checkpoint %s: %s", partial, mt_h5_reason());
+        ok = 0;
+    }
+    char *image = box.buf;
+    const size_t size = image ? superblock_eof(image, box.cap) : 0;
+    if (ok && size == 0) {
+        snprintf(err, errlen, "cannot lay out checkpoint %s: HDF5 gave no file image", partial);
         ok = 0;
     }
     const int64_t vec_bytes = (int64_t)(P * sizeof(float));
@@ -221,8 +350,10 @@ static int create_layout(const char *partial, const mt_model *m, const mt_checkp
         if (rc == EOPNOTSUPP || rc == ENOSYS || rc == EINVAL) rc = ftruncate(fd, (off_t)size) == 0 ? 0 : errno;
     }
     int64_t at = 0;
+    const int64_t in_memory = (int64_t)(box.cap < size ? box.cap : size); /* the rest is zeros */
     for (int i = 0; rc == 0 && i <= n_vec; i++) {
-        const int64_t end = i < n_vec ? cuts[i] : (int64_t)size;
+        int64_t end = i < n_vec ? cuts[i] : (int64_t)size;
+        if (end > in_memory) end = in_memory;
         what = "write";
         if (end > at && pwrite_all(fd, image + at, (size_t)(end - at), (off_t)at) != 0) rc = errno;
         if (i < n_vec) at = cuts[i] + vec_bytes;
@@ -333,34 +464,160 @@ void mt_checkpoint_free(mt_checkpoint *ck)
     memset(ck, 0, sizeof *ck);
 }
 
-/* The static kind string for a stored kind name (so mt_tensor_info.kind stays a literal). */
+/* The static kind string for a stored kind name (so mt_tensor_info.kind stays a literal),
+ * or NULL for a kind this metatrain does not know. */
 static const char *known_kind(const char *kind)
 {
     static const char *const kinds[] = {"linear", "conv2d", "batchnorm"};
     for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
         if (strcmp(kind, kinds[i]) == 0) return kinds[i];
-    return "unknown";
+    return NULL;
 }
 
-static int read_table(hid_t file, mt_checkpoint *ck, char *why, size_t whylen)
+/* Checks the stored datatype of /model against table_row, member by member (name, class,
+ * size, offset within the row), so that converting it cannot read outside a row. */
+static int check_table_type(hid_t ftype, char *why, size_t whylen)
 {
-    hid_t d = H5Dopen2(file, "model", H5P_DEFAULT);
-    if (d < 0) {
-        snprintf(why, whylen, "no /model layout table");
+    static const struct {
+        const char *name;
+        H5T_class_t cls;
+        size_t size;
+    } want[] = {{"name", H5T_STRING, 2 * MT_NAME_LEN}, {"kind", H5T_STRING, MT_NAME_LEN}, {"offset", H5T_INTEGER, 8},
+                {"size", H5T_INTEGER, 8},           {"ndim", H5T_INTEGER, 4},           {"shape", H5T_ARRAY, 16}};
+    const int n_want = (int)(sizeof want / sizeof want[0]);
+    if (H5Tget_class(ftype) != H5T_COMPOUND) {
+        snprintf(why, whylen, "/model is %s, expected a compound table", mt_h5_class_name(H5Tget_class(ftype)));
         return -1;
     }
-    hid_t space = H5Dget_space(d), type = table_type();
-    hssize_t n = space >= 0 ? H5Sget_simple_extent_npoints(space) : -1;
-    int ok = n > 0 && n < 100000;
+    const size_t row = H5Tget_size(ftype);
+    const int n = H5Tget_nmembers(ftype);
+    if (n != n_want) {
+        snprintf(why, whylen, "/model rows have %d fields, expected %d (name, kind, offset, size, ndim, shape)", n,
+                 n_want);
+        return -1;
+    }
+    int ok = 1;
+    for (int i = 0; ok && i < n; i++) {
+        char *name = H5Tget_member_name(ftype, (unsigned)i);
+        hid_t mt = H5Tget_member_type(ftype, (unsigned)i);
+        const size_t off = H5Tget_member_offset(ftype, (unsigned)i);
+        const size_t size = mt >= 0 ? H5Tget_size(mt) : 0;
+        const H5T_class_t cls = mt >= 0 ? H5Tget_class(mt) : H5T_NO_CLASS;
+        if (!name || strcmp(name, want[i].name) != 0) {
+            snprintf(why, whylen, "/model field %d is \"%s\", expected \"%s\"", i, name ? name : "?", want[i].name);
+            ok = 0;
+        } else if (cls != want[i].cls || size != want[i].size || off > row || size > row - off ||
+                   (cls == H5T_STRING && H5Tis_variable_str(mt) != 0)) {
+            snprintf(why, whylen, "/model field %s is %s of %zu bytes at byte %zu of a %zu-byte row, expected %s of %zu bytes",
+                     name, mt_h5_class_name(cls), size, off, row, mt_h5_class_name(want[i].cls), want[i].size);
+            ok = 0;
+        } else if (cls == H5T_ARRAY) {
+            hsize_t dims[2] = {0, 0};
+            hid_t base = H5Tget_super(mt);
+            ok = H5Tget_array_ndims(mt) == 1 && H5Tget_array_dims2(mt, dims) == 1 && dims[0] == 4 && base >= 0 &&
+                 H5Tget_class(base) == H5T_INTEGER && H5Tget_size(base) == 4;
+            if (base >= 0) H5Tclose(base);
+            if (!ok) snprintf(why, whylen, "/model field shape is not an array of 4 32-bit integers");
+        }
+        if (mt >= 0) H5Tclose(mt);
+        if (name) H5free_memory(name);
+    }
+    return ok ? 0 : -1;
+}
+
+/* 1 iff s is a tensor name as the models make them: letters, digits, '.', '_', '-'. */
+static int plain_name(const char *s)
+{
+    if (!*s) return 0;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') || *s == '.' ||
+              *s == '_' || *s == '-'))
+            return 0;
+    return 1;
+}
+
+/* Checks one stored row: a name, a known kind, ndim 1..4 positive extents (unused ones 0),
+ * and an offset and size that continue the tiling at *next (updated). */
+static int check_row(const table_row *r, int i, size_t *next, char *why, size_t whylen)
+{
+    if (!memchr(r->name, '\0', sizeof r->name) || !plain_name(r->name)) {
+        snprintf(why, whylen, "layout table row %d has no valid tensor name", i);
+        return -1;
+    }
+    if (!memchr(r->kind, '\0', sizeof r->kind) || !known_kind(r->kind)) {
+        snprintf(why, whylen, "layout table row %d (%s) has kind \"%.*s\": not one of linear, conv2d, batchnorm", i,
+                 r->name, (int)sizeof r->kind, r->kind);
+        return -1;
+    }
+    if (r->ndim < 1 || r->ndim > 4) {
+        snprintf(why, whylen, "layout table row %d (%s) has ndim %d, expected 1 to 4", i, r->name, (int)r->ndim);
+        return -1;
+    }
+    uint64_t prod = 1;
+    for (int j = 0; j < 4; j++) {
+        if (j < r->ndim ? r->shape[j] <= 0 : r->shape[j] != 0) {
+            snprintf(why, whylen, "layout table row %d (%s) has extent %d in dimension %d of %d", i, r->name,
+                     (int)r->shape[j], j + 1, (int)r->ndim);
+            return -1;
+        }
+        if (j < r->ndim) prod *= (uint64_t)r->shape[j]; /* each factor < 2^31, prod kept below 2^31 */
+        if (prod > (uint64_t)MT_CKPT_MAX_PARAMS) {
+            snprintf(why, whylen, "layout table row %d (%s) has more than %ld values", i, r->name, MT_CKPT_MAX_PARAMS);
+            return -1;
+        }
+    }
+    if (r->offset < 0 || r->size < 0 || (uint64_t)r->offset != *next || (uint64_t)r->size != prod) {
+        snprintf(why, whylen,
+                 "layout table row %d (%s) has offset %lld and size %lld, expected offset %zu and size %llu "
+                 "(the rows tile the parameters in order)",
+                 i, r->name, (long long)r->offset, (long long)r->size, *next, (unsigned long long)prod);
+        return -1;
+    }
+    if (prod > (uint64_t)MT_CKPT_MAX_PARAMS - *next) {
+        snprintf(why, whylen, "the layout table describes more than %ld parameters", MT_CKPT_MAX_PARAMS);
+        return -1;
+    }
+    *next += (size_t)prod;
+    return 0;
+}
+
+/* Reads the /model table into ck->tensors after checking its datatype, its shape (1 to
+ * MT_CKPT_MAX_TENSORS rows) and every row; ck->n_params becomes the total it describes. */
+static int read_table(hid_t file, mt_checkpoint *ck, char *why, size_t whylen)
+{
+    htri_t exists = H5Lexists(file, "model", H5P_DEFAULT);
+    hid_t d = exists > 0 ? H5Dopen2(file, "model", H5P_DEFAULT) : -1;
+    if (d < 0) {
+        snprintf(why, whylen, exists > 0 ? "/model is not a readable dataset" : "no /model layout table");
+        return -1;
+    }
+    hid_t space = H5Dget_space(d), ftype = H5Dget_type(d), type = table_type();
+    hsize_t n = 0;
+    int ok = space >= 0 && ftype >= 0 && type >= 0;
+    if (!ok) {
+        snprintf(why, whylen, "unreadable /model layout table (%s)", mt_h5_reason());
+    } else if (H5Sget_simple_extent_type(space) != H5S_SIMPLE || H5Sget_simple_extent_ndims(space) != 1) {
+        snprintf(why, whylen, "/model has %d dimensions, expected 1", H5Sget_simple_extent_ndims(space));
+        ok = 0;
+    } else if (H5Sget_simple_extent_dims(space, &n, NULL) != 1 || n < 1 || n > MT_CKPT_MAX_TENSORS) {
+        snprintf(why, whylen, "/model has %llu rows, expected 1 to %d", (unsigned long long)n, MT_CKPT_MAX_TENSORS);
+        ok = 0;
+    } else {
+        ok = check_table_type(ftype, why, whylen) == 0;
+    }
     table_row *rows = ok ? mt_calloc((size_t)n, sizeof *rows) : NULL;
-    ok = ok && H5Dread(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, rows) >= 0;
+    if (ok && H5Dread(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, rows) < 0) {
+        snprintf(why, whylen, "unreadable /model layout table (%s)", mt_h5_reason());
+        ok = 0;
+    }
+    size_t next = 0;
+    for (int i = 0; ok && i < (int)n; i++) ok = check_row(&rows[i], i, &next, why, whylen) == 0;
     if (ok) {
         ck->n_tensors = (int)n;
+        ck->n_params = next;
         ck->tensors = mt_calloc((size_t)n, sizeof *ck->tensors);
-        for (int i = 0; i < n; i++) {
+        for (int i = 0; i < (int)n; i++) {
             mt_tensor_info *t = &ck->tensors[i];
-            rows[i].name[sizeof rows[i].name - 1] = '\0';
-            rows[i].kind[sizeof rows[i].kind - 1] = '\0';
             snprintf(t->name, sizeof t->name, "%s", rows[i].name);
             t->kind = known_kind(rows[i].kind);
             t->offset = (size_t)rows[i].offset;
@@ -368,45 +625,66 @@ static int read_table(hid_t file, mt_checkpoint *ck, char *why, size_t whylen)
             t->ndim = rows[i].ndim;
             for (int j = 0; j < 4; j++) t->shape[j] = rows[i].shape[j];
         }
-    } else {
-        snprintf(why, whylen, "unreadable /model layout table (%s)", mt_h5_reason());
     }
     free(rows);
-    H5Tclose(type);
+    if (type >= 0) H5Tclose(type);
+    if (ftype >= 0) H5Tclose(ftype);
     if (space >= 0) H5Sclose(space);
     H5Dclose(d);
     return ok ? 0 : -1;
 }
 
-/* Reads the float32 vector `name` into a new buffer *out and counts its length in *n (must
- * equal *n when *n is non-zero). Version 2 checks the stored CRC-32. */
-static int read_vector(hid_t file, const char *name, int version, float **out, size_t *n, char *why, size_t whylen)
+/* Reads the float32 vector `name`, which must hold exactly n values (the /model table's
+ * total), stored contiguously in full (so no more is allocated than the file holds: its size
+ * is file_size), into a new buffer *out. Version 2 and later check the stored CRC-32. */
+static int read_vector(hid_t file, const char *name, int version, size_t n, off_t file_size, float **out, char *why,
+                       size_t whylen)
 {
-    if (H5Lexists(file, name, H5P_DEFAULT) <= 0) {
-        snprintf(why, whylen, "no /%s dataset", name);
+    htri_t exists = H5Lexists(file, name, H5P_DEFAULT);
+    hid_t d = exists > 0 ? H5Dopen2(file, name, H5P_DEFAULT) : -1;
+    if (d < 0) {
+        snprintf(why, whylen, exists > 0 ? "/%s is not a readable dataset" : "no /%s dataset", name);
         return -1;
     }
-    hid_t d = H5Dopen2(file, name, H5P_DEFAULT);
-    hid_t space = d >= 0 ? H5Dget_space(d) : -1;
-    int ok = space >= 0 && H5Sget_simple_extent_ndims(space) == 1;
+    hid_t space = H5Dget_space(d), type = H5Dget_type(d), dcpl = H5Dget_create_plist(d);
+    int ok = space >= 0 && type >= 0 && dcpl >= 0;
     hsize_t len = 0;
-    if (ok) H5Sget_simple_extent_dims(space, &len, NULL);
-    ok = ok && len > 0 && (*n == 0 || len == *n);
-    if (!ok) snprintf(why, whylen, "/%s is not a vector of %zu values", name, *n);
+    if (!ok) {
+        snprintf(why, whylen, "/%s cannot be read: %s", name, mt_h5_reason());
+    } else if (H5Tget_class(type) != H5T_FLOAT || H5Tget_size(type) != sizeof(float)) {
+        snprintf(why, whylen, "/%s is not a float32 vector: its element type is %s of %zu bytes", name,
+                 mt_h5_class_name(H5Tget_class(type)), H5Tget_size(type));
+        ok = 0;
+    } else if (H5Sget_simple_extent_type(space) != H5S_SIMPLE || H5Sget_simple_extent_ndims(space) != 1) {
+        snprintf(why, whylen, "/%s has %d dimensions, expected 1", name, H5Sget_simple_extent_ndims(space));
+        ok = 0;
+    } else if (H5Sget_simple_extent_dims(space, &len, NULL) != 1 || len != (hsize_t)n) {
+        snprintf(why, whylen, "/%s holds %llu values, the /model table describes %zu", name, (unsigned long long)len, n);
+        ok = 0;
+    } else if (H5Pget_layout(dcpl) != H5D_CONTIGUOUS ||
+               H5Dget_storage_size(d) != (hsize_t)n * sizeof(float) || (hsize_t)n * sizeof(float) > (hsize_t)file_size) {
+        snprintf(why, whylen, "/%s does not store its %zu values contiguously in the file (%llu bytes stored)", name, n,
+                 (unsigned long long)H5Dget_storage_size(d));
+        ok = 0;
+    }
     if (ok) {
-        *n = (size_t)len;
-        *out = mt_malloc((size_t)len * sizeof(float));
-        if (H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, *out) < 0) {
-            snprintf(why, whylen, "/%s cannot be read: %s (a checksum error means the file is damaged)", name,
-                     mt_h5_reason());
+        *out = malloc(n * sizeof(float));
+        if (!*out) {
+            snprintf(why, whylen, "/%s: cannot allocate %zu values: %s", name, n, strerror(errno));
             ok = 0;
         }
     }
+    if (ok && H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, *out) < 0) {
+        snprintf(why, whylen, "/%s cannot be read: %s (a checksum error means the file is damaged)", name,
+                 mt_h5_reason());
+        ok = 0;
+    }
     if (ok && version >= 2) {
         uint64_t want = 0;
-        uint32_t got = (uint32_t)crc32(0L, (const Bytef *)*out, (uInt)(len * sizeof(float)));
-        if (mt_h5_attr_read_u64(d, "crc32", &want) != 0) {
-            snprintf(why, whylen, "/%s has no crc32 attribute", name);
+        char attr[256];
+        uint32_t got = mt_checkpoint_crc32(0, *out, n * sizeof(float));
+        if (mt_h5_attr_get_u64(d, "crc32", &want, attr, sizeof attr) != 0) {
+            snprintf(why, whylen, "/%s: %s", name, attr);
             ok = 0;
         } else if (want != got) {
             snprintf(why, whylen, "/%s fails its checksum (crc32 %08x, stored %08llx): the file is damaged", name,
@@ -414,27 +692,105 @@ static int read_vector(hid_t file, const char *name, int version, float **out, s
             ok = 0;
         }
     }
+    if (dcpl >= 0) H5Pclose(dcpl);
+    if (type >= 0) H5Tclose(type);
     if (space >= 0) H5Sclose(space);
-    if (d >= 0) H5Dclose(d);
+    H5Dclose(d);
     return ok ? 0 : -1;
 }
 
-/* Checks that the table tiles [0, n_params) in order with sizes matching shapes. */
-static int check_table(const mt_checkpoint *ck, char *why, size_t whylen)
+/* An optional string attribute of versions before 3: absent is "" (0), present must read. */
+static int get_str(hid_t file, const char *name, int required, size_t max, char **value, char *why, size_t whylen)
 {
-    size_t next = 0;
-    for (int i = 0; i < ck->n_tensors; i++) {
-        const mt_tensor_info *t = &ck->tensors[i];
-        size_t prod = 1;
-        for (int j = 0; j < t->ndim && j < 4; j++) prod *= (size_t)(t->shape[j] > 0 ? t->shape[j] : 0);
-        if (t->offset != next || t->size != prod || t->ndim < 1 || t->ndim > 4) {
-            snprintf(why, whylen, "layout table row %d (%s) is inconsistent", i, t->name);
-            return -1;
-        }
-        next += t->size;
+    *value = NULL;
+    if (!required && H5Aexists(file, name) == 0) return 0;
+    return mt_h5_attr_get_str(file, name, max, value, why, whylen);
+}
+
+/* Reads and range-checks the root attributes into ck; *has_crc and *stored_crc receive
+ * meta_crc32 (version 3 requires it). */
+static int read_root(hid_t file, mt_checkpoint *ck, int *has_crc, uint64_t *stored_crc, char *why, size_t whylen)
+{
+    char *format = NULL, *pv = NULL, *dataset = NULL, *run_id = NULL;
+    int64_t version = 0, step = 0, world = 0, shape[3] = {0, 0, 0};
+    int ok = 0;
+    *has_crc = 0;
+    if (mt_h5_attr_get_str(file, "format", 256, &format, why, whylen) != 0) {
+        /* why says what the attribute is (missing, another type) */
+    } else if (strcmp(format, MT_CKPT_FORMAT) != 0) {
+        snprintf(why, whylen, "format attribute is \"%s\", expected \"%s\"", format, MT_CKPT_FORMAT);
+    } else if (mt_h5_attr_get_i64(file, "format_version", &version, why, whylen) != 0) {
+    } else if (version < 1 || version > MT_CKPT_VERSION) {
+        snprintf(why, whylen, "format_version %lld is not supported (this metatrain reads versions 1 to %d)",
+                 (long long)version, MT_CKPT_VERSION);
+    } else if (mt_h5_attr_get_i64(file, "step", &step, why, whylen) != 0) {
+    } else if (step < 0 || step > MT_CKPT_MAX_STEP) {
+        snprintf(why, whylen, "attribute step is %lld, expected 0 to %ld", (long long)step, MT_CKPT_MAX_STEP);
+    } else if (mt_h5_attr_get_u64(file, "seed", &ck->seed, why, whylen) != 0) {
+    } else if (mt_h5_attr_get_i64(file, "world_size", &world, why, whylen) != 0) {
+    } else if (world < 1 || world > MT_CKPT_MAX_WORLD) {
+        snprintf(why, whylen, "attribute world_size is %lld, expected 1 to %d", (long long)world, MT_CKPT_MAX_WORLD);
+    } else if (mt_h5_attr_get_str(file, "program_version", sizeof ck->program_version - 1, &pv, why, whylen) != 0) {
+    } else if (mt_h5_attr_get_str(file, "config", MT_CKPT_MAX_CONFIG, &ck->config, why, whylen) != 0) {
+    } else if (get_str(file, "dataset", version >= 3, sizeof ck->dataset - 1, &dataset, why, whylen) != 0) {
+    } else if (get_str(file, "run_id", version >= 3, sizeof ck->run_id - 1, &run_id, why, whylen) != 0) {
+    } else if (version >= 3 && mt_h5_attr_get_i64s(file, "input_shape", shape, 3, why, whylen) != 0) {
+    } else if (version >= 3 && (shape[0] < 1 || shape[1] < 1 || shape[2] < 1 || shape[0] > MT_CKPT_MAX_PARAMS ||
+                                shape[1] > MT_CKPT_MAX_PARAMS / shape[0] ||
+                                shape[2] > MT_CKPT_MAX_PARAMS / (shape[0] * shape[1]))) {
+        snprintf(why, whylen, "attribute input_shape is %lld x %lld x %lld, expected positive extents", (long long)shape[0],
+                 (long long)shape[1], (long long)shape[2]);
+    } else if (version >= 3 && mt_h5_attr_get_u64(file, "meta_crc32", stored_crc, why, whylen) != 0) {
+    } else {
+        ok = 1;
+        *has_crc = version >= 3;
     }
-    if (next != ck->n_params) {
-        snprintf(why, whylen, "layout table covers %zu parameters but /params holds %zu", next, ck->n_params);
+    ck->version = (int)version;
+    ck->step = (long)step;
+    ck->world_size = (int)world;
+    for (int i = 0; i < 3; i++) ck->input_shape[i] = (int)shape[i];
+    snprintf(ck->program_version, sizeof ck->program_version, "%s", pv ? pv : "");
+    snprintf(ck->dataset, sizeof ck->dataset, "%s", dataset ? dataset : "");
+    snprintf(ck->run_id, sizeof ck->run_id, "%s", run_id ? run_id : "");
+    free(format);
+    free(pv);
+    free(dataset);
+    free(run_id);
+    return ok ? 0 : -1;
+}
+
+/* The checks across fields: the input shape against the first tensor, the metadata
+ * checksum (version 3), and the config text, which must parse and name the seed of the attribute. */
+static int check_meta(const mt_checkpoint *ck, const char *path, int has_crc, uint64_t stored, char *why,
+                      size_t whylen)
+{
+    const mt_tensor_info *first = &ck->tensors[0];
+    const long in = (long)ck->input_shape[0] * ck->input_shape[1] * ck->input_shape[2];
+    if (ck->input_shape[0] > 0 && ((strcmp(first->kind, "linear") == 0 && first->ndim == 2 && first->shape[1] != in) ||
+                                   (strcmp(first->kind, "conv2d") == 0 && first->ndim == 4 &&
+                                    first->shape[1] != ck->input_shape[0]))) {
+        snprintf(why, whylen, "attribute input_shape %dx%dx%d does not fit the first tensor %s", ck->input_shape[0],
+                 ck->input_shape[1], ck->input_shape[2], first->name);
+        return -1;
+    }
+    if (has_crc && stored != meta_crc32(ck)) {
+        snprintf(why, whylen,
+                 "the metadata checksum fails (meta_crc32 %08x, stored %08llx): its attributes or /model table "
+                 "were changed or damaged",
+                 meta_crc32(ck), (unsigned long long)stored);
+        return -1;
+    }
+    mt_config cfg;
+    char origin[MT_H5_PATH_LEN + 16], msg[MT_ERR_LEN];
+    snprintf(origin, sizeof origin, "%s:/config", path);
+    mt_config_defaults(&cfg);
+    if (mt_config_parse(&cfg, ck->config, origin, msg, sizeof msg) != 0) {
+        snprintf(why, whylen, "its config attribute does not parse (the file is damaged): %.300s", msg);
+        return -1;
+    }
+    if (cfg.seed != ck->seed) {
+        snprintf(why, whylen, "its config says seed = %llu but its seed attribute is %llu (the file is damaged)",
+                 (unsigned long long)cfg.seed, (unsigned long long)ck->seed);
         return -1;
     }
     return 0;
@@ -442,11 +798,20 @@ static int check_table(const mt_checkpoint *ck, char *why, size_t whylen)
 
 int mt_checkpoint_read(const char *path, mt_checkpoint *ck, char *err, size_t errlen)
 {
-    char why[512] = "";
+    char why[1024] = "";
     memset(ck, 0, sizeof *ck);
     mt_h5_quiet();
-    if (access(path, R_OK) != 0) {
+    struct stat st;
+    if (stat(path, &st) != 0 || access(path, R_OK) != 0) {
         snprintf(err, errlen, "cannot read checkpoint %s: %s", path, strerror(errno));
+        return -1;
+    }
+    if (S_ISDIR(st.st_mode)) {
+        snprintf(err, errlen, "%s is a directory, not a checkpoint file", path);
+        return -1;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        snprintf(err, errlen, "%s is not a regular file, so not a checkpoint", path);
         return -1;
     }
     if (H5Fis_hdf5(path) <= 0) {
@@ -458,45 +823,21 @@ int mt_checkpoint_read(const char *path, mt_checkpoint *ck, char *err, size_t er
         snprintf(err, errlen, "cannot open checkpoint %s: %s", path, mt_h5_reason());
         return -1;
     }
-    char *format = NULL;
-    int64_t version = 0, step = 0, world = 0;
-    uint64_t seed = 0;
-    char *pv = NULL;
-    int ok = 0;
-    if (mt_h5_attr_read_str(file, "format", &format) != 0 || strcmp(format, MT_CKPT_FORMAT) != 0) {
-        snprintf(why, sizeof why, "format attribute is %s%s%s, expected \"%s\"", format ? "\"" : "",
-                 format ? format : "missing", format ? "\"" : "", MT_CKPT_FORMAT);
-    } else if (mt_h5_attr_read_i64(file, "format_version", &version) != 0 || version < 1 ||
-               version > MT_CKPT_VERSION) {
-        snprintf(why, sizeof why, "format_version %lld is not supported (this metatrain reads versions 1 to %d)",
-                 (long long)version, MT_CKPT_VERSION);
-    } else if (mt_h5_attr_read_i64(file, "step", &step) != 0 || mt_h5_attr_read_u64(file, "seed", &seed) != 0 ||
-               mt_h5_attr_read_i64(file, "world_size", &world) != 0 ||
-               mt_h5_attr_read_str(file, "program_version", &pv) != 0 ||
-               mt_h5_attr_read_str(file, "config", &ck->config) != 0) {
-        snprintf(why, sizeof why, "missing or unreadable attribute (step, seed, world_size, program_version, config)");
-    } else if (read_vector(file, "params", (int)version, &ck->params, &ck->n_params, why, sizeof why) == 0 &&
-               read_table(file, ck, why, sizeof why) == 0 && check_table(ck, why, sizeof why) == 0) {
-        ok = 1;
-        /* Optimizer state: version 2 files written by training have both moments. */
-        if (version >= 2 && H5Lexists(file, "optim", H5P_DEFAULT) > 0)
-            ok = read_vector(file, "optim/m", 2, &ck->m, &ck->n_params, why, sizeof why) == 0 &&
-                 read_vector(file, "optim/v", 2, &ck->v, &ck->n_params, why, sizeof why) == 0;
+    int has_crc = 0;
+    uint64_t stored_crc = 0;
+    int ok = read_root(file, ck, &has_crc, &stored_crc, why, sizeof why) == 0 &&
+             read_table(file, ck, why, sizeof why) == 0 && check_meta(ck, path, has_crc, stored_crc, why, sizeof why) == 0 &&
+             read_vector(file, "params", ck->version, ck->n_params, st.st_size, &ck->params, why, sizeof why) == 0;
+    ck->meta_checked = has_crc;
+    /* Optimizer state: version 2 files written by training have both moments. */
+    htri_t optim = ok && ck->version >= 2 ? H5Lexists(file, "optim", H5P_DEFAULT) : 0;
+    if (optim < 0) {
+        snprintf(why, sizeof why, "/optim cannot be read: %s", mt_h5_reason());
+        ok = 0;
+    } else if (optim > 0) {
+        ok = read_vector(file, "optim/m", ck->version, ck->n_params, st.st_size, &ck->m, why, sizeof why) == 0 &&
+             read_vector(file, "optim/v", ck->version, ck->n_params, st.st_size, &ck->v, why, sizeof why) == 0;
     }
-    ck->version = (int)version;
-    char *dataset = NULL;
-    if (ok && mt_h5_attr_read_str(file, "dataset", &dataset) == 0) snprintf(ck->dataset, sizeof ck->dataset, "%s", dataset);
-    free(dataset);
-    char *run_id = NULL;
-    if (ok && H5Aexists(file, "run_id") > 0 && mt_h5_attr_read_str(file, "run_id", &run_id) == 0)
-        snprintf(ck->run_id, sizeof ck->run_id, "%s", run_id);
-    free(run_id);
-    ck->step = (long)step;
-    ck->seed = seed;
-    ck->world_size = (int)world;
-    snprintf(ck->program_version, sizeof ck->program_version, "%s", pv ? pv : "");
-    free(format);
-    free(pv);
     if (H5Fclose(file) < 0 && ok) {
         snprintf(why, sizeof why, "close failed: %s", mt_h5_reason());
         ok = 0;
@@ -527,6 +868,13 @@ int mt_checkpoint_match_model(const mt_checkpoint *ck, const mt_model *m, char *
                      i, s->name, s->offset, s->size, t.name, t.offset, t.size);
             return -1;
         }
+    }
+    const mt_layer *in = &m->layer[0];
+    if (ck->input_shape[0] > 0 &&
+        (ck->input_shape[0] != in->in_c || ck->input_shape[1] != in->in_h || ck->input_shape[2] != in->in_w)) {
+        snprintf(err, errlen, "checkpoint was trained on inputs of %dx%dx%d (CxHxW), the model takes %dx%dx%d",
+                 ck->input_shape[0], ck->input_shape[1], ck->input_shape[2], in->in_c, in->in_h, in->in_w);
+        return -1;
     }
     return 0;
 }

@@ -149,7 +149,22 @@ int mt_eval_main(const mt_dist *d, int argc, char **argv)
         mt_checkpoint_free(&ck);
         return rc;
     }
-    if (d->rank == 0 && mt_checkpoint_match_model(&ck, &model, err, sizeof err) != 0) rc = MT_EXIT_USAGE;
+    /* The data's input shape against the checkpoint's: a layout alone cannot tell 16x16 images
+     * from 28x28 ones when the parameter count happens to match. */
+    const mt_layer *in = &model.layer[0];
+    if (d->rank == 0 && ck.input_shape[0] > 0 &&
+        (ck.input_shape[0] != in->in_c || ck.input_shape[1] != in->in_h || ck.input_shape[2] != in->in_w)) {
+        snprintf(err, sizeof err, "it was trained on inputs of %dx%dx%d (CxHxW), but %s has %dx%dx%d", ck.input_shape[0],
+                 ck.input_shape[1], ck.input_shape[2], family.source, in->in_c, in->in_h, in->in_w);
+        rc = MT_EXIT_USAGE;
+    } else if (d->rank == 0 && mt_checkpoint_match_model(&ck, &model, err, sizeof err) != 0) {
+        rc = MT_EXIT_USAGE;
+    } else if (d->rank == 0 && ck.input_shape[0] == 0) {
+        fprintf(stderr,
+                "metatrain: warning: %s predates stored input shapes (format version %d): only the layout was "
+                "checked against the data (%dx%dx%d)\n",
+                args.ckpt, ck.version, in->in_c, in->in_h, in->in_w);
+    }
     if (!mt_dist_all(d, rc == 0)) {
         mt_cli_error(d, "%s: %s", args.ckpt, err);
         mt_checkpoint_free(&ck);

@@ -16,11 +16,13 @@ static void usage(FILE *out)
                  "\n"
                  "Prints a checkpoint's step, seed, the number of ranks that wrote it, its format\n"
                  "version, the model layout (tensor, kind, offset, shape), whether it holds optimizer\n"
-                 "state, and the resolved config it was trained with. Reading verifies the checksums:\n"
-                 "a damaged file is reported (exit status 2).\n"
+                 "state, and the resolved config it was trained with. Reading verifies the checksums\n"
+                 "(of the vectors, and of the metadata: attributes, config and layout; files written\n"
+                 "before format version 3 have no metadata checksum): a damaged file is reported\n"
+                 "(exit status 2).\n"
                  "  --json    one JSON object: path, format_version, step, seed, world_size,\n"
-                 "            program_version, dataset, parameters, optimizer_state, checksums,\n"
-                 "            tensors, config\n");
+                 "            program_version, dataset, input_shape, parameters, optimizer_state,\n"
+                 "            checksums, metadata_checksum, tensors, config\n");
 }
 
 /* A JSON string (quotes, backslashes and control characters escaped). */
@@ -67,6 +69,10 @@ int mt_inspect_main(const mt_dist *d, int argc, char **argv)
         return MT_EXIT_USAGE;
     }
     const char *state = ck.m ? "Adam moments (m, v)" : "none";
+    const char *meta = ck.meta_checked ? "ok" : "absent (older file)";
+    char shape[64] = "not recorded (older file)";
+    if (ck.input_shape[0] > 0)
+        snprintf(shape, sizeof shape, "%dx%dx%d (CxHxW)", ck.input_shape[0], ck.input_shape[1], ck.input_shape[2]);
     if (json) {
         printf("{\"path\": ");
         json_string(path);
@@ -75,12 +81,20 @@ int mt_inspect_main(const mt_dist *d, int argc, char **argv)
         json_string(ck.program_version);
         printf(", \"dataset\": ");
         json_string(ck.dataset);
-        printf(", \"parameters\": %zu, \"optimizer_state\": %s, \"checksums\": \"ok\", \"tensors\": [", ck.n_params,
-               ck.m ? "true" : "false");
+        if (ck.input_shape[0] > 0)
+            printf(", \"input_shape\": [%d, %d, %d]", ck.input_shape[0], ck.input_shape[1], ck.input_shape[2]);
+        else
+            printf(", \"input_shape\": null");
+        printf(", \"parameters\": %zu, \"optimizer_state\": %s, \"checksums\": \"ok\", \"metadata_checksum\": \"%s\", "
+               "\"tensors\": [",
+               ck.n_params, ck.m ? "true" : "false", ck.meta_checked ? "ok" : "absent");
         for (int i = 0; i < ck.n_tensors; i++) {
             const mt_tensor_info *t = &ck.tensors[i];
-            printf("%s{\"name\": \"%s\", \"kind\": \"%s\", \"offset\": %zu, \"shape\": [", i ? ", " : "", t->name,
-                   t->kind, t->offset);
+            printf("%s{\"name\": ", i ? ", " : "");
+            json_string(t->name);
+            printf(", \"kind\": ");
+            json_string(t->kind);
+            printf(", \"offset\": %zu, \"shape\": [", t->offset);
             for (int j = 0; j < t->ndim; j++) printf("%s%d", j ? ", " : "", t->shape[j]);
             printf("]}");
         }
@@ -90,10 +104,11 @@ int mt_inspect_main(const mt_dist *d, int argc, char **argv)
     } else {
         printf("checkpoint %s\n  format version %d, written by metatrain %s on %d rank%s\n"
                "  iteration %ld, seed %llu, %zu parameters, optimizer state: %s\n"
-               "  tasks from: %s\n  checksums: ok\n\n  %-16s %-10s %10s  %s\n",
+               "  tasks from: %s\n  input shape: %s\n  checksums: ok\n  metadata checksum: %s\n\n"
+               "  %-16s %-10s %10s  %s\n",
                path, ck.version, ck.program_version, ck.world_size, ck.world_size == 1 ? "" : "s", ck.step,
-               (unsigned long long)ck.seed, ck.n_params, state, ck.dataset[0] ? ck.dataset : "(not recorded)", "tensor",
-               "kind", "offset", "shape");
+               (unsigned long long)ck.seed, ck.n_params, state, ck.dataset[0] ? ck.dataset : "(not recorded)", shape,
+               meta, "tensor", "kind", "offset", "shape");
         for (int i = 0; i < ck.n_tensors; i++) {
             const mt_tensor_info *t = &ck.tensors[i];
             printf("  %-16s %-10s %10zu  ", t->name, t->kind, t->offset);

@@ -59,6 +59,15 @@ check "1 and 2 ranks give the same evaluation" cmp -s "$TMP/out" "$TMP/eval2.jso
 run "$BIN" eval "$CKPT" --tasks 30 --json --data "$TMP/tiny.h5"
 expect_exit 0 "eval with --data"
 check "--data naming the same file gives the same numbers" cmp -s "$TMP/out" "$TMP/eval2.json"
+# The same images at 24x24: Conv4 pools 24x24 and 16x16 alike to 1x1, so the parameter count
+# matches and only the stored input shape tells them apart.
+"$MAKE_IMAGES" idx-images "$TMP/img24.idx" 48 24 24 0 || exit 1
+run "$BIN" data import idx "$TMP/img24.idx" "$TMP/lab.idx" --split train=0-4 --split test=5-7 -o "$TMP/tiny24.h5" --quiet
+expect_exit 0 "import the dataset at 24x24"
+run "$BIN" eval "$CKPT" --tasks 10 --data "$TMP/tiny24.h5"
+expect_exit 2 "eval --data with 24x24 images on a checkpoint trained on 16x16"
+check "  ... names both shapes" grep -q "trained on inputs of 1x16x16 (CxHxW), but dataset .*tiny24.h5.* has 1x24x24" "$TMP/err"
+check "  ... and prints no accuracy" bash -c "! grep -q accuracy '$TMP/out'"
 
 # A bad dataset is bad input (exit 2, one message naming the problem), and makes no run dir.
 bad() { # label, expected text, extra args...

@@ -120,6 +120,7 @@ expect_exit 0 "--resume auto with the newest checkpoint truncated"
 check "  ... names the damaged file" grep -q "skipping .*ckpt-00000030.h5" "$TMP/err"
 check "  ... falls back to iteration 20" grep -q "resuming from .*ckpt-00000020.h5" "$TMP/out"
 cp "$TMP/dmg/ckpt-00000020.h5" "$TMP/flip.h5"
+cp "$TMP/dmg/ckpt-00000020.h5" "$TMP/step20.h5"
 # One bit of θ's stored bytes, in the middle of /params (its file offset from h5dump -p).
 offset=$(h5dump -p -H -d /params "$TMP/flip.h5" | sed -n 's/^ *OFFSET \([0-9]*\).*/\1/p' | head -n 1)
 byte=$(od -An -tu1 -j $((offset + 3000)) -N1 "$TMP/flip.h5" | tr -d ' ')
@@ -155,5 +156,31 @@ train "$TMP/dmg" 1 41 --resume never --overwrite
 expect_exit 0 "--resume never --overwrite starts over"
 check "  ... without resuming" bash -c "! grep -q resuming '$TMP/out'"
 check "  ... and only its own final checkpoint is left" test "$(cd "$TMP/dmg" && ls ckpt-*.h5)" = ckpt-00000041.h5
+
+# --- a checkpoint whose step attribute is -5 --------------------------------------------------
+# The attribute's 8 value bytes follow its name ("step", padded to 8), type (16) and space (8).
+mkdir -p "$TMP/neg"
+cp "$TMP/step20.h5" "$TMP/neg/ckpt-00000020.h5"
+cp "$TMP/step20.h5" "$TMP/neg/ckpt-00000025.h5"
+at=$(grep -obUaP 'step\x00\x00\x00\x00' "$TMP/neg/ckpt-00000025.h5" | head -n 1 | cut -d: -f1)
+printf '\373\377\377\377\377\377\377\377' | dd of="$TMP/neg/ckpt-00000025.h5" bs=1 seek=$((at + 32)) conv=notrunc status=none
+check "the step attribute of the copy now reads -5" bash -c "h5dump -a step '$TMP/neg/ckpt-00000025.h5' | grep -q '(0): -5$'"
+run "$BIN" inspect "$TMP/neg/ckpt-00000025.h5"
+expect_exit 2 "inspect of a checkpoint with step -5"
+check "  ... names the file and the attribute" grep -q "ckpt-00000025.h5 .*attribute step is -5" "$TMP/err"
+train "$TMP/neg2" 1 40 --set checkpoint.every=10 --resume "$TMP/neg/ckpt-00000025.h5"
+expect_exit 2 "--resume PATH to a checkpoint with step -5 (not an assertion)"
+check "  ... names the file and the attribute" grep -q "cannot resume: .*ckpt-00000025.h5 .*attribute step is -5" "$TMP/err"
+train "$TMP/neg" 1 40 --set checkpoint.every=10
+expect_exit 0 "--resume auto with a newest checkpoint of step -5"
+check "  ... skips it with a warning naming the file and the attribute" \
+    grep -q "warning: skipping .*ckpt-00000025.h5 .*attribute step is -5" "$TMP/err"
+check "  ... and resumes from iteration 20" grep -q "resuming from .*ckpt-00000020.h5 (iteration 20" "$TMP/out"
+run "$BIN" inspect "$TMP/step20.h5"
+check "inspect of a good file reports its metadata checksum" grep -q "^  metadata checksum: ok$" "$TMP/out"
+check "  ... and its input shape" grep -q "^  input shape: 1x1x1 (CxHxW)$" "$TMP/out"
+run "$BIN" inspect "$TMP"
+expect_exit 2 "inspect of a directory"
+check "  ... says it is a directory" grep -q "is a directory, not a checkpoint file" "$TMP/err"
 
 finish
