@@ -628,6 +628,47 @@ void mt_split_free(mt_split *s)
     memset(s, 0, sizeof *s);
 }
 
+/* Checks how dataset d (dataspace space, file type type) is stored before anything reads
+ * it. Its raw data must be in this file: external files and virtual datasets name other
+ * files, which a dataset someone sends must not make us read. A compact or contiguous
+ * dataset must store exactly its shape's worth of bytes: HDF5 1.10 trusts the stored size
+ * and reads past its buffer when it is smaller (found by tests/fuzz/fuzz_dataset.c). A
+ * dataset with no data stored at all is refused: the reader would get fill values, which
+ * HDF5 converts from a message of their own that a damaged file can make inconsistent.
+ * Returns 1, or 0 with the reason in why. */
+static int storage_ok(hid_t d, const char *name, hid_t space, hid_t type, char *why, size_t whylen)
+{
+    hid_t dcpl = H5Dget_create_plist(d);
+    const H5D_layout_t layout = dcpl >= 0 ? H5Pget_layout(dcpl) : H5D_LAYOUT_ERROR;
+    const int external = dcpl >= 0 ? H5Pget_external_count(dcpl) : -1;
+    if (dcpl >= 0) H5Pclose(dcpl);
+    const hssize_t npoints = H5Sget_simple_extent_npoints(space);
+    const size_t tsize = H5Tget_size(type);
+    const uint64_t stored = H5Dget_storage_size(d);
+    if (layout == H5D_LAYOUT_ERROR || external < 0 || npoints < 0 || tsize == 0) {
+        snprintf(why, whylen, "%s: its storage cannot be read (damaged file?): %s", name, mt_h5_reason());
+        return 0;
+    }
+    if (npoints > 0 && stored == 0) { /* we write every array whole; only fill values would be read */
+        snprintf(why, whylen, "%s holds no data (damaged file?)", name);
+        return 0;
+    }
+    if (external > 0 || layout == H5D_VIRTUAL) {
+        snprintf(why, whylen, "%s keeps its data outside the file (%s), which metatrain does not read", name,
+                 external > 0 ? "external raw data files" : "a virtual dataset");
+        return 0;
+    }
+    if (layout == H5D_COMPACT || (layout == H5D_CONTIGUOUS && stored != 0)) {
+        const uint64_t want = (uint64_t)npoints > UINT64_MAX / tsize ? UINT64_MAX : (uint64_t)npoints * tsize;
+        if (stored != want) {
+            snprintf(why, whylen, "%s stores %llu bytes for %lld values of %zu bytes (damaged file?)", name,
+                     (unsigned long long)stored, (long long)npoints, tsize);
+            return 0;
+        }
+    }
+    return 1;
+}
+
 /* Opens dataset `name` of g and checks it has rank `ndims` and an element class `cls`.
  * Fills dims. Returns the dataset, or -1 with the reason in why. */
 static hid_t open_array(hid_t g, const char *name, int ndims, H5T_class_t cls, hsize_t *dims, char *why,
@@ -647,12 +688,18 @@ static hid_t open_array(hid_t g, const char *name, int ndims, H5T_class_t cls, h
              H5Sget_simple_extent_dims(space, dims, NULL) == ndims && H5Tget_class(type) == cls;
     if (ok && cls == H5T_STRING) ok = H5Tis_variable_str(type) == 0 && H5Tget_size(type) <= MT_DATASET_NAME_LEN;
     if (ok && cls == H5T_INTEGER && ndims == 4) ok = H5Tget_size(type) == 1 && H5Tget_sign(type) == H5T_SGN_NONE;
+    if (ok && cls == H5T_INTEGER) { /* a plain integer: 1, 2, 4 or 8 whole bytes (HDF5 mis-sizes odd ones) */
+        const size_t size = H5Tget_size(type);
+        ok = (size == 1 || size == 2 || size == 4 || size == 8) && H5Tget_precision(type) == 8 * size &&
+             H5Tget_offset(type) == 0;
+    }
     if (!ok) {
         const char *want = cls == H5T_STRING    ? "a vector of fixed-length strings of at most 64 bytes"
                            : ndims == 4         ? "a 4-d uint8 array [N, C, H, W]"
-                                                : "an integer vector";
+                                                : "an integer vector (of 1, 2, 4 or 8 bytes)";
         snprintf(why, whylen, "%s is not %s", name, want);
     }
+    if (ok) ok = storage_ok(d, name, space, type, why, whylen);
     if (type >= 0) H5Tclose(type);
     if (space >= 0) H5Sclose(space);
     if (!ok) {

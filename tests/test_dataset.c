@@ -579,6 +579,20 @@ static void test_hostile_attrs(void)
     H5Tclose(st);
 }
 
+/* Writes zeros to the first `count` elements of the 1-d or 4-d dataset d ([N] or [N,1,1,1]). */
+static int write_head(hid_t d, int rank, hsize_t count)
+{
+    hsize_t start[4] = {0}, cnt[4] = {count, 1, 1, 1};
+    hid_t fs = H5Dget_space(d), ms = H5Screate_simple(rank, cnt, NULL);
+    int32_t *zeros = calloc(count, sizeof *zeros);
+    int ok = H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, cnt, NULL) >= 0 &&
+             H5Dwrite(d, rank == 4 ? H5T_NATIVE_UINT8 : H5T_NATIVE_INT32, ms, fs, H5P_DEFAULT, zeros) >= 0;
+    free(zeros);
+    H5Sclose(ms);
+    H5Sclose(fs);
+    return ok ? 0 : -1;
+}
+
 /* A small file whose shapes claim far more data than it stores (chunks never written read
  * back as zeros) is refused before the reader allocates for it. */
 static void test_hollow(void)
@@ -596,12 +610,12 @@ static void test_hollow(void)
     H5Aclose(a);
     H5Sclose(sp);
     hid_t g = H5Gcreate2(f, "train", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    hsize_t idims[4] = {N, 1, 1, 1}, ichunk[4] = {4096, 1, 1, 1}, ldims[1] = {N}, lchunk[1] = {65536};
+    hsize_t idims[4] = {N, 1, 1, 1}, ichunk[4] = {4096, 1, 1, 1}, ldims[1] = {N}, lchunk[1] = {4096};
     hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
     H5Pset_chunk(dcpl, 4, ichunk);
     hid_t s4 = H5Screate_simple(4, idims, NULL);
     hid_t d = H5Dcreate2(g, "images", H5T_STD_U8LE, s4, H5P_DEFAULT, dcpl, H5P_DEFAULT);
-    ok &= d >= 0;
+    ok &= d >= 0 && write_head(d, 4, 4096) == 0; /* one chunk of 4096 stored, 16383 missing */
     H5Dclose(d);
     H5Sclose(s4);
     H5Pclose(dcpl);
@@ -609,7 +623,7 @@ static void test_hollow(void)
     H5Pset_chunk(dcpl, 1, lchunk);
     hid_t s1 = H5Screate_simple(1, ldims, NULL);
     d = H5Dcreate2(g, "labels", H5T_STD_I32LE, s1, H5P_DEFAULT, dcpl, H5P_DEFAULT);
-    ok &= d >= 0;
+    ok &= d >= 0 && write_head(d, 1, 4096) == 0;
     H5Dclose(d);
     H5Sclose(s1);
     H5Pclose(dcpl);
@@ -634,6 +648,66 @@ static void test_hollow(void)
     tu_expect(rc == -1 && strstr(err, path) && strstr(err, "labels claims"),
               "mt_dataset_read_split_meta (data info) refuses it too, naming labels");
     if (rc == 0) mt_split_free(&s);
+}
+
+/* Rewrites /train/<name> of the well-formed raw file src into dst with dataset-creation
+ * properties dcpl and element type type, n elements, data written unless buf is NULL. */
+static int replace_dataset(const char *src, const char *dst, const char *name, hid_t type, hid_t dcpl, hsize_t n,
+                           const void *buf)
+{
+    unsigned char *bytes = NULL;
+    long len = tu_slurp(src, &bytes);
+    int ok = len > 0 && tu_spill(dst, bytes, (size_t)len) == 0;
+    free(bytes);
+    hid_t f = ok ? H5Fopen(dst, H5F_ACC_RDWR, H5P_DEFAULT) : -1;
+    if (f < 0) return -1;
+    hid_t g = H5Gopen2(f, "train", H5P_DEFAULT);
+    ok = g >= 0 && H5Ldelete(g, name, H5P_DEFAULT) >= 0;
+    hid_t space = H5Screate_simple(1, &n, NULL);
+    hid_t d = H5Dcreate2(g, name, type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    ok &= d >= 0 && (!buf || H5Dwrite(d, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) >= 0);
+    if (d >= 0) H5Dclose(d);
+    H5Sclose(space);
+    if (g >= 0) H5Gclose(g);
+    ok &= H5Fclose(f) >= 0;
+    return ok ? 0 : -1;
+}
+
+/* How an array is stored is checked before HDF5 reads it (cases found by fuzzing). */
+static void test_hostile_storage(void)
+{
+    const int32_t labels_ok[4] = {0, 0, 1, 1};
+    const int64_t offsets_ok[3] = {0, 2, 4};
+    const raw_spec good = {MT_DATASET_FORMAT, 1, "train", NULL, 4, 0, 4, 4, labels_ok, 3, offsets_ok, 2};
+    char src[2048], path[2048], ext[2048];
+    tu_in_dir(src, sizeof src, "storage-good.h5");
+    tu_expect(write_raw(src, &good) == 0, "write a well-formed file for the storage cases (control)");
+
+    /* Labels of a 43-byte integer type, chunked and never written: HDF5 1.10 read past its
+     * fill-value buffer (heap overflow under ASan). */
+    hid_t odd = H5Tcopy(H5T_STD_I32LE);
+    H5Tset_size(odd, 43);
+    hsize_t chunk = 4;
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    H5Pset_chunk(dcpl, 1, &chunk);
+    tu_in_dir(path, sizeof path, "storage-odd-int.h5");
+    tu_expect(replace_dataset(src, path, "labels", odd, dcpl, 4, NULL) == 0, "write labels of 43-byte integers");
+    expect_read_error("labels of 43-byte integers, never written", path, "train", "1, 2, 4 or 8 bytes");
+    H5Tclose(odd);
+    tu_in_dir(path, sizeof path, "storage-unwritten.h5");
+    replace_dataset(src, path, "labels", H5T_STD_I32LE, dcpl, 4, NULL);
+    expect_read_error("labels never written (only fill values)", path, "train", "labels holds no data");
+    H5Pclose(dcpl);
+
+    /* class_offsets kept in an external raw file: the reader must not follow it. */
+    dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    tu_in_dir(ext, sizeof ext, "outside.raw");
+    H5Pset_external(dcpl, ext, 0, 3 * 8);
+    tu_in_dir(path, sizeof path, "storage-external.h5");
+    tu_expect(replace_dataset(src, path, "class_offsets", H5T_STD_I64LE, dcpl, 3, offsets_ok) == 0,
+              "write class_offsets to an external raw file");
+    expect_read_error("class_offsets in an external file", path, "train", "outside the file");
+    H5Pclose(dcpl);
 }
 
 static void test_damaged(void)
@@ -683,6 +757,7 @@ int main(void)
     test_malformed();
     test_hostile_attrs();
     test_hollow();
+    test_hostile_storage();
     test_damaged();
     tu_scratch_remove();
     return tu_finish();
