@@ -3,6 +3,7 @@
 #include "dataset.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <hdf5.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -83,7 +84,7 @@ struct mt_dataset_writer {
     char path[MT_H5_PATH_LEN];
     char partial[MT_H5_PATH_LEN + 16];
     hid_t file;
-    int failed;
+    int failed;           /* 0, or the MT_DATASET_REFUSED / MT_DATASET_IO_ERROR that stopped it */
     /* The open split (group >= 0). Images go through a staging buffer so that every chunk
      * of /images is written exactly once, whole (except the last). */
     char split[MT_DATASET_NAME_LEN];
@@ -94,13 +95,35 @@ struct mt_dataset_writer {
     uint8_t *stage;       /* [chunk_n, C, H, W] */
     hsize_t staged;       /* images in stage */
     hsize_t written;      /* rows of /images on disk */
+    int64_t pending;      /* images of the class being appended (not yet ended) */
     int n_classes, cap;
     int64_t *offsets;     /* [cap + 1] */
     char (*names)[MT_DATASET_NAME_LEN]; /* [cap] */
 };
 
+/* Why the last HDF5 call failed, for messages. A failed write() or open() inside HDF5
+ * leaves a long description ("file write failed: time = ..., errno = 28, error message =
+ * 'No space left on device', buf = ...") of which the system's reason is what a user needs. */
+static const char *h5_failure(char *out, size_t len)
+{
+    const char *r = mt_h5_reason();
+    const char *m = strstr(r, "error message = '");
+    if (m) {
+        m += strlen("error message = '");
+        const char *end = strchr(m, '\'');
+        if (end) {
+            snprintf(out, len, "%.*s", (int)(end - m), m);
+            return out;
+        }
+    }
+    snprintf(out, len, "%s", r);
+    return out;
+}
+
 /* Marks w failed and writes "cannot write dataset <partial>[, split 'S']: <what>[: <HDF5
- * reason>]" to err. Returns -1. */
+ * reason>]" to err. with_reason means a failed HDF5 call: the system failed (returns
+ * MT_DATASET_IO_ERROR); otherwise an argument or call order was refused (returns
+ * MT_DATASET_REFUSED). */
 static int writer_fail(mt_dataset_writer *w, int with_reason, char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
 static int writer_fail(mt_dataset_writer *w, int with_reason, char *err, size_t errlen, const char *fmt, ...)
@@ -110,12 +133,26 @@ static int writer_fail(mt_dataset_writer *w, int with_reason, char *err, size_t 
     va_start(ap, fmt);
     vsnprintf(what, sizeof what, fmt, ap);
     va_end(ap);
-    char split[MT_DATASET_NAME_LEN + 16] = "";
+    char split[MT_DATASET_NAME_LEN + 16] = "", reason[256] = "";
     if (w->group >= 0) snprintf(split, sizeof split, ", split '%s'", w->split);
     snprintf(err, errlen, "cannot write dataset %s%s: %s%s%s", w->partial, split, what, with_reason ? ": " : "",
-             with_reason ? mt_h5_reason() : "");
-    w->failed = 1;
-    return -1;
+             with_reason ? h5_failure(reason, sizeof reason) : "");
+    w->failed = with_reason ? MT_DATASET_IO_ERROR : MT_DATASET_REFUSED;
+    return w->failed;
+}
+
+/* The call after a failure: says so and returns the kind of the first failure. */
+static int earlier_failure(mt_dataset_writer *w, char *err, size_t errlen)
+{
+    int kind = w->failed;
+    writer_fail(w, 0, err, errlen, "an earlier write failed");
+    w->failed = kind;
+    return kind;
+}
+
+int mt_dataset_errno_is_io(int e)
+{
+    return !(e == EISDIR || e == ENOENT || e == ENOTDIR || e == ENAMETOOLONG || e == ELOOP);
 }
 
 /* The value of the `created` attribute: SOURCE_DATE_EPOCH if set to a number, else now. */
@@ -138,6 +175,7 @@ mt_dataset_writer *mt_dataset_create(const char *path, const char *source, char 
     struct stat st;
     if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
         snprintf(err, errlen, "cannot write dataset %s: it is a directory", path);
+        errno = EISDIR;
         return NULL;
     }
     mt_dataset_writer *w = mt_calloc(1, sizeof *w);
@@ -145,28 +183,49 @@ mt_dataset_writer *mt_dataset_create(const char *path, const char *source, char 
     if (snprintf(w->path, sizeof w->path, "%s", path) >= (int)sizeof w->path) {
         snprintf(err, errlen, "cannot write dataset %.200s...: path too long", path);
         free(w);
+        errno = ENAMETOOLONG;
         return NULL;
     }
     snprintf(w->partial, sizeof w->partial, "%s.partial", path);
+    /* Create the file ourselves first: HDF5 reports "unable to open file" whatever the
+     * cause, and the caller needs errno to tell a missing folder (bad input) from a
+     * read-only or full file system (runtime failure). */
+    int fd = open(w->partial, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0666);
+    if (fd < 0) {
+        int e = errno;
+        snprintf(err, errlen, "cannot create dataset %s: %s", w->partial, strerror(e));
+        free(w);
+        errno = e;
+        return NULL;
+    }
+    close(fd);
     mt_h5_quiet();
     hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
+    errno = 0;
     if (fcpl >= 0 && H5Pset_obj_track_times(fcpl, 0) >= 0)
         w->file = H5Fcreate(w->partial, H5F_ACC_TRUNC, fcpl, H5P_DEFAULT);
     if (w->file < 0) {
-        snprintf(err, errlen, "cannot create dataset %s: %s", w->partial, mt_h5_reason());
+        int e = errno ? errno : EIO;
+        char reason[256];
+        snprintf(err, errlen, "cannot create dataset %s: %s", w->partial, h5_failure(reason, sizeof reason));
         if (fcpl >= 0) H5Pclose(fcpl); /* after taking the reason: success clears the stack */
+        unlink(w->partial);
         free(w);
+        errno = e;
         return NULL;
     }
     H5Pclose(fcpl);
     char created[64];
     created_now(created, sizeof created);
+    errno = 0;
     if (mt_h5_attr_write_str(w->file, "format", MT_DATASET_FORMAT) != 0 ||
         mt_h5_attr_write_i64(w->file, "format_version", MT_DATASET_VERSION) != 0 ||
         mt_h5_attr_write_str(w->file, "source", source ? source : "") != 0 ||
         mt_h5_attr_write_str(w->file, "created", created) != 0) {
+        int e = errno ? errno : EIO;
         writer_fail(w, 1, err, errlen, "root attributes");
         mt_dataset_abandon(w);
+        errno = e;
         return NULL;
     }
     return w;
@@ -174,7 +233,7 @@ mt_dataset_writer *mt_dataset_create(const char *path, const char *source, char 
 
 int mt_dataset_begin_split(mt_dataset_writer *w, const char *name, int C, int H, int W, char *err, size_t errlen)
 {
-    if (w->failed) return writer_fail(w, 0, err, errlen, "an earlier write failed");
+    if (w->failed) return earlier_failure(w, err, errlen);
     if (w->group >= 0) return writer_fail(w, 0, err, errlen, "a split is still open (mt_dataset_end_split)");
     if (!name_ok(name, 1))
         return writer_fail(w, 0, err, errlen, "'%s' is not a split name (1-63 bytes, no '/')", name ? name : "");
@@ -192,6 +251,7 @@ int mt_dataset_begin_split(mt_dataset_writer *w, const char *name, int C, int H,
     if (w->chunk_n > CHUNK_MAX_IMAGES) w->chunk_n = CHUNK_MAX_IMAGES;
     w->stage = mt_malloc(w->chunk_n * w->image_bytes);
     w->staged = w->written = 0;
+    w->pending = 0;
     w->n_classes = 0;
     w->cap = 64;
     w->offsets = mt_calloc((size_t)w->cap + 1, sizeof *w->offsets);
@@ -201,9 +261,9 @@ int mt_dataset_begin_split(mt_dataset_writer *w, const char *name, int C, int H,
     if (gcpl >= 0 && H5Pset_obj_track_times(gcpl, 0) >= 0)
         w->group = H5Gcreate2(w->file, name, H5P_DEFAULT, gcpl, H5P_DEFAULT);
     if (w->group < 0) {
-        writer_fail(w, 1, err, errlen, "cannot create group /%s", name);
+        int rc = writer_fail(w, 1, err, errlen, "cannot create group /%s", name);
         if (gcpl >= 0) H5Pclose(gcpl);
-        return -1;
+        return rc;
     }
     H5Pclose(gcpl);
     hsize_t dims[4] = {0, (hsize_t)C, (hsize_t)H, (hsize_t)W};
@@ -213,57 +273,47 @@ int mt_dataset_begin_split(mt_dataset_writer *w, const char *name, int C, int H,
     hid_t dcpl = make_dcpl(4, chunk);
     if (space >= 0 && dcpl >= 0)
         w->images = H5Dcreate2(w->group, "images", H5T_STD_U8LE, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
-    if (w->images < 0) writer_fail(w, 1, err, errlen, "cannot create /%s/images", name);
+    int rc = w->images < 0 ? writer_fail(w, 1, err, errlen, "cannot create /%s/images", name) : 0;
     if (dcpl >= 0) H5Pclose(dcpl);
     if (space >= 0) H5Sclose(space);
-    return w->images < 0 ? -1 : 0;
+    return rc;
 }
 
-/* Appends rows[k, C, H, W] to /images. Returns 0, or -1 (w failed). */
+/* Appends rows[k, C, H, W] to /images. Returns 0, or MT_DATASET_IO_ERROR (w failed). */
 static int write_rows(mt_dataset_writer *w, const uint8_t *rows, hsize_t k, char *err, size_t errlen)
 {
     hsize_t dims[4] = {w->written + k, (hsize_t)w->C, (hsize_t)w->H, (hsize_t)w->W};
     hsize_t start[4] = {w->written, 0, 0, 0}, count[4] = {k, dims[1], dims[2], dims[3]};
     if (H5Dset_extent(w->images, dims) < 0) return writer_fail(w, 1, err, errlen, "cannot extend images");
+    int rc = 0;
     hid_t fspace = H5Dget_space(w->images);
     hid_t mspace = H5Screate_simple(4, count, NULL);
     int ok = fspace >= 0 && mspace >= 0 && H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, NULL, count, NULL) >= 0 &&
              H5Dwrite(w->images, H5T_NATIVE_UINT8, mspace, fspace, H5P_DEFAULT, rows) >= 0;
-    if (!ok) writer_fail(w, 1, err, errlen, "cannot write images %llu to %llu", (unsigned long long)w->written,
-                         (unsigned long long)(w->written + k - 1));
+    if (!ok) rc = writer_fail(w, 1, err, errlen, "cannot write images %llu to %llu", (unsigned long long)w->written,
+                              (unsigned long long)(w->written + k - 1));
     if (mspace >= 0) H5Sclose(mspace);
     if (fspace >= 0) H5Sclose(fspace);
-    if (!ok) return -1;
+    if (!ok) return rc;
     w->written += k;
     return 0;
 }
 
-int mt_dataset_add_class(mt_dataset_writer *w, const char *name, int64_t n, const uint8_t *images, char *err,
-                         size_t errlen)
+int mt_dataset_append_images(mt_dataset_writer *w, int64_t n, const uint8_t *images, char *err, size_t errlen)
 {
-    if (w->failed) return writer_fail(w, 0, err, errlen, "an earlier write failed");
+    if (w->failed) return earlier_failure(w, err, errlen);
     if (w->group < 0) return writer_fail(w, 0, err, errlen, "no split is open (mt_dataset_begin_split)");
-    if (!name_ok(name, 0))
-        return writer_fail(w, 0, err, errlen, "'%.80s' is not a class name (1-63 bytes)", name ? name : "");
-    if (n < 1 || !images) return writer_fail(w, 0, err, errlen, "class '%s' has no images", name);
-    if (w->n_classes == 0x7fffffff - 1 || (uint64_t)n > (uint64_t)INT64_MAX - (uint64_t)w->offsets[w->n_classes])
-        return writer_fail(w, 0, err, errlen, "too many classes or images");
-    if (w->n_classes == w->cap) {
-        int cap = w->cap * 2;
-        int64_t *offsets = realloc(w->offsets, ((size_t)cap + 1) * sizeof *offsets);
-        MT_CHECK(offsets, "out of memory for %d classes", cap);
-        w->offsets = offsets;
-        char(*names)[MT_DATASET_NAME_LEN] = realloc(w->names, (size_t)cap * sizeof *names);
-        MT_CHECK(names, "out of memory for %d classes", cap);
-        w->names = names;
-        w->cap = cap;
-    }
+    if (n < 1 || !images) return writer_fail(w, 0, err, errlen, "no images to append");
+    if ((uint64_t)n > (uint64_t)INT64_MAX - (uint64_t)w->offsets[w->n_classes] - (uint64_t)w->pending ||
+        (uint64_t)(w->offsets[w->n_classes] + w->pending + n) > SIZE_MAX / sizeof(int32_t))
+        return writer_fail(w, 0, err, errlen, "too many images in one split");
     const size_t ib = w->image_bytes;
     hsize_t left = (hsize_t)n;
     while (left > 0) {
         if (w->staged == 0 && left >= w->chunk_n) { /* whole chunks straight from the caller */
             hsize_t k = left / w->chunk_n * w->chunk_n;
-            if (write_rows(w, images, k, err, errlen) != 0) return -1;
+            int rc = write_rows(w, images, k, err, errlen);
+            if (rc != 0) return rc;
             images += k * ib;
             left -= k;
             continue;
@@ -274,14 +324,53 @@ int mt_dataset_add_class(mt_dataset_writer *w, const char *name, int64_t n, cons
         images += k * ib;
         left -= k;
         if (w->staged == w->chunk_n) {
-            if (write_rows(w, w->stage, w->staged, err, errlen) != 0) return -1;
+            int rc = write_rows(w, w->stage, w->staged, err, errlen);
+            if (rc != 0) return rc;
             w->staged = 0;
         }
     }
-    snprintf(w->names[w->n_classes], MT_DATASET_NAME_LEN, "%s", name);
-    w->offsets[w->n_classes + 1] = w->offsets[w->n_classes] + n;
-    w->n_classes++;
+    w->pending += n;
     return 0;
+}
+
+int mt_dataset_end_class(mt_dataset_writer *w, const char *name, char *err, size_t errlen)
+{
+    if (w->failed) return earlier_failure(w, err, errlen);
+    if (w->group < 0) return writer_fail(w, 0, err, errlen, "no split is open (mt_dataset_begin_split)");
+    if (!name_ok(name, 0))
+        return writer_fail(w, 0, err, errlen, "'%.80s' is not a class name (1-63 bytes)", name ? name : "");
+    if (w->pending < 1) return writer_fail(w, 0, err, errlen, "class '%s' has no images", name);
+    if (w->n_classes >= 0x7ffffffe) return writer_fail(w, 0, err, errlen, "more than %d classes in one split",
+                                                      0x7ffffffe);
+    if (w->n_classes == w->cap) {
+        int cap = w->cap <= 0x3fffffff ? w->cap * 2 : 0x7ffffffe;
+        int64_t *offsets = realloc(w->offsets, ((size_t)cap + 1) * sizeof *offsets);
+        MT_CHECK(offsets, "out of memory for %d classes", cap);
+        w->offsets = offsets;
+        char(*names)[MT_DATASET_NAME_LEN] = realloc(w->names, (size_t)cap * sizeof *names);
+        MT_CHECK(names, "out of memory for %d classes", cap);
+        w->names = names;
+        w->cap = cap;
+    }
+    snprintf(w->names[w->n_classes], MT_DATASET_NAME_LEN, "%s", name);
+    w->offsets[w->n_classes + 1] = w->offsets[w->n_classes] + w->pending;
+    w->n_classes++;
+    w->pending = 0;
+    return 0;
+}
+
+int mt_dataset_add_class(mt_dataset_writer *w, const char *name, int64_t n, const uint8_t *images, char *err,
+                         size_t errlen)
+{
+    if (w->failed) return earlier_failure(w, err, errlen);
+    if (w->group < 0) return writer_fail(w, 0, err, errlen, "no split is open (mt_dataset_begin_split)");
+    if (!name_ok(name, 0))
+        return writer_fail(w, 0, err, errlen, "'%.80s' is not a class name (1-63 bytes)", name ? name : "");
+    if (n < 1 || !images) return writer_fail(w, 0, err, errlen, "class '%s' has no images", name);
+    if (w->pending > 0)
+        return writer_fail(w, 0, err, errlen, "class '%s' added while another is being appended", name);
+    int rc = mt_dataset_append_images(w, n, images, err, errlen);
+    return rc != 0 ? rc : mt_dataset_end_class(w, name, err, errlen);
 }
 
 /* Closes the open split's handles and frees its buffers (after success or failure). */
@@ -301,10 +390,14 @@ static void close_split(mt_dataset_writer *w)
 
 int mt_dataset_end_split(mt_dataset_writer *w, char *err, size_t errlen)
 {
-    if (w->failed) return writer_fail(w, 0, err, errlen, "an earlier write failed");
+    if (w->failed) return earlier_failure(w, err, errlen);
     if (w->group < 0) return writer_fail(w, 0, err, errlen, "no split is open (mt_dataset_begin_split)");
+    if (w->pending > 0) return writer_fail(w, 0, err, errlen, "a class is still being appended (mt_dataset_end_class)");
     if (w->n_classes == 0) return writer_fail(w, 0, err, errlen, "the split has no classes");
-    if (w->staged > 0 && write_rows(w, w->stage, w->staged, err, errlen) != 0) return -1;
+    if (w->staged > 0) {
+        int rc = write_rows(w, w->stage, w->staged, err, errlen);
+        if (rc != 0) return rc;
+    }
     w->staged = 0;
     const int64_t N = w->offsets[w->n_classes];
     if ((hsize_t)N != w->written) return writer_fail(w, 0, err, errlen, "internal error: %llu rows for %lld images",
@@ -332,15 +425,16 @@ int mt_dataset_end_split(mt_dataset_writer *w, char *err, size_t errlen)
 
 int mt_dataset_write_split(mt_dataset_writer *w, const mt_split *s, char *err, size_t errlen)
 {
-    if (mt_dataset_begin_split(w, s->name, s->C, s->H, s->W, err, errlen) != 0) return -1;
+    int rc = mt_dataset_begin_split(w, s->name, s->C, s->H, s->W, err, errlen);
+    if (rc != 0) return rc;
     const size_t ib = (size_t)s->C * (size_t)s->H * (size_t)s->W;
     for (int k = 0; k < s->n_classes; k++) {
         int64_t lo = s->class_offsets[k], hi = s->class_offsets[k + 1];
         if (lo < 0 || hi > s->n_images || hi <= lo)
             return writer_fail(w, 0, err, errlen, "class %d: offsets %lld..%lld are not inside 0..%lld", k,
                                (long long)lo, (long long)hi, (long long)s->n_images);
-        if (mt_dataset_add_class(w, s->class_names[k], hi - lo, s->images + (size_t)lo * ib, err, errlen) != 0)
-            return -1;
+        rc = mt_dataset_add_class(w, s->class_names[k], hi - lo, s->images + (size_t)lo * ib, err, errlen);
+        if (rc != 0) return rc;
     }
     return mt_dataset_end_split(w, err, errlen);
 }
@@ -349,17 +443,18 @@ int mt_dataset_finish(mt_dataset_writer *w, char *err, size_t errlen)
 {
     if (w->failed || w->group >= 0) {
         if (!w->failed) writer_fail(w, 0, err, errlen, "split '%s' was not ended", w->split);
+        int kind = w->failed;
         mt_dataset_abandon(w);
-        return -1;
+        return kind;
     }
     herr_t closed = H5Fclose(w->file);
     w->file = -1;
     if (closed < 0) {
-        writer_fail(w, 1, err, errlen, "cannot close the file");
+        int kind = writer_fail(w, 1, err, errlen, "cannot close the file");
         mt_dataset_abandon(w);
-        return -1;
+        return kind;
     }
-    int rc = mt_fsync_rename(w->partial, w->path, err, errlen);
+    int rc = mt_fsync_rename(w->partial, w->path, err, errlen) == 0 ? 0 : MT_DATASET_IO_ERROR;
     if (rc != 0) unlink(w->partial);
     free(w);
     return rc;
@@ -377,6 +472,31 @@ void mt_dataset_abandon(mt_dataset_writer *w)
 /* ------------------------------------------------------------------------------------------
  * Reader
  * ---------------------------------------------------------------------------------------- */
+
+/* Checks root attribute `name` before it is read: present, one element (scalar), of type
+ * class cls (fixed-length for strings). The readers in ioutil.c read into one value, so an
+ * attribute with more elements would overflow it. Returns 1 if usable, 0 if missing, -1
+ * if present but of another type or shape; then what says which ("a vector of 64 values",
+ * "of another type"). */
+static int attr_usable(hid_t loc, const char *name, H5T_class_t cls, char *what, size_t whatlen)
+{
+    snprintf(what, whatlen, "missing");
+    if (H5Aexists(loc, name) <= 0) return 0;
+    hid_t a = H5Aopen(loc, name, H5P_DEFAULT);
+    hid_t space = a >= 0 ? H5Aget_space(a) : -1, type = a >= 0 ? H5Aget_type(a) : -1;
+    hssize_t n = space >= 0 ? H5Sget_simple_extent_npoints(space) : -1;
+    int ok = a >= 0 && space >= 0 && type >= 0;
+    if (!ok) snprintf(what, whatlen, "unreadable (%s)", mt_h5_reason());
+    else if (n != 1) snprintf(what, whatlen, "an array of %lld values, not one", (long long)n);
+    else if (H5Tget_class(type) != cls || (cls == H5T_STRING && H5Tis_variable_str(type) != 0))
+        snprintf(what, whatlen, "of another type (expected %s)",
+                 cls == H5T_STRING ? "a fixed-length string" : "an integer");
+    else ok = 2;
+    if (type >= 0) H5Tclose(type);
+    if (space >= 0) H5Sclose(space);
+    if (a >= 0) H5Aclose(a);
+    return ok == 2 ? 1 : -1;
+}
 
 /* Opens path read-only after checking that it is a readable HDF5 file with the dataset
  * format and version. Returns the file, or -1 with a message in err. */
@@ -401,10 +521,14 @@ static hid_t open_dataset(const char *path, char *err, size_t errlen)
         snprintf(err, errlen, "cannot open dataset %s (damaged or truncated?): %s", path, mt_h5_reason());
         return -1;
     }
-    char *format = NULL;
+    char *format = NULL, what[512];
     int64_t version = 0;
     int ok = 0;
-    if (mt_h5_attr_read_str(file, "format", &format) != 0 || strcmp(format, MT_DATASET_FORMAT) != 0) {
+    if (attr_usable(file, "format", H5T_STRING, what, sizeof what) != 1) {
+        snprintf(err, errlen, "%s is not a metatrain dataset: format attribute is %s", path, what);
+    } else if (attr_usable(file, "format_version", H5T_INTEGER, what, sizeof what) != 1) {
+        snprintf(err, errlen, "dataset %s: format_version attribute is %s", path, what);
+    } else if (mt_h5_attr_read_str(file, "format", &format) != 0 || strcmp(format, MT_DATASET_FORMAT) != 0) {
         snprintf(err, errlen, "%s is not a metatrain dataset: format attribute is %s%s%s, expected \"%s\"", path,
                  format ? "\"" : "", format ? format : "missing", format ? "\"" : "", MT_DATASET_FORMAT);
     } else if (mt_h5_attr_read_i64(file, "format_version", &version) != 0) {
@@ -464,12 +588,22 @@ int mt_dataset_read_attrs(const char *path, mt_dataset_attrs *a, char *err, size
     memset(a, 0, sizeof *a);
     hid_t file = open_dataset(path, err, errlen);
     if (file < 0) return -1;
-    int ok = mt_h5_attr_read_i64(file, "format_version", &a->format_version) == 0 &&
-             mt_h5_attr_read_str(file, "source", &a->source) == 0 &&
-             mt_h5_attr_read_str(file, "created", &a->created) == 0;
+    const char *names[2] = {"source", "created"};
+    char **values[2] = {&a->source, &a->created};
+    int ok = mt_h5_attr_read_i64(file, "format_version", &a->format_version) == 0;
+    if (!ok) snprintf(err, errlen, "dataset %s: format_version attribute cannot be read", path);
+    for (int i = 0; ok && i < 2; i++) {
+        char what[512];
+        if (attr_usable(file, names[i], H5T_STRING, what, sizeof what) != 1) {
+            snprintf(err, errlen, "dataset %s: %s attribute is %s", path, names[i], what);
+            ok = 0;
+        } else if (mt_h5_attr_read_str(file, names[i], values[i]) != 0) {
+            snprintf(err, errlen, "dataset %s: %s attribute cannot be read", path, names[i]);
+            ok = 0;
+        }
+    }
     H5Fclose(file);
     if (!ok) {
-        snprintf(err, errlen, "dataset %s lacks a readable source or created attribute", path);
         mt_dataset_attrs_free(a);
         return -1;
     }
@@ -494,6 +628,47 @@ void mt_split_free(mt_split *s)
     memset(s, 0, sizeof *s);
 }
 
+/* Checks how dataset d (dataspace space, file type type) is stored before anything reads
+ * it. Its raw data must be in this file: external files and virtual datasets name other
+ * files, which a dataset someone sends must not make us read. A compact or contiguous
+ * dataset must store exactly its shape's worth of bytes: HDF5 1.10 trusts the stored size
+ * and reads past its buffer when it is smaller (found by tests/fuzz/fuzz_dataset.c). A
+ * dataset with no data stored at all is refused: the reader would get fill values, which
+ * HDF5 converts from a message of their own that a damaged file can make inconsistent.
+ * Returns 1, or 0 with the reason in why. */
+static int storage_ok(hid_t d, const char *name, hid_t space, hid_t type, char *why, size_t whylen)
+{
+    hid_t dcpl = H5Dget_create_plist(d);
+    const H5D_layout_t layout = dcpl >= 0 ? H5Pget_layout(dcpl) : H5D_LAYOUT_ERROR;
+    const int external = dcpl >= 0 ? H5Pget_external_count(dcpl) : -1;
+    if (dcpl >= 0) H5Pclose(dcpl);
+    const hssize_t npoints = H5Sget_simple_extent_npoints(space);
+    const size_t tsize = H5Tget_size(type);
+    const uint64_t stored = H5Dget_storage_size(d);
+    if (layout == H5D_LAYOUT_ERROR || external < 0 || npoints < 0 || tsize == 0) {
+        snprintf(why, whylen, "%s: its storage cannot be read (damaged file?): %s", name, mt_h5_reason());
+        return 0;
+    }
+    if (npoints > 0 && stored == 0) { /* we write every array whole; only fill values would be read */
+        snprintf(why, whylen, "%s holds no data (damaged file?)", name);
+        return 0;
+    }
+    if (external > 0 || layout == H5D_VIRTUAL) {
+        snprintf(why, whylen, "%s keeps its data outside the file (%s), which metatrain does not read", name,
+                 external > 0 ? "external raw data files" : "a virtual dataset");
+        return 0;
+    }
+    if (layout == H5D_COMPACT || (layout == H5D_CONTIGUOUS && stored != 0)) {
+        const uint64_t want = (uint64_t)npoints > UINT64_MAX / tsize ? UINT64_MAX : (uint64_t)npoints * tsize;
+        if (stored != want) {
+            snprintf(why, whylen, "%s stores %llu bytes for %lld values of %zu bytes (damaged file?)", name,
+                     (unsigned long long)stored, (long long)npoints, tsize);
+            return 0;
+        }
+    }
+    return 1;
+}
+
 /* Opens dataset `name` of g and checks it has rank `ndims` and an element class `cls`.
  * Fills dims. Returns the dataset, or -1 with the reason in why. */
 static hid_t open_array(hid_t g, const char *name, int ndims, H5T_class_t cls, hsize_t *dims, char *why,
@@ -513,12 +688,18 @@ static hid_t open_array(hid_t g, const char *name, int ndims, H5T_class_t cls, h
              H5Sget_simple_extent_dims(space, dims, NULL) == ndims && H5Tget_class(type) == cls;
     if (ok && cls == H5T_STRING) ok = H5Tis_variable_str(type) == 0 && H5Tget_size(type) <= MT_DATASET_NAME_LEN;
     if (ok && cls == H5T_INTEGER && ndims == 4) ok = H5Tget_size(type) == 1 && H5Tget_sign(type) == H5T_SGN_NONE;
+    if (ok && cls == H5T_INTEGER) { /* a plain integer: 1, 2, 4 or 8 whole bytes (HDF5 mis-sizes odd ones) */
+        const size_t size = H5Tget_size(type);
+        ok = (size == 1 || size == 2 || size == 4 || size == 8) && H5Tget_precision(type) == 8 * size &&
+             H5Tget_offset(type) == 0;
+    }
     if (!ok) {
         const char *want = cls == H5T_STRING    ? "a vector of fixed-length strings of at most 64 bytes"
                            : ndims == 4         ? "a 4-d uint8 array [N, C, H, W]"
-                                                : "an integer vector";
+                                                : "an integer vector (of 1, 2, 4 or 8 bytes)";
         snprintf(why, whylen, "%s is not %s", name, want);
     }
+    if (ok) ok = storage_ok(d, name, space, type, why, whylen);
     if (type >= 0) H5Tclose(type);
     if (space >= 0) H5Sclose(space);
     if (!ok) {
@@ -526,6 +707,24 @@ static hid_t open_array(hid_t g, const char *name, int ndims, H5T_class_t cls, h
         return -1;
     }
     return d;
+}
+
+/* Deflate, the only filter the format uses, compresses at most 1032:1. */
+#define MAX_DEFLATE_RATIO 1032
+
+/* The shape read from the file may claim far more data than the file stores (chunks never
+ * written read as zeros): d, to be read into `bytes` bytes, must store at least
+ * 1/MAX_DEFLATE_RATIO of them, so that a small file cannot make the reader allocate and
+ * fill gigabytes. Returns 0, or -1 with the reason in why. */
+static int stored_enough(hid_t d, const char *name, uint64_t bytes, char *why, size_t whylen)
+{
+    const uint64_t stored = H5Dget_storage_size(d);
+    if (bytes > (1u << 20) && bytes / MAX_DEFLATE_RATIO > stored) {
+        snprintf(why, whylen, "%s claims %llu bytes of data but the file stores only %llu bytes of it (damaged file?)",
+                 name, (unsigned long long)bytes, (unsigned long long)stored);
+        return -1;
+    }
+    return 0;
 }
 
 /* Reads the whole of d as mtype into buf. Returns 0, or -1 with the reason in why. */
@@ -634,6 +833,16 @@ static int read_arrays(hid_t g, int with_images, mt_split *s, char *why, size_t 
     s->C = (int)idims[1], s->H = (int)idims[2], s->W = (int)idims[3];
     s->n_classes = (int)ndims[0];
     const size_t N = (size_t)s->n_images, n = (size_t)s->n_classes;
+    /* Sizes come from the file: every byte count is checked before it is allocated. */
+    if (N > SIZE_MAX / sizeof *s->labels || n + 1 > SIZE_MAX / sizeof *s->class_offsets ||
+        n > SIZE_MAX / sizeof *s->class_names) {
+        snprintf(why, whylen, "images has %llu rows: more than this machine can address", (unsigned long long)N);
+        goto done;
+    }
+    if (stored_enough(labels, "labels", (uint64_t)N * sizeof *s->labels, why, whylen) != 0 ||
+        stored_enough(offsets, "class_offsets", (uint64_t)(n + 1) * sizeof *s->class_offsets, why, whylen) != 0 ||
+        stored_enough(names, "class_names", (uint64_t)n * sizeof *s->class_names, why, whylen) != 0)
+        goto done;
     if (!(s->labels = alloc_or_why(N * sizeof *s->labels, "labels", why, whylen)) ||
         !(s->class_offsets = alloc_or_why((n + 1) * sizeof *s->class_offsets, "class_offsets", why, whylen)) ||
         !(s->class_names = alloc_or_why(n * sizeof *s->class_names, "class_names", why, whylen)))
@@ -654,6 +863,7 @@ static int read_arrays(hid_t g, int with_images, mt_split *s, char *why, size_t 
             snprintf(why, whylen, "images are too large for this machine's address space");
             goto done;
         }
+        if (stored_enough(images, "images", (uint64_t)N * ib, why, whylen) != 0) goto done;
         if (!(s->images = alloc_or_why(N * ib, "images", why, whylen))) goto done;
         if (read_all(images, "images", H5T_NATIVE_UINT8, s->images, why, whylen) != 0) goto done;
     }

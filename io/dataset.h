@@ -99,17 +99,30 @@ void mt_dataset_attrs_free(mt_dataset_attrs *a);
  *   ... more splits ...
  *   mt_dataset_finish(w, err, n);        (or mt_dataset_abandon(w) on any failure)
  *
- * Every call returns 0, or -1 with a message naming the file in err; after a failure the
- * only useful call is mt_dataset_abandon.
+ * Every call returns 0, or a negative value with a message naming the file in err:
+ * MT_DATASET_REFUSED (-1) for arguments the writer refuses (names, shapes, call order) and
+ * MT_DATASET_IO_ERROR (-2) when the system fails to write (permission, read-only or full
+ * file system, I/O error; the message carries the errno text, e.g. "No space left on
+ * device"). Callers map the first to "bad input" and the second to "runtime failure".
+ * After a failure the only useful call is mt_dataset_abandon.
  * ---------------------------------------------------------------------------------------- */
+
+#define MT_DATASET_REFUSED (-1)
+#define MT_DATASET_IO_ERROR (-2)
 
 typedef struct mt_dataset_writer mt_dataset_writer;
 
 /* Creates <path>.partial (replacing any earlier one) and writes the root attributes:
  * format, format_version, source, created (UTC now, or SOURCE_DATE_EPOCH if set). Fails if
  * path is a directory or the file cannot be created. Returns the writer, or NULL with a
- * message in err. */
+ * message in err and errno saying why: EISDIR, ENOENT, ENOTDIR, ENAMETOOLONG or ELOOP when
+ * the path cannot name a file (mt_dataset_errno_is_io gives 0), anything else (EACCES,
+ * EROFS, ENOSPC, EIO, ...) when the system refused to create it. */
 mt_dataset_writer *mt_dataset_create(const char *path, const char *source, char *err, size_t errlen);
+
+/* 1 iff errno value e, left by a failed mt_dataset_create, is a failure of the system
+ * (MT_DATASET_IO_ERROR) rather than an output path that cannot name a file. */
+int mt_dataset_errno_is_io(int e);
 
 /* Starts split `name` (1–63 bytes, no '/', not "." and not already in the file) of images
  * with C channels (1–4) and H × W pixels (1–MT_DATASET_MAX_SIDE each). */
@@ -117,9 +130,15 @@ int mt_dataset_begin_split(mt_dataset_writer *w, const char *name, int C, int H,
 
 /* Appends class `name` (1–63 bytes) of the current split with its n ≥ 1 images
  * images[n, C, H, W] (channels-first, in the order given). Its label is the number of
- * classes added before it in this split. */
+ * classes added before it in this split. Equivalent to mt_dataset_append_images followed
+ * by mt_dataset_end_class. */
 int mt_dataset_add_class(mt_dataset_writer *w, const char *name, int64_t n, const uint8_t *images, char *err,
                          size_t errlen);
+
+/* Streaming a class too large to hold in memory: append its images in batches of n ≥ 1
+ * (images[n, C, H, W]), then end the class with its name (at least one image appended). */
+int mt_dataset_append_images(mt_dataset_writer *w, int64_t n, const uint8_t *images, char *err, size_t errlen);
+int mt_dataset_end_class(mt_dataset_writer *w, const char *name, char *err, size_t errlen);
 
 /* Writes labels, class_offsets and class_names of the current split (at least one class). */
 int mt_dataset_end_split(mt_dataset_writer *w, char *err, size_t errlen);

@@ -26,9 +26,6 @@
 
 #define IDX_IMAGES_MAGIC 0x00000803u
 #define IDX_LABELS_MAGIC 0x00000801u
-/* Image files larger than this are refused before decoding (stb_image takes an int size). */
-#define MAX_IMAGE_FILE (256L << 20)
-#define MAX_IMAGE_SIDE 16384
 
 /* ------------------------------------------------------------------------------------------
  * Small helpers: a growable string, a sorted list of names
@@ -88,6 +85,65 @@ static void nl_free(namelist *l)
 static int compare_names(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* ------------------------------------------------------------------------------------------
+ * The output must not be an input
+ * ---------------------------------------------------------------------------------------- */
+
+/* The existing files an import writes: the output and its .partial (which the writer
+ * truncates first), by device and inode, so that a link or another spelling of an input's
+ * path is caught too. */
+typedef struct {
+    const char *out;
+    int n;
+    dev_t dev[2];
+    ino_t ino[2];
+    char name[2][4096 + 16];
+} output_ids;
+
+static void output_ids_init(output_ids *o, const char *out_path)
+{
+    memset(o, 0, sizeof *o);
+    o->out = out_path;
+    for (int i = 0; i < 2; i++) {
+        char name[sizeof o->name[0]];
+        if (snprintf(name, sizeof name, "%s%s", out_path, i ? ".partial" : "") >= (int)sizeof name) continue;
+        struct stat st;
+        if (stat(name, &st) != 0 || !S_ISREG(st.st_mode)) continue;
+        o->dev[o->n] = st.st_dev;
+        o->ino[o->n] = st.st_ino;
+        snprintf(o->name[o->n], sizeof o->name[o->n], "%s", name);
+        o->n++;
+    }
+}
+
+/* 0 if input file `path` (stat st) is not a file the import writes; else err says so. */
+static int check_not_output(const output_ids *o, const char *path, const struct stat *st, char *err, size_t errlen)
+{
+    for (int i = 0; i < o->n; i++)
+        if (st->st_dev == o->dev[i] && st->st_ino == o->ino[i]) {
+            if (strcmp(o->name[i], o->out) == 0)
+                snprintf(err, errlen, "the output -o %s is the input file %s: the import would overwrite its own "
+                         "input (choose another output file)", o->out, path);
+            else
+                snprintf(err, errlen, "the output -o %s would be written through %s, which is the input file %s "
+                         "(choose another output file)", o->out, o->name[i], path);
+            return MT_IMPORT_BAD_INPUT;
+        }
+    return 0;
+}
+
+/* The importers' status for a failed mt_dataset_create (errno set by it). */
+static int create_failure(void)
+{
+    return mt_dataset_errno_is_io(errno) ? MT_IMPORT_FAILED : MT_IMPORT_BAD_INPUT;
+}
+
+/* The importers' status for a failed writer call (MT_DATASET_REFUSED or _IO_ERROR). */
+static int writer_failure(int rc)
+{
+    return rc == MT_DATASET_IO_ERROR ? MT_IMPORT_FAILED : MT_IMPORT_BAD_INPUT;
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -262,7 +318,11 @@ static int idx_read(const char *path, int images, idx_array *a, char *err, size_
     a->n = n;
     a->h = (int)h;
     a->w = (int)w;
-    expect = (size_t)n * (images ? (size_t)h * w : 1);
+    if (__builtin_mul_overflow((size_t)n, images ? (size_t)h * w : 1, &expect)) {
+        snprintf(err, errlen, "IDX %s file %s claims %lu images of %lux%lu pixels: more bytes than this machine "
+                 "addresses", kind, path, (unsigned long)n, (unsigned long)h, (unsigned long)w);
+        goto done;
+    }
     /* Grow the buffer as data arrives, so a header that lies about its size costs no more
      * memory than the file really holds. */
     size_t cap = expect < (1u << 24) ? expect : (1u << 24), have = 0;
@@ -341,12 +401,18 @@ int mt_import_idx(const char *out_path, int n_pairs, const char *const *images, 
             owner[c] = s;
         }
     }
+    output_ids outs;
+    output_ids_init(&outs, out_path);
+    for (int p = 0; p < 2 * n_pairs; p++) {
+        const char *path = p % 2 ? labels[p / 2] : images[p / 2];
+        struct stat st;
+        if (stat(path, &st) == 0 && check_not_output(&outs, path, &st, err, errlen) != 0) return MT_IMPORT_BAD_INPUT;
+    }
 
     idx_array *img = mt_calloc((size_t)n_pairs, sizeof *img), *lab = mt_calloc((size_t)n_pairs, sizeof *lab);
     int64_t count[MT_IMPORT_MAX_LABEL + 1] = {0}, total = 0;
     mt_dataset_writer *w = NULL;
-    uint8_t *buf = NULL;
-    int ok = 0;
+    int rc = MT_IMPORT_BAD_INPUT;
     double t0 = mt_now();
     for (int p = 0; p < n_pairs; p++) {
         if (idx_read(images[p], 1, &img[p], err, errlen) != 0 || idx_read(labels[p], 0, &lab[p], err, errlen) != 0)
@@ -394,27 +460,34 @@ int mt_import_idx(const char *out_path, int n_pairs, const char *const *images, 
     for (int s = 0; s < n_splits; s++) sb_add(&source, " split %s=%s", splits[s].name, splits[s].spec);
     w = mt_dataset_create(out_path, source.s, err, errlen);
     free(source.s);
-    if (!w) goto done;
+    if (!w) {
+        rc = create_failure();
+        goto done;
+    }
 
     int64_t skipped = total;
     for (int s = 0; s < n_splits; s++) {
         const mt_import_split *sp = &splits[s];
-        if (mt_dataset_begin_split(w, sp->name, 1, H, W, err, errlen) != 0) goto done;
+        int wrc = mt_dataset_begin_split(w, sp->name, 1, H, W, err, errlen);
         int64_t in_split = 0;
-        for (int i = 0; i < sp->n_classes; i++) {
+        for (int i = 0; wrc == 0 && i < sp->n_classes; i++) {
             const int c = sp->classes[i];
-            free(buf);
-            buf = mt_malloc((size_t)count[c] * ib);
-            int64_t k = 0;
-            for (int p = 0; p < n_pairs; p++) /* stable: pairs in order, rows in order */
-                for (int64_t r = 0; r < lab[p].n; r++)
-                    if (lab[p].data[r] == c) memcpy(buf + (size_t)(k++) * ib, img[p].data + (size_t)r * ib, ib);
+            /* Row by row, straight from the IDX data: the writer batches them into chunks,
+             * so a class costs no copy of its own however many images it has. */
+            for (int p = 0; wrc == 0 && p < n_pairs; p++) /* stable: pairs in order, rows in order */
+                for (int64_t r = 0; wrc == 0 && r < lab[p].n; r++)
+                    if (lab[p].data[r] == c) wrc = mt_dataset_append_images(w, 1, img[p].data + (size_t)r * ib, err,
+                                                                             errlen);
             char name[16];
             snprintf(name, sizeof name, "%d", c);
-            if (mt_dataset_add_class(w, name, k, buf, err, errlen) != 0) goto done;
-            in_split += k;
+            if (wrc == 0) wrc = mt_dataset_end_class(w, name, err, errlen);
+            in_split += count[c];
         }
-        if (mt_dataset_end_split(w, err, errlen) != 0) goto done;
+        if (wrc == 0) wrc = mt_dataset_end_split(w, err, errlen);
+        if (wrc != 0) {
+            rc = writer_failure(wrc);
+            goto done;
+        }
         skipped -= in_split;
         if (progress)
             fprintf(progress, "  %s: %d classes (%s), %lld images\n", sp->name, sp->n_classes, sp->spec,
@@ -428,11 +501,10 @@ int mt_import_idx(const char *out_path, int n_pairs, const char *const *images, 
     }
     mt_dataset_writer *finishing = w;
     w = NULL;
-    if (mt_dataset_finish(finishing, err, errlen) != 0) goto done;
-    ok = 1;
+    int wrc = mt_dataset_finish(finishing, err, errlen);
+    rc = wrc == 0 ? 0 : writer_failure(wrc);
 done:
     mt_dataset_abandon(w);
-    free(buf);
     for (int p = 0; p < n_pairs; p++) {
         free(img[p].data);
         free(lab[p].data);
@@ -440,66 +512,113 @@ done:
     free(img);
     free(lab);
     if (progress) fflush(progress);
-    return ok ? 0 : -1;
+    return rc;
 }
 
 /* ------------------------------------------------------------------------------------------
  * Images
  * ---------------------------------------------------------------------------------------- */
 
-int mt_import_decode_image(const char *path, int C, int H, int W, unsigned char *out, char *err, size_t errlen)
+/* What an image file's header says, read here rather than by stb_image: stb_image calls a
+ * header it finds too large "invalid", and the size is what the user needs to hear. */
+typedef struct {
+    const char *kind; /* "PNG", "JPEG", or NULL: neither signature */
+    uint32_t w, h;    /* from IHDR or the JPEG frame header; 0 when not found */
+} image_header;
+
+static image_header read_header(const unsigned char *b, size_t len)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        snprintf(err, errlen, "cannot read image %s: %s", path, strerror(errno));
-        return -1;
-    }
-    long len = -1;
-    if (fseek(f, 0, SEEK_END) == 0) len = ftell(f);
-    if (len < 0 || fseek(f, 0, SEEK_SET) != 0) {
-        snprintf(err, errlen, "cannot read image %s: %s", path, strerror(errno));
-        fclose(f);
-        return -1;
-    }
-    if (len == 0 || len > MAX_IMAGE_FILE) {
-        snprintf(err, errlen, "cannot decode image %s: the file is %s", path,
-                 len == 0 ? "empty" : "larger than 256 MiB");
-        fclose(f);
-        return -1;
-    }
-    unsigned char *bytes = mt_malloc((size_t)len);
-    int read_ok = fread(bytes, 1, (size_t)len, f) == (size_t)len;
-    int saved = errno;
-    fclose(f);
-    if (!read_ok) {
-        snprintf(err, errlen, "cannot read image %s: %s", path, saved ? strerror(saved) : "short read");
-        free(bytes);
-        return -1;
-    }
-    /* stb_image's failure reason names the last decoder it tried, often not the file's
-     * format; the signature says what the file claims to be. */
     static const unsigned char png_sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
-    const char *kind = len >= 8 && memcmp(bytes, png_sig, 8) == 0                         ? "PNG"
-                       : len >= 3 && bytes[0] == 0xff && bytes[1] == 0xd8 && bytes[2] == 0xff ? "JPEG"
-                                                                                            : NULL;
-    int w = 0, h = 0, comp = 0, rc = -1;
+    image_header hd = {NULL, 0, 0};
+    if (len >= 8 && memcmp(b, png_sig, 8) == 0) {
+        hd.kind = "PNG";
+        if (len >= 24 && memcmp(b + 12, "IHDR", 4) == 0) hd.w = be32(b + 16), hd.h = be32(b + 20);
+    } else if (len >= 3 && b[0] == 0xff && b[1] == 0xd8 && b[2] == 0xff) {
+        hd.kind = "JPEG";
+        /* Segments until the frame header (SOF0..SOF15 except DHT, JPG and DAC). */
+        size_t i = 2;
+        while (i + 4 <= len && b[i] == 0xff) {
+            unsigned m = b[i + 1];
+            if (m == 0xff) { /* fill byte */
+                i++;
+                continue;
+            }
+            if (m == 0xd8 || m == 0x01 || (m >= 0xd0 && m <= 0xd7)) { /* markers without a length */
+                i += 2;
+                continue;
+            }
+            if (m == 0xd9 || m == 0xda) break; /* end of image, or a scan before any frame */
+            size_t seg = (size_t)b[i + 2] << 8 | b[i + 3];
+            if (m >= 0xc0 && m <= 0xcf && m != 0xc4 && m != 0xc8 && m != 0xcc) {
+                if (seg >= 7 && i + 9 <= len) {
+                    hd.h = (uint32_t)b[i + 5] << 8 | b[i + 6];
+                    hd.w = (uint32_t)b[i + 7] << 8 | b[i + 8];
+                }
+                break;
+            }
+            if (seg < 2) break;
+            i += 2 + seg;
+        }
+    }
+    return hd;
+}
+
+/* 1 iff a w x h image (bytes_per_pixel decoded bytes each; 0: not known yet) is larger than
+ * we decode; then err says so, naming path. */
+static int too_large(const char *path, uint64_t w, uint64_t h, uint64_t bytes_per_pixel, char *err, size_t errlen)
+{
+    const uint64_t px = w * h; /* both < 2^32: no overflow */
+    if (w <= MT_IMPORT_MAX_IMAGE_SIDE && h <= MT_IMPORT_MAX_IMAGE_SIDE && px <= (uint64_t)MT_IMPORT_MAX_IMAGE_PIXELS &&
+        px * bytes_per_pixel <= (uint64_t)MT_IMPORT_MAX_IMAGE_BYTES)
+        return 0;
+    if (w <= MT_IMPORT_MAX_IMAGE_SIDE && h <= MT_IMPORT_MAX_IMAGE_SIDE && px <= (uint64_t)MT_IMPORT_MAX_IMAGE_PIXELS)
+        snprintf(err, errlen, "cannot decode image %s: it is %llux%llu pixels of %llu bytes (%llu MiB decoded), too "
+                 "large: metatrain decodes at most %ld MiB per image", path, (unsigned long long)w,
+                 (unsigned long long)h, (unsigned long long)bytes_per_pixel,
+                 (unsigned long long)(px * bytes_per_pixel >> 20), MT_IMPORT_MAX_IMAGE_BYTES >> 20);
+    else
+        snprintf(err, errlen, "cannot decode image %s: it is %llux%llu pixels (width x height), too large: metatrain "
+                 "decodes images of at most %d pixels per side and %ld Mpixel in all", path, (unsigned long long)w,
+                 (unsigned long long)h, MT_IMPORT_MAX_IMAGE_SIDE, MT_IMPORT_MAX_IMAGE_PIXELS >> 20);
+    return 1;
+}
+
+int mt_import_decode_image_bytes(const char *path, const unsigned char *bytes, size_t len, int C, int H, int W,
+                                 unsigned char *out, char *err, size_t errlen)
+{
+    if (len == 0 || len > (size_t)MT_IMPORT_MAX_IMAGE_FILE) {
+        snprintf(err, errlen, "cannot decode image %s: the file is %s", path,
+                 len == 0 ? "empty" : "larger than 64 MiB (too large)");
+        return MT_IMPORT_BAD_INPUT;
+    }
+    /* Only PNG and JPEG: stb_image's other decoders (GIF, PSD, HDR, ...) are not needed
+     * for photographs and would widen what an untrusted file can reach. Its failure
+     * reason names the last decoder it tried; the signature says what the file claims. */
+    const image_header hd = read_header(bytes, len);
+    if (!hd.kind) {
+        snprintf(err, errlen, "cannot decode image %s: not a PNG or JPEG file", path);
+        return MT_IMPORT_BAD_INPUT;
+    }
+    if (too_large(path, hd.w, hd.h, 0, err, errlen)) return MT_IMPORT_BAD_INPUT;
+    int w = 0, h = 0, comp = 0, rc = MT_IMPORT_BAD_INPUT;
     unsigned char *pix = NULL, *sized = NULL;
     if (!stbi_info_from_memory(bytes, (int)len, &w, &h, &comp)) {
-        if (kind)
-            snprintf(err, errlen, "cannot decode image %s: damaged or truncated %s file (bad header)", path, kind);
-        else
-            snprintf(err, errlen, "cannot decode image %s: not a PNG or JPEG file (nor another format stb_image reads)",
-                     path);
-        goto done;
+        snprintf(err, errlen, "cannot decode image %s: damaged or truncated %s file (bad header)", path, hd.kind);
+        return MT_IMPORT_BAD_INPUT;
     }
-    if (w < 1 || h < 1 || w > MAX_IMAGE_SIDE || h > MAX_IMAGE_SIDE) {
-        snprintf(err, errlen, "cannot decode image %s: it claims %dx%d pixels (at most %d per side)", path, w, h,
-                 MAX_IMAGE_SIDE);
-        goto done;
+    if (w < 1 || h < 1 || comp < 1 || comp > 4) {
+        snprintf(err, errlen, "cannot decode image %s: damaged %s file (it claims %dx%d pixels of %d channels)", path,
+                 hd.kind, w, h, comp);
+        return MT_IMPORT_BAD_INPUT;
     }
+    /* stb_image holds the decoded samples (two bytes each for a 16-bit PNG) before it
+     * converts them to C channels of one byte. */
+    const uint64_t sample = stbi_is_16_bit_from_memory(bytes, (int)len) ? 2 : 1;
+    const uint64_t per_pixel = (uint64_t)(comp > C ? comp : C) * sample;
+    if (too_large(path, (uint64_t)w, (uint64_t)h, per_pixel, err, errlen)) return MT_IMPORT_BAD_INPUT;
     pix = stbi_load_from_memory(bytes, (int)len, &w, &h, &comp, C);
     if (!pix) {
-        snprintf(err, errlen, "cannot decode image %s: damaged or truncated %s file", path, kind ? kind : "image");
+        snprintf(err, errlen, "cannot decode image %s: damaged or truncated %s file", path, hd.kind);
         goto done;
     }
     const unsigned char *src = pix; /* [H, W, C] */
@@ -518,6 +637,36 @@ int mt_import_decode_image(const char *path, int C, int H, int W, unsigned char 
 done:
     if (pix) stbi_image_free(pix);
     free(sized);
+    return rc;
+}
+
+int mt_import_decode_image(const char *path, int C, int H, int W, unsigned char *out, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, errlen, "cannot read image %s: %s", path, strerror(errno));
+        return MT_IMPORT_BAD_INPUT;
+    }
+    long len = -1;
+    if (fseek(f, 0, SEEK_END) == 0) len = ftell(f);
+    if (len < 0 || fseek(f, 0, SEEK_SET) != 0) {
+        snprintf(err, errlen, "cannot read image %s: %s", path, strerror(errno));
+        fclose(f);
+        return MT_IMPORT_BAD_INPUT;
+    }
+    if (len == 0 || len > MT_IMPORT_MAX_IMAGE_FILE) {
+        snprintf(err, errlen, "cannot decode image %s: the file is %s", path,
+                 len == 0 ? "empty" : "larger than 64 MiB (too large)");
+        fclose(f);
+        return MT_IMPORT_BAD_INPUT;
+    }
+    unsigned char *bytes = mt_malloc((size_t)len);
+    int read_ok = fread(bytes, 1, (size_t)len, f) == (size_t)len;
+    int saved = errno;
+    fclose(f);
+    int rc = MT_IMPORT_BAD_INPUT;
+    if (!read_ok) snprintf(err, errlen, "cannot read image %s: %s", path, saved ? strerror(saved) : "short read");
+    else rc = mt_import_decode_image_bytes(path, bytes, (size_t)len, C, H, W, out, err, errlen);
     free(bytes);
     return rc;
 }
@@ -541,8 +690,10 @@ static int is_image_name(const char *name)
 }
 
 /* Lists dir into out, sorted: sub-directories (want_dirs) or image files. Hidden entries
- * are skipped silently, other entries counted in *skipped. Returns 0, or -1 with err. */
-static int list_dir(const char *dir, int want_dirs, namelist *out, int *skipped, char *err, size_t errlen)
+ * are skipped silently, other entries counted in *skipped. An image file that is one of
+ * the files the import writes (outs) is refused. Returns 0, or -1 with err. */
+static int list_dir(const char *dir, int want_dirs, const output_ids *outs, namelist *out, int64_t *skipped,
+                    char *err, size_t errlen)
 {
     DIR *d = opendir(dir);
     if (!d) {
@@ -560,6 +711,16 @@ static int list_dir(const char *dir, int want_dirs, namelist *out, int *skipped,
         struct stat st;
         int keep = stat(path, &st) == 0 &&
                    (want_dirs ? S_ISDIR(st.st_mode) : S_ISREG(st.st_mode) && is_image_name(e->d_name));
+        if (keep && !want_dirs && outs && check_not_output(outs, path, &st, err, errlen) != 0) {
+            closedir(d);
+            return -1;
+        }
+        if (keep && out->n >= MT_IMPORT_MAX_ENTRIES) {
+            snprintf(err, errlen, "folder %s holds more than %d %s: more than metatrain imports from one folder", dir,
+                     MT_IMPORT_MAX_ENTRIES, want_dirs ? "folders" : "images");
+            closedir(d);
+            return -1;
+        }
         if (keep) nl_push(out, e->d_name);
         else if (skipped) (*skipped)++;
     }
@@ -577,6 +738,7 @@ typedef struct {
 
 typedef struct {
     char split[MT_DATASET_NAME_LEN];
+    const output_ids *outs; /* files the import writes, never read as input */
     class_dir *v;
     int n, cap;
     int64_t n_images;
@@ -594,11 +756,16 @@ static void cs_free(class_set *s)
 
 /* Adds class `name` whose images are in folder dir; fails on an empty folder or a name too
  * long for the dataset. */
-static int cs_add(class_set *s, const char *name, const char *dir, int *skipped, char *err, size_t errlen)
+static int cs_add(class_set *s, const char *name, const char *dir, int64_t *skipped, char *err, size_t errlen)
 {
     if (strlen(name) >= MT_DATASET_NAME_LEN) {
         snprintf(err, errlen, "class folder %s: the class name '%s' is longer than %d bytes", dir, name,
                  MT_DATASET_NAME_LEN - 1);
+        return -1;
+    }
+    if (s->n >= MT_IMPORT_MAX_ENTRIES) {
+        snprintf(err, errlen, "class folder %s: split %s would have more than %d classes, more than metatrain "
+                 "imports into one split", dir, s->split, MT_IMPORT_MAX_ENTRIES);
         return -1;
     }
     if (s->n == s->cap) {
@@ -613,7 +780,7 @@ static int cs_add(class_set *s, const char *name, const char *dir, int *skipped,
     c->dir = strdup(dir);
     MT_CHECK(c->dir, "out of memory listing classes");
     s->n++;
-    if (list_dir(dir, 0, &c->files, skipped, err, errlen) != 0) return -1;
+    if (list_dir(dir, 0, s->outs, &c->files, skipped, err, errlen) != 0) return -1;
     if (c->files.n == 0) {
         snprintf(err, errlen, "class folder %s is empty: it holds no PNG or JPEG images", dir);
         return -1;
@@ -633,44 +800,58 @@ static void report(FILE *progress, const class_set *s, int done, int64_t images,
     fflush(progress);
 }
 
-/* Decodes every class of each set into its split of a new dataset at out_path. */
+/* Images decoded before they go to the writer: about this many bytes, at least one image. */
+#define DECODE_BATCH_BYTES (16u << 20)
+
+/* Decodes every class of each set into its split of a new dataset at out_path, a batch of
+ * images at a time (memory does not grow with the size of a class). */
 static int write_sets(const char *out_path, const char *source, class_set *sets, int n_sets, int C, int H, int W,
                       FILE *progress, char *err, size_t errlen)
 {
-    mt_dataset_writer *w = mt_dataset_create(out_path, source, err, errlen);
-    if (!w) return -1;
     const size_t ib = (size_t)C * (size_t)H * (size_t)W;
-    uint8_t *buf = NULL;
-    size_t buf_images = 0;
-    double t0 = mt_now();
-    for (int s = 0; s < n_sets; s++) {
-        class_set *cs = &sets[s];
-        if (mt_dataset_begin_split(w, cs->split, C, H, W, err, errlen) != 0) goto fail;
-        int64_t images = 0;
-        for (int k = 0; k < cs->n; k++) {
-            class_dir *c = &cs->v[k];
-            if ((size_t)c->files.n > buf_images) {
-                free(buf);
-                buf_images = (size_t)c->files.n;
-                buf = mt_malloc(buf_images * ib);
-            }
-            for (int i = 0; i < c->files.n; i++) {
-                char path[4096];
-                if (join_path(path, sizeof path, c->dir, c->files.v[i], err, errlen) != 0 ||
-                    mt_import_decode_image(path, C, H, W, buf + (size_t)i * ib, err, errlen) != 0) goto fail;
-            }
-            if (mt_dataset_add_class(w, c->name, c->files.n, buf, err, errlen) != 0) goto fail;
-            images += c->files.n;
-            report(progress, cs, k + 1, images, t0);
+    for (int s = 0; s < n_sets; s++) { /* N·C·H·W must be a byte count the reader can hold */
+        size_t bytes;
+        if (__builtin_mul_overflow((size_t)sets[s].n_images, ib, &bytes) || bytes > (size_t)INT64_MAX) {
+            snprintf(err, errlen, "split %s of %s would hold %lld images of %dx%dx%d: more bytes than this machine "
+                     "addresses", sets[s].split, out_path, (long long)sets[s].n_images, C, H, W);
+            return MT_IMPORT_BAD_INPUT;
         }
-        if (mt_dataset_end_split(w, err, errlen) != 0) goto fail;
+    }
+    mt_dataset_writer *w = mt_dataset_create(out_path, source, err, errlen);
+    if (!w) return create_failure();
+    const size_t batch = ib >= DECODE_BATCH_BYTES ? 1 : DECODE_BATCH_BYTES / ib;
+    uint8_t *buf = mt_malloc(batch * ib);
+    int rc = 0;
+    double t0 = mt_now();
+    for (int s = 0; rc == 0 && s < n_sets; s++) {
+        class_set *cs = &sets[s];
+        int wrc = mt_dataset_begin_split(w, cs->split, C, H, W, err, errlen);
+        int64_t images = 0;
+        for (int k = 0; rc == 0 && wrc == 0 && k < cs->n; k++) {
+            class_dir *c = &cs->v[k];
+            for (int i0 = 0; rc == 0 && wrc == 0 && i0 < c->files.n; i0 += (int)batch) {
+                const int n = c->files.n - i0 < (int)batch ? c->files.n - i0 : (int)batch;
+                for (int i = 0; rc == 0 && i < n; i++) {
+                    char path[4096];
+                    rc = join_path(path, sizeof path, c->dir, c->files.v[i0 + i], err, errlen);
+                    if (rc == 0) rc = mt_import_decode_image(path, C, H, W, buf + (size_t)i * ib, err, errlen);
+                }
+                if (rc == 0) wrc = mt_dataset_append_images(w, n, buf, err, errlen);
+            }
+            if (rc == 0 && wrc == 0) wrc = mt_dataset_end_class(w, c->name, err, errlen);
+            images += c->files.n;
+            if (rc == 0 && wrc == 0) report(progress, cs, k + 1, images, t0);
+        }
+        if (rc == 0 && wrc == 0) wrc = mt_dataset_end_split(w, err, errlen);
+        if (rc == 0 && wrc != 0) rc = writer_failure(wrc);
     }
     free(buf);
-    return mt_dataset_finish(w, err, errlen);
-fail:
-    free(buf);
-    mt_dataset_abandon(w);
-    return -1;
+    if (rc != 0) {
+        mt_dataset_abandon(w);
+        return rc < 0 ? rc : MT_IMPORT_BAD_INPUT;
+    }
+    int wrc = mt_dataset_finish(w, err, errlen);
+    return wrc == 0 ? 0 : writer_failure(wrc);
 }
 
 /* 1 iff path is a directory; 0 if it does not exist; -1 (err set) otherwise. */
@@ -690,10 +871,10 @@ static int is_dir(const char *path, const char *what, char *err, size_t errlen)
 }
 
 /* Scans an Omniglot split folder root/<alphabet>/<character>/ into s. */
-static int scan_omniglot(const char *root, class_set *s, int *skipped, char *err, size_t errlen)
+static int scan_omniglot(const char *root, class_set *s, int64_t *skipped, char *err, size_t errlen)
 {
     namelist alphabets = {0};
-    int rc = list_dir(root, 1, &alphabets, skipped, err, errlen);
+    int rc = list_dir(root, 1, NULL, &alphabets, skipped, err, errlen);
     if (rc == 0 && alphabets.n == 0) {
         snprintf(err, errlen, "Omniglot folder %s holds no alphabet folders", root);
         rc = -1;
@@ -702,7 +883,7 @@ static int scan_omniglot(const char *root, class_set *s, int *skipped, char *err
         char adir[4096];
         namelist chars = {0};
         rc = join_path(adir, sizeof adir, root, alphabets.v[a], err, errlen);
-        if (rc == 0) rc = list_dir(adir, 1, &chars, skipped, err, errlen);
+        if (rc == 0) rc = list_dir(adir, 1, NULL, &chars, skipped, err, errlen);
         if (rc == 0 && chars.n == 0) {
             snprintf(err, errlen, "Omniglot alphabet folder %s holds no character folders", adir);
             rc = -1;
@@ -728,7 +909,10 @@ int mt_import_omniglot(const char *out_path, const char *dir, int H, int W, FILE
     const char *parts[2] = {"background", "evaluation"};
     class_set sets[2];
     memset(sets, 0, sizeof sets);
-    int n_sets = 0, skipped = 0, rc = 0;
+    output_ids outs;
+    output_ids_init(&outs, out_path);
+    int n_sets = 0, rc = 0;
+    int64_t skipped = 0;
     for (int i = 0; rc == 0 && i < 2; i++) {
         char root[4096], sub[32];
         snprintf(sub, sizeof sub, "images_%s", parts[i]);
@@ -740,6 +924,7 @@ int mt_import_omniglot(const char *out_path, const char *dir, int H, int W, FILE
         if (here < 0) rc = -1;
         if (here <= 0) continue;
         snprintf(sets[n_sets].split, sizeof sets[n_sets].split, "%s", parts[i]);
+        sets[n_sets].outs = &outs;
         rc = scan_omniglot(root, &sets[n_sets], &skipped, err, errlen);
         n_sets++;
     }
@@ -753,7 +938,8 @@ int mt_import_omniglot(const char *out_path, const char *dir, int H, int W, FILE
         for (int i = 0; i < n_sets; i++)
             fprintf(progress, "found %s: %d characters, %lld images\n", sets[i].split, sets[i].n,
                     (long long)sets[i].n_images);
-        if (skipped) fprintf(progress, "skipped %d entries that are not folders or PNG/JPEG files\n", skipped);
+        if (skipped)
+            fprintf(progress, "skipped %lld entries that are not folders or PNG/JPEG files\n", (long long)skipped);
     }
     if (rc == 0) {
         strbuf source = {0};
@@ -774,9 +960,12 @@ int mt_import_folder(const char *out_path, const char *dir, const char *split, i
     class_set set;
     memset(&set, 0, sizeof set);
     snprintf(set.split, sizeof set.split, "%s", split);
+    output_ids outs;
+    output_ids_init(&outs, out_path);
+    set.outs = &outs;
     namelist classes = {0};
-    int skipped = 0;
-    int rc = list_dir(dir, 1, &classes, &skipped, err, errlen);
+    int64_t skipped = 0;
+    int rc = list_dir(dir, 1, NULL, &classes, &skipped, err, errlen);
     if (rc == 0 && classes.n == 0) {
         snprintf(err, errlen, "image folder %s holds no class folders (expected DIR/<class>/<image>.png or .jpg)",
                  dir);
@@ -790,7 +979,8 @@ int mt_import_folder(const char *out_path, const char *dir, const char *split, i
     nl_free(&classes);
     if (rc == 0 && progress) {
         fprintf(progress, "found %d classes, %lld images\n", set.n, (long long)set.n_images);
-        if (skipped) fprintf(progress, "skipped %d entries that are not folders or PNG/JPEG files\n", skipped);
+        if (skipped)
+            fprintf(progress, "skipped %lld entries that are not folders or PNG/JPEG files\n", (long long)skipped);
     }
     if (rc == 0) {
         strbuf source = {0};

@@ -4,8 +4,10 @@
  *
  * Rank 0 alone reads the input and writes the file; under mpirun the other ranks wait
  * (sleeping, not spinning) and return rank 0's exit status. Bad input of any kind — the
- * command line, the IDX files, an image, a folder, an output that cannot be written — is
- * exit status 2 with one message naming the path; a failed import leaves no output file.
+ * command line, the IDX files, an image, a folder, an output path in a missing folder or
+ * naming one of the inputs — is exit status 2 with one message naming the path; a failure
+ * of the system while writing (permission, read-only or full file system, I/O error) is
+ * exit status 1. A failed import leaves no output file.
  */
 #define _POSIX_C_SOURCE 200809L
 #include <mpi.h>
@@ -62,8 +64,10 @@ static void usage(FILE *out)
             "\n"
             "Importing the same input twice gives the same file except for its `created` attribute\n"
             "(set SOURCE_DATE_EPOCH to fix that too).\n"
-            "Exit status: 0 success, 1 runtime failure, 2 bad input (arguments, input files, output).\n",
-            MT_DATASET_MAX_SIDE);
+            "Images are PNG or JPEG of at most %d pixels per side and %ld Mpixel; larger ones are refused.\n"
+            "Exit status: 0 success, 1 runtime failure (writing the output failed: permission, read-only or\n"
+            "full file system), 2 bad input (arguments, input files, an output that names an input).\n",
+            MT_DATASET_MAX_SIDE, MT_IMPORT_MAX_IMAGE_SIDE, MT_IMPORT_MAX_IMAGE_PIXELS >> 20);
 }
 
 typedef struct {
@@ -322,7 +326,7 @@ static int run_import(const import_args *a, char *err, size_t errlen)
     } else {
         rc = mt_import_folder(a->out, a->files[0], a->split_name, a->H, a->W, a->grey, progress, err, errlen);
     }
-    if (rc != 0) return MT_EXIT_USAGE;
+    if (rc != 0) return rc == MT_IMPORT_FAILED ? MT_EXIT_FAILURE : MT_EXIT_USAGE;
     /* Read back what was written: the summary comes from the file, and a file the reader
      * would refuse is a bug to report now rather than at training time. */
     char names[MAX_SPLITS][64];

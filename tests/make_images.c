@@ -9,6 +9,12 @@
  *   make_images idx-images PATH N H W FIRST IDX images 0x803: image i has first pixel
  *                                           FIRST + i (mod 256), the rest a pattern of (i, y, x)
  *   make_images idx-labels PATH N K         IDX labels 0x801: label i = i mod K
+ *   make_images png-header PATH W H DEPTH COLOUR
+ *                                           a PNG whose header claims W x H pixels (bit depth,
+ *                                           colour type) with a 16-byte body: an image bomb as
+ *                                           a reader sees it before it decodes (no memory needed
+ *                                           to write it)
+ *   make_images jpg-header PATH W H         the same for JPEG: markers up to a frame header
  *
  * Exit status 0, or 1 with a message (bad arguments, unwritable file).
  */
@@ -35,6 +41,27 @@ static void put_be32(FILE *f, uint32_t v)
     unsigned char b[4] = {(unsigned char)(v >> 24), (unsigned char)(v >> 16), (unsigned char)(v >> 8),
                           (unsigned char)v};
     fwrite(b, 1, 4, f);
+}
+
+/* CRC-32 of PNG chunks (ISO 3309, bitwise: a few bytes per file). */
+static uint32_t crc_update(uint32_t crc, const unsigned char *p, size_t n)
+{
+    crc = ~crc;
+    for (size_t i = 0; i < n; i++) {
+        crc ^= p[i];
+        for (int k = 0; k < 8; k++) crc = crc >> 1 ^ (0xedb88320u & (0u - (crc & 1)));
+    }
+    return ~crc;
+}
+
+static void put_chunk(FILE *f, const char *type, const unsigned char *data, uint32_t len)
+{
+    unsigned char buf[64];
+    memcpy(buf, type, 4);
+    memcpy(buf + 4, data, len);
+    put_be32(f, len);
+    fwrite(buf, 1, 4 + (size_t)len, f);
+    put_be32(f, crc_update(0, buf, 4 + (size_t)len));
 }
 
 static int finish(FILE *f, const char *path)
@@ -85,6 +112,37 @@ int main(int argc, char **argv)
         if (!f) return perror(path), 1;
         put_be32(f, 0x801), put_be32(f, (uint32_t)N);
         for (long i = 0; i < N; i++) fputc((int)(i % K), f);
+        return finish(f, path);
+    }
+    if (strcmp(what, "png-header") == 0 && argc == 7) {
+        uint32_t W = (uint32_t)arg(argv[3], 1, 0x7fffffff), H = (uint32_t)arg(argv[4], 1, 0x7fffffff);
+        unsigned char ihdr[13] = {0};
+        for (int i = 0; i < 4; i++) {
+            ihdr[i] = (unsigned char)(W >> (24 - 8 * i));
+            ihdr[4 + i] = (unsigned char)(H >> (24 - 8 * i));
+        }
+        ihdr[8] = (unsigned char)arg(argv[5], 1, 16), ihdr[9] = (unsigned char)arg(argv[6], 0, 6);
+        /* zlib stream of one stored block of 16 zero bytes (adler32 of zeros: 0x00100001) */
+        unsigned char idat[2 + 5 + 16 + 4] = {0x78, 0x01, 0x01, 16, 0, 0xef, 0xff};
+        idat[23] = 0x00, idat[24] = 0x10, idat[25] = 0x00, idat[26] = 0x01;
+        static const unsigned char sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+        FILE *f = fopen(path, "wb");
+        if (!f) return perror(path), 1;
+        fwrite(sig, 1, 8, f);
+        put_chunk(f, "IHDR", ihdr, 13);
+        put_chunk(f, "IDAT", idat, sizeof idat);
+        put_chunk(f, "IEND", ihdr, 0);
+        return finish(f, path);
+    }
+    if (strcmp(what, "jpg-header") == 0 && argc == 5) {
+        unsigned W = (unsigned)arg(argv[3], 1, 65535), H = (unsigned)arg(argv[4], 1, 65535);
+        const unsigned char b[] = {0xff, 0xd8, 0xff, 0xe0, 0, 16, 'J', 'F', 'I', 'F', 0, 1, 1, 0, 0, 1, 0, 1, 0, 0,
+                                   0xff, 0xc0, 0, 17, 8, (unsigned char)(H >> 8), (unsigned char)H,
+                                   (unsigned char)(W >> 8), (unsigned char)W, 3, 1, 0x11, 0, 2, 0x11, 0, 3, 0x11, 0,
+                                   0xff, 0xd9};
+        FILE *f = fopen(path, "wb");
+        if (!f) return perror(path), 1;
+        fwrite(b, 1, sizeof b, f);
         return finish(f, path);
     }
     fprintf(stderr, "make_images: bad arguments for '%s' (see make_images.c)\n", what);

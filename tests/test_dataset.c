@@ -269,6 +269,48 @@ static void test_writer_refusals(void)
     mt_dataset_abandon(w);
     rmdir(path);
 
+    /* A class appended in batches reads back as one class, images in order. */
+    tu_in_dir(path, sizeof path, "streamed.h5");
+    w = mt_dataset_create(path, "t", err, sizeof err);
+    uint8_t rows[5 * 4];
+    for (int i = 0; i < 20; i++) rows[i] = (uint8_t)i;
+    int ok = w && mt_dataset_begin_split(w, "s", 1, 2, 2, err, sizeof err) == 0 &&
+             mt_dataset_append_images(w, 2, rows, err, sizeof err) == 0 &&
+             mt_dataset_append_images(w, 3, rows + 8, err, sizeof err) == 0 &&
+             mt_dataset_end_class(w, "five", err, sizeof err) == 0 && mt_dataset_add_class(w, "one", 1, rows, err,
+                                                                                             sizeof err) == 0 &&
+             mt_dataset_end_split(w, err, sizeof err) == 0 && mt_dataset_finish(w, err, sizeof err) == 0;
+    mt_split got;
+    ok = ok && mt_dataset_read_split(path, "s", &got, err, sizeof err) == 0;
+    tu_expect(ok && got.n_classes == 2 && got.class_offsets[1] == 5 && got.n_images == 6 &&
+                  memcmp(got.images, rows, 20) == 0 && got.images[20] == 0,
+              "a class appended in two batches reads back whole and in order");
+    if (ok) mt_split_free(&got);
+    unlink(path);
+    w = mt_dataset_create(path, "t", err, sizeof err);
+    mt_dataset_begin_split(w, "s", 1, 2, 2, err, sizeof err);
+    mt_dataset_append_images(w, 1, rows, err, sizeof err);
+    rc = mt_dataset_end_split(w, err, sizeof err);
+    expect_writer_error("end_split with a class still being appended", rc, err, path, "still being appended");
+    mt_dataset_abandon(w);
+    w = mt_dataset_create(path, "t", err, sizeof err);
+    mt_dataset_begin_split(w, "s", 1, 2, 2, err, sizeof err);
+    rc = mt_dataset_end_class(w, "c", err, sizeof err);
+    expect_writer_error("end_class without images", rc, err, path, "no images");
+    mt_dataset_abandon(w);
+
+    /* Which failures of create are the path's fault (bad input) and which the system's. */
+    tu_expect(!mt_dataset_errno_is_io(ENOENT) && !mt_dataset_errno_is_io(EISDIR) && !mt_dataset_errno_is_io(ENOTDIR),
+              "a missing folder or a directory as output is the path's fault");
+    tu_expect(mt_dataset_errno_is_io(EROFS) && mt_dataset_errno_is_io(ENOSPC) && mt_dataset_errno_is_io(EACCES) &&
+                  mt_dataset_errno_is_io(EIO),
+              "read-only or full file system, no permission, I/O error are failures of the system");
+    tu_in_dir(path, sizeof path, "no/such/dir/d.h5");
+    errno = 0;
+    w = mt_dataset_create(path, "t", err, sizeof err);
+    tu_expect(!w && errno == ENOENT, "create in a missing folder leaves errno ENOENT");
+    mt_dataset_abandon(w);
+
     mt_dataset_abandon(NULL);
     tu_expect(!tu_partial_left(), "no .partial file is left by any refusal");
 }
@@ -478,6 +520,196 @@ static void test_malformed(void)
     expect_read_error("no classes", path, "train", "class_offsets has 1");
 }
 
+/* Copies the well-formed raw file src to dst and replaces root attribute `name` by one of
+ * type `type` and n elements (n = 0: scalar) holding zeros. */
+static int replace_attr(const char *src, const char *dst, const char *name, hid_t type, hsize_t n)
+{
+    unsigned char *bytes = NULL;
+    long len = tu_slurp(src, &bytes);
+    int ok = len > 0 && tu_spill(dst, bytes, (size_t)len) == 0;
+    free(bytes);
+    hid_t f = ok ? H5Fopen(dst, H5F_ACC_RDWR, H5P_DEFAULT) : -1;
+    if (f < 0) return -1;
+    ok = H5Adelete(f, name) >= 0;
+    hid_t space = n ? H5Screate_simple(1, &n, NULL) : H5Screate(H5S_SCALAR);
+    hid_t a = H5Acreate2(f, name, type, space, H5P_DEFAULT, H5P_DEFAULT);
+    size_t bytes_n = H5Tget_size(type) * (n ? n : 1);
+    void *zeros = calloc(bytes_n, 1);
+    ok &= a >= 0 && H5Awrite(a, type, zeros) >= 0;
+    free(zeros);
+    if (a >= 0) H5Aclose(a);
+    H5Sclose(space);
+    ok &= H5Fclose(f) >= 0;
+    return ok ? 0 : -1;
+}
+
+/* Attributes are checked for type and shape before they are read into one value. */
+static void test_hostile_attrs(void)
+{
+    const int32_t labels_ok[4] = {0, 0, 1, 1};
+    const int64_t offsets_ok[3] = {0, 2, 4};
+    const raw_spec good = {MT_DATASET_FORMAT, 1, "train", NULL, 4, 0, 4, 4, labels_ok, 3, offsets_ok, 2};
+    char src[2048], path[2048], err[MT_ERR_LEN] = "";
+    tu_in_dir(src, sizeof src, "attrs-good.h5");
+    tu_expect(write_raw(src, &good) == 0, "write a well-formed file for the attribute cases (control)");
+
+    tu_in_dir(path, sizeof path, "attrs-version-array.h5");
+    replace_attr(src, path, "format_version", H5T_STD_I64LE, 4096);
+    expect_read_error("format_version an array of 4096 int64", path, "train", "format_version attribute is an array");
+    tu_in_dir(path, sizeof path, "attrs-version-string.h5");
+    hid_t st = H5Tcopy(H5T_C_S1);
+    H5Tset_size(st, 8);
+    replace_attr(src, path, "format_version", st, 0);
+    expect_read_error("format_version a string", path, "train", "format_version attribute is of another type");
+    tu_in_dir(path, sizeof path, "attrs-format-array.h5");
+    H5Tset_size(st, 32);
+    replace_attr(src, path, "format", st, 512);
+    expect_read_error("format an array of 512 strings", path, "train", "format attribute is an array of 512");
+    tu_in_dir(path, sizeof path, "attrs-format-int.h5");
+    replace_attr(src, path, "format", H5T_STD_I32LE, 0);
+    expect_read_error("format an integer", path, "train", "format attribute is of another type");
+    tu_in_dir(path, sizeof path, "attrs-source-array.h5");
+    replace_attr(src, path, "source", st, 512);
+    mt_dataset_attrs a;
+    int rc = mt_dataset_read_attrs(path, &a, err, sizeof err);
+    printf("     message: %s\n", err);
+    tu_expect(rc == -1 && strstr(err, path) && strstr(err, "source attribute is an array of 512"),
+              "source an array of 512 strings: refused by mt_dataset_read_attrs, naming file and attribute");
+    if (rc == 0) mt_dataset_attrs_free(&a);
+    H5Tclose(st);
+}
+
+/* Writes zeros to the first `count` elements of the 1-d or 4-d dataset d ([N] or [N,1,1,1]). */
+static int write_head(hid_t d, int rank, hsize_t count)
+{
+    hsize_t start[4] = {0}, cnt[4] = {count, 1, 1, 1};
+    hid_t fs = H5Dget_space(d), ms = H5Screate_simple(rank, cnt, NULL);
+    int32_t *zeros = calloc(count, sizeof *zeros);
+    int ok = H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, cnt, NULL) >= 0 &&
+             H5Dwrite(d, rank == 4 ? H5T_NATIVE_UINT8 : H5T_NATIVE_INT32, ms, fs, H5P_DEFAULT, zeros) >= 0;
+    free(zeros);
+    H5Sclose(ms);
+    H5Sclose(fs);
+    return ok ? 0 : -1;
+}
+
+/* A small file whose shapes claim far more data than it stores (chunks never written read
+ * back as zeros) is refused before the reader allocates for it. */
+static void test_hollow(void)
+{
+    const hsize_t N = (hsize_t)1 << 26; /* 64 Mi images of 1x1x1: 256 MiB of labels */
+    char path[2048];
+    tu_in_dir(path, sizeof path, "hollow.h5");
+    hid_t f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    int ok = f >= 0 && raw_string_attr(f, "format", MT_DATASET_FORMAT) == 0 && raw_string_attr(f, "source", "x") == 0 &&
+             raw_string_attr(f, "created", "now") == 0;
+    int64_t version = 1;
+    hid_t sp = H5Screate(H5S_SCALAR);
+    hid_t a = H5Acreate2(f, "format_version", H5T_STD_I64LE, sp, H5P_DEFAULT, H5P_DEFAULT);
+    ok &= a >= 0 && H5Awrite(a, H5T_NATIVE_INT64, &version) >= 0;
+    H5Aclose(a);
+    H5Sclose(sp);
+    hid_t g = H5Gcreate2(f, "train", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    hsize_t idims[4] = {N, 1, 1, 1}, ichunk[4] = {4096, 1, 1, 1}, ldims[1] = {N}, lchunk[1] = {4096};
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    H5Pset_chunk(dcpl, 4, ichunk);
+    hid_t s4 = H5Screate_simple(4, idims, NULL);
+    hid_t d = H5Dcreate2(g, "images", H5T_STD_U8LE, s4, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    ok &= d >= 0 && write_head(d, 4, 4096) == 0; /* one chunk of 4096 stored, 16383 missing */
+    H5Dclose(d);
+    H5Sclose(s4);
+    H5Pclose(dcpl);
+    dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    H5Pset_chunk(dcpl, 1, lchunk);
+    hid_t s1 = H5Screate_simple(1, ldims, NULL);
+    d = H5Dcreate2(g, "labels", H5T_STD_I32LE, s1, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    ok &= d >= 0 && write_head(d, 1, 4096) == 0;
+    H5Dclose(d);
+    H5Sclose(s1);
+    H5Pclose(dcpl);
+    const int64_t offsets[2] = {0, (int64_t)N};
+    ok &= raw_vector(g, "class_offsets", H5T_NATIVE_INT64, 2, offsets) == 0;
+    hid_t st = H5Tcopy(H5T_C_S1);
+    H5Tset_size(st, 64);
+    char name[64] = "all";
+    ok &= raw_vector(g, "class_names", st, 1, name) == 0;
+    H5Tclose(st);
+    H5Gclose(g);
+    ok &= H5Fclose(f) >= 0;
+    unsigned char *bytes = NULL;
+    long size = tu_slurp(path, &bytes);
+    free(bytes);
+    printf("     the file is %ld bytes and claims %llu images\n", size, (unsigned long long)N);
+    tu_expect(ok && size > 0 && size < 65536, "write a small file claiming 64 Mi images");
+    expect_read_error("a file claiming 64 Mi images it does not store", path, "train", "claims");
+    mt_split s;
+    char err[MT_ERR_LEN] = "";
+    int rc = mt_dataset_read_split_meta(path, "train", &s, err, sizeof err);
+    tu_expect(rc == -1 && strstr(err, path) && strstr(err, "labels claims"),
+              "mt_dataset_read_split_meta (data info) refuses it too, naming labels");
+    if (rc == 0) mt_split_free(&s);
+}
+
+/* Rewrites /train/<name> of the well-formed raw file src into dst with dataset-creation
+ * properties dcpl and element type type, n elements, data written unless buf is NULL. */
+static int replace_dataset(const char *src, const char *dst, const char *name, hid_t type, hid_t dcpl, hsize_t n,
+                           const void *buf)
+{
+    unsigned char *bytes = NULL;
+    long len = tu_slurp(src, &bytes);
+    int ok = len > 0 && tu_spill(dst, bytes, (size_t)len) == 0;
+    free(bytes);
+    hid_t f = ok ? H5Fopen(dst, H5F_ACC_RDWR, H5P_DEFAULT) : -1;
+    if (f < 0) return -1;
+    hid_t g = H5Gopen2(f, "train", H5P_DEFAULT);
+    ok = g >= 0 && H5Ldelete(g, name, H5P_DEFAULT) >= 0;
+    hid_t space = H5Screate_simple(1, &n, NULL);
+    hid_t d = H5Dcreate2(g, name, type, space, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    ok &= d >= 0 && (!buf || H5Dwrite(d, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) >= 0);
+    if (d >= 0) H5Dclose(d);
+    H5Sclose(space);
+    if (g >= 0) H5Gclose(g);
+    ok &= H5Fclose(f) >= 0;
+    return ok ? 0 : -1;
+}
+
+/* How an array is stored is checked before HDF5 reads it (cases found by fuzzing). */
+static void test_hostile_storage(void)
+{
+    const int32_t labels_ok[4] = {0, 0, 1, 1};
+    const int64_t offsets_ok[3] = {0, 2, 4};
+    const raw_spec good = {MT_DATASET_FORMAT, 1, "train", NULL, 4, 0, 4, 4, labels_ok, 3, offsets_ok, 2};
+    char src[2048], path[2048], ext[2048];
+    tu_in_dir(src, sizeof src, "storage-good.h5");
+    tu_expect(write_raw(src, &good) == 0, "write a well-formed file for the storage cases (control)");
+
+    /* Labels of a 43-byte integer type, chunked and never written: HDF5 1.10 read past its
+     * fill-value buffer (heap overflow under ASan). */
+    hid_t odd = H5Tcopy(H5T_STD_I32LE);
+    H5Tset_size(odd, 43);
+    hsize_t chunk = 4;
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    H5Pset_chunk(dcpl, 1, &chunk);
+    tu_in_dir(path, sizeof path, "storage-odd-int.h5");
+    tu_expect(replace_dataset(src, path, "labels", odd, dcpl, 4, NULL) == 0, "write labels of 43-byte integers");
+    expect_read_error("labels of 43-byte integers, never written", path, "train", "1, 2, 4 or 8 bytes");
+    H5Tclose(odd);
+    tu_in_dir(path, sizeof path, "storage-unwritten.h5");
+    replace_dataset(src, path, "labels", H5T_STD_I32LE, dcpl, 4, NULL);
+    expect_read_error("labels never written (only fill values)", path, "train", "labels holds no data");
+    H5Pclose(dcpl);
+
+    /* class_offsets kept in an external raw file: the reader must not follow it. */
+    dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    tu_in_dir(ext, sizeof ext, "outside.raw");
+    H5Pset_external(dcpl, ext, 0, 3 * 8);
+    tu_in_dir(path, sizeof path, "storage-external.h5");
+    tu_expect(replace_dataset(src, path, "class_offsets", H5T_STD_I64LE, dcpl, 3, offsets_ok) == 0,
+              "write class_offsets to an external raw file");
+    expect_read_error("class_offsets in an external file", path, "train", "outside the file");
+    H5Pclose(dcpl);
+}
+
 static void test_damaged(void)
 {
     const int sizes[] = {3, 40, 2};
@@ -523,6 +755,9 @@ int main(void)
     test_round_trip();
     test_writer_refusals();
     test_malformed();
+    test_hostile_attrs();
+    test_hollow();
+    test_hostile_storage();
     test_damaged();
     tu_scratch_remove();
     return tu_finish();

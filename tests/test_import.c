@@ -10,6 +10,12 @@
  *                     and grey); resizing a uniform image keeps its value; JPEG decodes
  *   Omniglot, folder  sorted class order and names, a missing evaluation part, and bad
  *                     trees: empty class folder, corrupt and truncated images, no classes
+ *   hostile images    image bombs (PNG and JPEG headers claiming huge sizes, written by hand
+ *                     with a tiny body) refused as too large before decoding, naming the
+ *                     file; files of other formats named .png refused; a class larger than
+ *                     one decoding batch streamed in order
+ *   output = input    -o naming an input file (by path, hard link or through its .partial)
+ *                     refused for every importer, the input left intact
  *
  * Inputs are written here (IDX by hand, gzip with zlib, PNG/JPEG with stb_image_write) in a
  * fresh directory under $TMPDIR (or /tmp), removed at the end. Every failure must name the
@@ -35,6 +41,8 @@
 #include "testutil.h"
 
 static const char *dir; /* the scratch directory */
+
+static int link_file(const char *from, const char *to) { return link(from, to); }
 
 static void mkdirs(const char *rel)
 {
@@ -522,6 +530,252 @@ static void test_trees(void)
     expect_import_error("an empty Omniglot character folder", rc, err, path, "empty", out);
 }
 
+/* ---- hostile images --------------------------------------------------------------------------- */
+
+static void put32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24), p[1] = (uint8_t)(v >> 16), p[2] = (uint8_t)(v >> 8), p[3] = (uint8_t)v;
+}
+
+/* Appends a PNG chunk (length, type, data, CRC) to b at *n. */
+static void png_chunk(uint8_t *b, size_t *n, const char *type, const uint8_t *data, uint32_t len)
+{
+    put32(b + *n, len);
+    memcpy(b + *n + 4, type, 4);
+    if (len) memcpy(b + *n + 8, data, len);
+    put32(b + *n + 8 + len, (uint32_t)crc32(0, b + *n + 4, len + 4));
+    *n += 12 + len;
+}
+
+/* Writes a PNG whose header claims w x h pixels (bit depth, colour type) and whose one IDAT
+ * holds a few compressed zero bytes: a valid header, far too little data. This is how an
+ * image bomb looks to a reader until it has allocated for the pixels. */
+static int write_png_claiming(const char *path, uint32_t w, uint32_t h, int depth, int colour)
+{
+    uint8_t b[256], ihdr[13] = {0}, zeros[64] = {0}, z[128];
+    static const uint8_t sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+    size_t n = 8;
+    memcpy(b, sig, 8);
+    put32(ihdr, w);
+    put32(ihdr + 4, h);
+    ihdr[8] = (uint8_t)depth, ihdr[9] = (uint8_t)colour;
+    png_chunk(b, &n, "IHDR", ihdr, 13);
+    uLongf zlen = sizeof z;
+    if (compress(z, &zlen, zeros, sizeof zeros) != Z_OK) return -1;
+    png_chunk(b, &n, "IDAT", z, (uint32_t)zlen);
+    png_chunk(b, &n, "IEND", NULL, 0);
+    return tu_spill(path, b, n);
+}
+
+/* Writes a JPEG of markers only (SOI, APP0, a baseline frame header claiming w x h with 3
+ * components, EOI): what a header check sees of a JPEG bomb. */
+static int write_jpeg_claiming(const char *path, uint32_t w, uint32_t h)
+{
+    uint8_t b[64] = {0xff, 0xd8, 0xff, 0xe0, 0, 16, 'J', 'F', 'I', 'F', 0, 1, 1, 0, 0, 1, 0, 1, 0, 0};
+    size_t n = 20;
+    const uint8_t sof[] = {0xff, 0xc0, 0, 17, 8, (uint8_t)(h >> 8), (uint8_t)h, (uint8_t)(w >> 8), (uint8_t)w, 3,
+                           1, 0x11, 0, 2, 0x11, 0, 3, 0x11, 0};
+    memcpy(b + n, sof, sizeof sof);
+    n += sizeof sof;
+    b[n++] = 0xff, b[n++] = 0xd9;
+    return tu_spill(path, b, n);
+}
+
+/* Expects mt_import_decode_image(path) to refuse the image as too large, naming the file
+ * and its size (want). */
+static void expect_too_large(const char *label, const char *path, const char *want)
+{
+    static uint8_t out[3 * 8 * 8];
+    char err[MT_ERR_LEN] = "", buf[512];
+    int rc = mt_import_decode_image(path, 3, 8, 8, out, err, sizeof err);
+    printf("     message: %s\n", err);
+    snprintf(buf, sizeof buf, "%s: refused as bad input, naming the file", label);
+    tu_expect(rc == MT_IMPORT_BAD_INPUT && strstr(err, path) != NULL, buf);
+    snprintf(buf, sizeof buf, "%s: message says it is too large (%s), not damaged", label, want);
+    tu_expect(strstr(err, "too large") && strstr(err, want) && !strstr(err, "damaged"), buf);
+}
+
+static void test_hostile_images(void)
+{
+    char path[2048], err[MT_ERR_LEN] = "";
+    static uint8_t out[3 * 8 * 8];
+    tu_in_dir(path, sizeof path, "bomb-rgb.png");
+    write_png_claiming(path, 20000, 20000, 8, 2);
+    expect_too_large("a 20000x20000 RGB PNG", path, "20000x20000");
+    tu_in_dir(path, sizeof path, "bomb-grey.png");
+    write_png_claiming(path, 10000, 10000, 8, 0);
+    expect_too_large("a 10000x10000 grey PNG (stb_image's header check passes it)", path, "10000x10000");
+    tu_in_dir(path, sizeof path, "bomb-wide.png");
+    write_png_claiming(path, 8000, 8000, 8, 0);
+    expect_too_large("an 8000x8000 PNG (each side allowed, 64 Mpixel in all)", path, "Mpixel");
+    tu_in_dir(path, sizeof path, "bomb-16bit.png");
+    write_png_claiming(path, 6000, 5000, 16, 6);
+    expect_too_large("a 6000x5000 16-bit RGBA PNG (30 Mpixel of 8 bytes)", path, "MiB");
+    tu_in_dir(path, sizeof path, "bomb.jpg");
+    write_jpeg_claiming(path, 60000, 60000);
+    expect_too_large("a JPEG frame header claiming 60000x60000", path, "60000x60000");
+    tu_in_dir(path, sizeof path, "bomb-9000.jpg");
+    write_jpeg_claiming(path, 9000, 100);
+    expect_too_large("a JPEG claiming 9000x100", path, "9000x100");
+
+    /* Controls: the limits refuse nothing an ordinary import needs. */
+    tu_in_dir(path, sizeof path, "strip.png");
+    write_flat(path, 1, MT_IMPORT_MAX_IMAGE_SIDE, 1, 77, 0);
+    int rc = mt_import_decode_image(path, 1, 8, 8, out, err, sizeof err);
+    tu_expect(rc == 0 && out[0] == 77, "a 8192x1 PNG (a side at the limit) decodes");
+    if (rc != 0) printf("     error: %s\n", err);
+    tu_in_dir(path, sizeof path, "photo.jpg");
+    write_flat(path, 1200, 1600, 3, 120, 1);
+    rc = mt_import_decode_image(path, 3, 8, 8, out, err, sizeof err);
+    tu_expect(rc == 0 && abs(out[0] - 120) <= 2, "a 1600x1200 JPEG shrinks to 8x8");
+    if (rc != 0) printf("     error: %s\n", err);
+    tu_in_dir(path, sizeof path, "header-only.png");
+    write_png_claiming(path, 40, 30, 8, 2);
+    rc = mt_import_decode_image(path, 3, 8, 8, out, err, sizeof err);
+    tu_expect(rc == MT_IMPORT_BAD_INPUT && strstr(err, "damaged or truncated PNG"),
+              "a 40x30 PNG with too little data is damaged (not too large)");
+
+    /* Only PNG and JPEG are decoded, whatever the file is called. */
+    uint8_t px[4 * 4 * 3];
+    memset(px, 9, sizeof px);
+    tu_in_dir(path, sizeof path, "really-a-bmp.png");
+    stbi_write_bmp(path, 4, 4, 3, px);
+    rc = mt_import_decode_image(path, 3, 4, 4, out, err, sizeof err);
+    printf("     message: %s\n", err);
+    tu_expect(rc == MT_IMPORT_BAD_INPUT && strstr(err, path) && strstr(err, "not a PNG or JPEG"),
+              "a BMP named .png is refused as not PNG or JPEG");
+    tu_in_dir(path, sizeof path, "really-a-tga.jpg");
+    stbi_write_tga(path, 4, 4, 3, px);
+    rc = mt_import_decode_image(path, 3, 4, 4, out, err, sizeof err);
+    tu_expect(rc == MT_IMPORT_BAD_INPUT && strstr(err, "not a PNG or JPEG"), "a TGA named .jpg is refused");
+
+    /* A bomb inside a class folder stops the import, naming it, leaving nothing behind. */
+    char root[2048], outp[2048];
+    mkdirs("bombs/cat");
+    tu_in_dir(path, sizeof path, "bombs/cat/a.png");
+    write_png(path, 6, 6, 3, 0);
+    tu_in_dir(path, sizeof path, "bombs/cat/b.png");
+    write_png_claiming(path, 20000, 20000, 8, 2);
+    tu_in_dir(root, sizeof root, "bombs");
+    tu_in_dir(outp, sizeof outp, "bombs.h5");
+    rc = mt_import_folder(outp, root, "train", 8, 8, 0, NULL, err, sizeof err);
+    expect_import_error("a class folder holding an image bomb", rc, err, path, "too large", outp);
+
+    /* A class larger than one decoding batch (16 MiB: 5 images of 1x1448x1448 here) keeps
+     * its images in file order across batches. */
+    enum { S = 1448, NB = 12 };
+    mkdirs("big/one");
+    for (int i = 0; i < NB; i++) {
+        char rel[64];
+        snprintf(rel, sizeof rel, "big/one/%02d.png", i);
+        tu_in_dir(path, sizeof path, rel);
+        write_flat(path, 8, 8, 1, (uint8_t)(10 + i), 0);
+    }
+    tu_in_dir(root, sizeof root, "big");
+    tu_in_dir(outp, sizeof outp, "big.h5");
+    rc = mt_import_folder(outp, root, "train", S, S, 1, NULL, err, sizeof err);
+    mt_split s;
+    int r = rc == 0 ? mt_dataset_read_split(outp, "train", &s, err, sizeof err) : -1;
+    int exact = r == 0 && s.n_images == NB && s.n_classes == 1;
+    for (int i = 0; exact && i < NB; i++)
+        exact &= s.images[(size_t)i * S * S] == 10 + i && s.images[(size_t)i * S * S + S * S - 1] == 10 + i;
+    tu_expect(exact, "a class of 12 images of 1x1448x1448 (3 decoding batches) keeps its order");
+    if (r == 0) mt_split_free(&s);
+    else printf("     error: %s\n", err);
+    unlink(outp);
+}
+
+/* ---- the output is never an input ------------------------------------------------------------- */
+
+/* Expects rc to refuse an output that is an input (named by victim), whose bytes (before,
+ * n) must be unchanged, with no .partial left. */
+static void expect_kept_input(const char *label, int rc, const char *err, const char *victim, const uint8_t *before,
+                              long n)
+{
+    char buf[512];
+    printf("     message: %s\n", err);
+    snprintf(buf, sizeof buf, "%s: refused as bad input", label);
+    tu_expect(rc == MT_IMPORT_BAD_INPUT && strstr(err, "input"), buf);
+    unsigned char *after = NULL;
+    long m = tu_slurp(victim, &after);
+    snprintf(buf, sizeof buf, "%s: the input file is unchanged", label);
+    tu_expect(m == n && memcmp(after, before, (size_t)n) == 0, buf);
+    free(after);
+    snprintf(buf, sizeof buf, "%s: no .partial left", label);
+    tu_expect(!tu_partial_left(), buf);
+}
+
+static void test_output_is_input(void)
+{
+    char img[2048], lab[2048], link[2048], err[MT_ERR_LEN] = "";
+    tu_in_dir(img, sizeof img, "self-images");
+    tu_in_dir(lab, sizeof lab, "self-labels");
+    write_idx_images(img, 0, 12, 3, 4, 0);
+    write_idx_labels(lab, 0, 12, 12, 0, 0);
+    unsigned char *img0 = NULL, *lab0 = NULL;
+    long ni = tu_slurp(img, &img0), nl = tu_slurp(lab, &lab0);
+    const char *images[1] = {img}, *labels[1] = {lab};
+    mt_import_split sp;
+    mt_import_parse_split("a=0-1", &sp, err, sizeof err);
+
+    int rc = mt_import_idx(img, 1, images, labels, 1, &sp, NULL, err, sizeof err);
+    expect_kept_input("idx: -o is the IMAGES file", rc, err, img, img0, ni);
+    tu_expect(strstr(err, img) != NULL, "idx: the message names the file");
+    rc = mt_import_idx(lab, 1, images, labels, 1, &sp, NULL, err, sizeof err);
+    expect_kept_input("idx: -o is the LABELS file", rc, err, lab, lab0, nl);
+    tu_in_dir(link, sizeof link, "hard-link-to-labels");
+    tu_expect(link_file(lab, link) == 0, "make a hard link to the labels file");
+    rc = mt_import_idx(link, 1, images, labels, 1, &sp, NULL, err, sizeof err);
+    expect_kept_input("idx: -o is a hard link to the LABELS file", rc, err, lab, lab0, nl);
+    unlink(link);
+    tu_in_dir(link, sizeof link, "./self-images");
+    rc = mt_import_idx(link, 1, images, labels, 1, &sp, NULL, err, sizeof err);
+    expect_kept_input("idx: -o spells the IMAGES path differently", rc, err, img, img0, ni);
+
+    /* The writer truncates OUT.partial first: an input named so is overwritten just the same. */
+    char part[2048], outp[2048];
+    tu_in_dir(part, sizeof part, "victim.h5.partial");
+    tu_in_dir(outp, sizeof outp, "victim.h5");
+    write_idx_labels(part, 0, 12, 12, 0, 0);
+    const char *labels_p[1] = {part};
+    rc = mt_import_idx(outp, 1, images, labels_p, 1, &sp, NULL, err, sizeof err);
+    printf("     message: %s\n", err);
+    unsigned char *after = NULL;
+    long m = tu_slurp(part, &after);
+    tu_expect(rc == MT_IMPORT_BAD_INPUT && m == nl && memcmp(after, lab0, (size_t)nl) == 0 && !tu_exists(outp),
+              "idx: an input named OUT.partial is refused and kept");
+    free(after);
+    unlink(part);
+
+    /* Folder and Omniglot: the output is one of the images found in the tree. */
+    char root[2048], victim[2048];
+    mkdirs("selftree/cat");
+    tu_in_dir(victim, sizeof victim, "selftree/cat/a.png");
+    write_png(victim, 6, 6, 3, 5);
+    unsigned char *png0 = NULL;
+    long np = tu_slurp(victim, &png0);
+    tu_in_dir(root, sizeof root, "selftree");
+    rc = mt_import_folder(victim, root, "train", 8, 8, 0, NULL, err, sizeof err);
+    expect_kept_input("folder: -o is an image of the tree", rc, err, victim, png0, np);
+    tu_expect(strstr(err, victim) != NULL, "folder: the message names the image");
+    mkdirs("selfomni/images_background/A/c1");
+    tu_in_dir(victim, sizeof victim, "selfomni/images_background/A/c1/x.png");
+    write_png(victim, 6, 6, 1, 5);
+    free(png0);
+    np = tu_slurp(victim, &png0);
+    tu_in_dir(root, sizeof root, "selfomni");
+    rc = mt_import_omniglot(victim, root, 8, 8, NULL, err, sizeof err);
+    expect_kept_input("omniglot: -o is an image of the tree", rc, err, victim, png0, np);
+    /* Control: an output inside the tree that is no input is fine (it is not an image). */
+    tu_in_dir(outp, sizeof outp, "selfomni/omniglot.h5");
+    rc = mt_import_omniglot(outp, root, 8, 8, NULL, err, sizeof err);
+    tu_expect(rc == 0, "omniglot: an output inside the tree that is not an input is written");
+    unlink(outp);
+    free(png0);
+    free(img0);
+    free(lab0);
+}
+
 int main(void)
 {
     if (!(dir = tu_scratch_dir("test_import"))) return 1;
@@ -529,6 +783,8 @@ int main(void)
     test_idx();
     test_decode();
     test_trees();
+    test_hostile_images();
+    test_output_is_input();
     tu_scratch_remove();
     return tu_finish();
 }

@@ -212,7 +212,90 @@ mkdir -p "$TMP/readonly"
 chmod 555 "$TMP/readonly"
 if [ "$(id -u)" -ne 0 ]; then # root writes anywhere
     run "$BIN" data import idx "${IDX_IN[@]}" --split a=0-2 -o "$TMP/readonly/x.h5"
-    expect_usage_error "output in a read-only directory" "$TMP/readonly/x.h5"
+    expect_exit 1 "output in a directory without write permission (a runtime failure)"
+    expect_err "$TMP/readonly/x.h5" "output in a directory without write permission"
+    expect_err "Permission denied" "output in a directory without write permission"
+fi
+
+# --- the output names an input: refused (2), the input untouched ----------------------------------
+cp "$IDX/tr-img" "$TMP/self-img"
+cp "$IDX/tr-lab" "$TMP/self-lab"
+cp "$TMP/self-img" "$TMP/self-img.orig"
+run "$BIN" data import idx "$TMP/self-img" "$TMP/self-lab" --split a=0-2 -o "$TMP/self-img"
+expect_usage_error "-o is the IMAGES file" "$TMP/self-img" "its own input"
+check "-o is the IMAGES file: the file is unchanged" cmp -s "$TMP/self-img" "$TMP/self-img.orig"
+ln "$TMP/self-lab" "$TMP/self-lab-link"
+cp "$TMP/self-lab" "$TMP/self-lab.orig"
+run "$BIN" data import idx "$TMP/self-img" "$TMP/self-lab" --split a=0-2 -o "$TMP/self-lab-link"
+expect_usage_error "-o is a hard link to the LABELS file" "$TMP/self-lab" "its own input"
+check "-o is a hard link to the LABELS file: the file is unchanged" cmp -s "$TMP/self-lab" "$TMP/self-lab.orig"
+cp -r "$FOLD" "$TMP/folder-self"
+cp "$TMP/folder-self/cat/a.png" "$TMP/a.png.orig"
+run "$BIN" data import folder "$TMP/folder-self" --size 8x8 -o "$TMP/folder-self/cat/a.png"
+expect_usage_error "folder: -o is one of its images" "$TMP/folder-self/cat/a.png" "its own input"
+check "folder: -o is one of its images: the image is unchanged" cmp -s "$TMP/folder-self/cat/a.png" "$TMP/a.png.orig"
+cp -r "$OMNI" "$TMP/omni-self"
+run "$BIN" data import omniglot "$TMP/omni-self" -o "$TMP/omni-self/images_background/Alpha/character01/0101_01.png"
+expect_usage_error "omniglot: -o is one of its images" "0101_01.png" "its own input"
+run "$BIN" data import omniglot "$TMP/omni-self" -o "$TMP/omni-self/omni.h5"
+expect_exit 0 "omniglot: the tree still imports after the refusal (output inside the tree, not an input)"
+
+# --- image bombs: too large, named, refused before decoding (2) -----------------------------------
+cp -r "$FOLD" "$TMP/folder-bomb"
+mk png-header "$TMP/folder-bomb/cat/c.png" 20000 20000 8 2
+run "$BIN" data import folder "$TMP/folder-bomb" --size 8x8 -o "$OUT"
+expect_usage_error "a 20000x20000 PNG" "$TMP/folder-bomb/cat/c.png" "20000x20000" "too large"
+check "a 20000x20000 PNG: not called damaged" bash -c "! grep -q damaged '$TMP/err'"
+no_output "$OUT" "a 20000x20000 PNG"
+rm "$TMP/folder-bomb/cat/c.png"
+mk png-header "$TMP/folder-bomb/cat/c.png" 10000 10000 8 0
+run "$BIN" data import folder "$TMP/folder-bomb" --size 8x8 -o "$OUT"
+expect_usage_error "a 10000x10000 grey PNG" "$TMP/folder-bomb/cat/c.png" "10000x10000" "too large"
+rm "$TMP/folder-bomb/cat/c.png"
+mk jpg-header "$TMP/folder-bomb/dog/z.jpg" 60000 60000
+run "$BIN" data import folder "$TMP/folder-bomb" --size 8x8 -o "$OUT"
+expect_usage_error "a JPEG claiming 60000x60000" "$TMP/folder-bomb/dog/z.jpg" "60000x60000" "too large"
+no_output "$OUT" "a JPEG claiming 60000x60000"
+cp -r "$OMNI" "$TMP/omni-bomb"
+mk png-header "$TMP/omni-bomb/images_background/Beta/character01/0201_09.png" 30000 20 8 0
+run "$BIN" data import omniglot "$TMP/omni-bomb" -o "$OUT"
+expect_usage_error "omniglot: a 30000x20 PNG" "0201_09.png" "30000x20" "too large"
+
+# --- output on a read-only or full file system: a runtime failure (1) -------------------------------
+# Needs root to mount a tmpfs; skipped with the reason otherwise.
+MNT_RO=$TMP/mnt-ro
+MNT_FULL=$TMP/mnt-full
+mkdir -p "$MNT_RO" "$MNT_FULL"
+mounted=()
+cleanup_mounts() { local m; for m in "${mounted[@]}"; do umount "$m" 2>/dev/null; done; rm -rf "$TMP"; }
+trap cleanup_mounts EXIT
+if [ "$(id -u)" -ne 0 ]; then
+    echo "skipped: read-only and full file system checks (need root to mount a tmpfs)"
+elif ! mount -t tmpfs -o ro,size=1m tmpfs "$MNT_RO" 2>"$TMP/mount-err"; then
+    echo "skipped: read-only file system check (mount failed: $(head -n 1 "$TMP/mount-err"))"
+else
+    mounted+=("$MNT_RO")
+    run "$BIN" data import idx "${IDX_IN[@]}" --split a=0-2 -o "$MNT_RO/x.h5"
+    expect_exit 1 "output on a read-only file system"
+    expect_err "$MNT_RO/x.h5" "output on a read-only file system"
+    expect_err "Read-only file system" "output on a read-only file system"
+    no_output "$MNT_RO/x.h5" "output on a read-only file system"
+fi
+if [ "$(id -u)" -eq 0 ] && mount -t tmpfs -o size=64k tmpfs "$MNT_FULL" 2>"$TMP/mount-err"; then
+    mounted+=("$MNT_FULL")
+    mk idx-images "$TMP/big-img" 2000 28 28 0
+    mk idx-labels "$TMP/big-lab" 2000 5
+    run "$BIN" data import idx "$TMP/big-img" "$TMP/big-lab" --split a=0-4 -o "$MNT_FULL/x.h5"
+    expect_exit 1 "output on a full file system (64 KiB tmpfs, 1.5 MB of images)"
+    expect_err "No space left on device" "output on a full file system"
+    expect_err "$MNT_FULL/x.h5" "output on a full file system"
+    no_h5_dump "output on a full file system"
+    no_output "$MNT_FULL/x.h5" "output on a full file system"
+    check "output on a full file system: the file system is empty again" test -z "$(ls -A "$MNT_FULL")"
+    run "$BIN" data import folder "$FOLD" --size 64x64 -o "$MNT_FULL/f.h5"
+    expect_exit 0 "a small import to the same tmpfs still works (control)"
+elif [ "$(id -u)" -eq 0 ]; then
+    echo "skipped: full file system check (mount failed: $(head -n 1 "$TMP/mount-err"))"
 fi
 
 run "$BIN" data import omniglot "$TMP/no-omniglot" -o "$OUT"

@@ -16,6 +16,10 @@
 #ifndef MT_FUZZ_UTIL_H
 #define MT_FUZZ_UTIL_H
 
+#ifndef _XOPEN_SOURCE
+#define _XOPEN_SOURCE 700
+#endif
+
 #include <dirent.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -92,6 +96,21 @@ static inline const char *fuzz_write_temp_as(const char *name, const uint8_t *da
 static inline const char *fuzz_write_temp(const uint8_t *data, size_t size)
 {
     return fuzz_write_temp_as("input", data, size);
+}
+
+/* The importers' harnesses' names for the same: the scratch directory, a path in it, and
+ * writing bytes to a path (aborts on failure: a full scratch disk is not a finding). */
+static inline const char *fuzz_dir(void) { return fuzz_temp_dir(); }
+
+static inline void fuzz_path(char *out, size_t len, const char *name) { snprintf(out, len, "%s/%s", fuzz_dir(), name); }
+
+static inline void fuzz_spill(const char *path, const uint8_t *data, size_t size)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f || (size && fwrite(data, 1, size, f) != size) || fclose(f) != 0) {
+        perror(path);
+        abort();
+    }
 }
 
 #endif
