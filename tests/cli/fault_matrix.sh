@@ -109,4 +109,37 @@ for rank in 0 1; do
         echo "$line"
     done
 done
+# --- a real full disk (root: a 1 MiB tmpfs) -----------------------------------------------------
+# The checkpoint of iteration 10 fits, the one of 20 does not: every rank must exit 1 within
+# seconds naming the errno, ckpt-00000010.h5 must stay intact and no .partial may be left.
+FULL="$TMP/full"
+mkdir -p "$FULL"
+if [ "$(id -u)" -ne 0 ]; then
+    echo "skipped: the full-disk case needs root to mount a tmpfs"
+elif ! mount -t tmpfs -o size=1m tmpfs "$FULL" 2>"$TMP/mount.err"; then
+    echo "skipped: the full-disk case cannot mount a tmpfs: $(cat "$TMP/mount.err")"
+else
+    big=(--set model.hidden=200 --set checkpoint.every=10)  # 40,801 parameters: 490 kB per checkpoint
+    run "${MPIRUN[@]}" -np 2 "$BIN" train --progress none --set run.dir="$TMP/fullref" --set run.iterations=20 "${big[@]}"
+    expect_exit 0 "reference: 20 iterations with a 490 kB checkpoint at 10 and 20"
+    run "${MPIRUN[@]}" -np 2 "$BIN" train --progress none --set run.dir="$FULL/run" --set run.iterations=10 "${big[@]}"
+    expect_exit 0 "10 iterations on the 1 MiB file system"
+    avail=$(df -k --output=avail "$FULL" | tail -n 1)
+    dd if=/dev/zero of="$FULL/fill" bs=1k count=$((avail - 300)) status=none 2>/dev/null
+    echo "     free on the file system: $(df -k --output=avail "$FULL" | tail -n 1) kB"
+    RUN_TIMEOUT=30 run "${MPIRUN[@]}" -np 2 "$BIN" train --progress none --set run.dir="$FULL/run" \
+        --set run.iterations=20 "${big[@]}"
+    expect_exit 1 "the checkpoint of 20 does not fit: exit 1, no hang"
+    check "  ... the message names the errno" grep -q "No space left on device" "$TMP/err"
+    check "  ... no crash" bash -c "! grep -q 'Segmentation\|Aborted\|core dumped' '$TMP/err'"
+    check "  ... the checkpoint of 10 is intact" "$DIFF" "$FULL/run/ckpt-00000010.h5" "$FULL/run/ckpt-00000010.h5"
+    check "  ... no .partial is left" test -z "$(find "$FULL" -name '*.partial')"
+    rm -f "$FULL/fill"
+    run "${MPIRUN[@]}" -np 2 "$BIN" train --progress none --set run.dir="$FULL/run" --set run.iterations=20 "${big[@]}"
+    expect_exit 0 "with space again, the same command resumes"
+    check "  ... and ends bit-identical to the reference" \
+        "$DIFF" "$TMP/fullref/ckpt-00000020.h5" "$FULL/run/ckpt-00000020.h5" --tol 0
+    umount "$FULL"
+fi
+
 finish

@@ -9,10 +9,10 @@
  * possible (HDF5 parses the file's structure before the reader sees it); report them
  * separately from the reader's.
  *
- * Run with ASAN_OPTIONS=allocator_may_return_null=1 (HDF5 passes sizes from the file to
- * malloc and handles NULL; ASan would otherwise abort on the request itself) and
- * LSAN_OPTIONS=suppressions=tests/fuzz/lsan.supp (libhdf5's own leaks on damaged object
- * headers). corpus/dataset/regress-* are inputs that once crashed the reader.
+ * It sets allocator_may_return_null=1 itself (HDF5 passes sizes from the file to malloc and
+ * handles NULL; ASan would otherwise abort on the request itself) and suppresses leaks inside
+ * libhdf5 (its own leaks on damaged object headers; tests/fuzz/lsan.supp says the same for a
+ * run by hand). corpus/dataset/regress-* are inputs that once crashed the reader.
  *
  * Link: mt_io, mt_core (HDF5 comes with mt_io). Seeds: tests/fuzz/corpus/dataset/.
  */
@@ -22,6 +22,11 @@
 #include "dataset.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+const char *__lsan_default_suppressions(void);
+const char *__asan_default_options(void);
+
+const char *__lsan_default_suppressions(void) { return "leak:libhdf5\n"; }
+const char *__asan_default_options(void) { return "allocator_may_return_null=1"; }
 
 /* Aborts if s breaks an invariant mt_dataset_read_split promises. */
 static void check_split(const mt_split *s, int with_images)
