@@ -91,6 +91,10 @@ expect_usage_error "--set task.ways with family = sinusoid" "task.ways" "does no
 run "$BIN" train --set model.hidden=65536 "${COMMON[@]}"
 expect_usage_error "--set model.hidden=65536" "model.hidden=65536" "out of range"
 check "--set model.hidden=65536: no MPI abort" bash -c "! grep -qiE 'MPI_ABORT|too many for one MPI call' '$TMP/err'"
+# A meta-batch whose task gradients do not fit the node's memory (MT_MEMORY_LIMIT caps what
+# metatrain takes the node to have): refused before any data is loaded or memory allocated.
+MT_MEMORY_LIMIT=100000000 run "$BIN" train --set meta.meta_batch=1000000 --set model.hidden=200 "${COMMON[@]}"
+expect_usage_error "a meta-batch too large for memory" "meta_batch"
 
 # --- command line ---------------------------------------------------------------------------
 run "$BIN" train --bogus "${COMMON[@]}"

@@ -125,7 +125,7 @@ else
     run "${MPIRUN[@]}" -np 2 "$BIN" train --progress none --set run.dir="$FULL/run" --set run.iterations=10 "${big[@]}"
     expect_exit 0 "10 iterations on the 1 MiB file system"
     avail=$(df -k --output=avail "$FULL" | tail -n 1)
-    dd if=/dev/zero of="$FULL/fill" bs=1k count=$((avail - 300)) status=none 2>/dev/null
+    dd if=/dev/zero of="$FULL/fill" bs=1k count=$((avail - 70)) status=none 2>/dev/null
     echo "     free on the file system: $(df -k --output=avail "$FULL" | tail -n 1) kB"
     RUN_TIMEOUT=30 run "${MPIRUN[@]}" -np 2 "$BIN" train --progress none --set run.dir="$FULL/run" \
         --set run.iterations=20 "${big[@]}"
