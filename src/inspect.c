@@ -21,7 +21,7 @@ static void usage(FILE *out)
                  "before format version 3 have no metadata checksum): a damaged file is reported\n"
                  "(exit status 2).\n"
                  "  --json    one JSON object: path, format_version, step, seed, world_size,\n"
-                 "            program_version, dataset, input_shape, parameters, optimizer_state,\n"
+                 "            program_version, run_id, dataset, input_shape, parameters, optimizer_state,\n"
                  "            checksums, metadata_checksum, tensors, config\n");
 }
 
@@ -79,6 +79,8 @@ int mt_inspect_main(const mt_dist *d, int argc, char **argv)
         printf(", \"format_version\": %d, \"step\": %ld, \"seed\": %llu, \"world_size\": %d, \"program_version\": ",
                ck.version, ck.step, (unsigned long long)ck.seed, ck.world_size);
         json_string(ck.program_version);
+        printf(", \"run_id\": ");
+        json_string(ck.run_id);
         printf(", \"dataset\": ");
         json_string(ck.dataset);
         if (ck.input_shape[0] > 0)
@@ -104,10 +106,12 @@ int mt_inspect_main(const mt_dist *d, int argc, char **argv)
     } else {
         printf("checkpoint %s\n  format version %d, written by metatrain %s on %d rank%s\n"
                "  iteration %ld, seed %llu, %zu parameters, optimizer state: %s\n"
+               "  run id: %s (a run prunes only its own checkpoints)\n"
                "  tasks from: %s\n  input shape: %s\n  checksums: ok\n  metadata checksum: %s\n\n"
                "  %-16s %-10s %10s  %s\n",
                path, ck.version, ck.program_version, ck.world_size, ck.world_size == 1 ? "" : "s", ck.step,
-               (unsigned long long)ck.seed, ck.n_params, state, ck.dataset[0] ? ck.dataset : "(not recorded)", shape,
+               (unsigned long long)ck.seed, ck.n_params, state, ck.run_id[0] ? ck.run_id : "(not recorded)",
+               ck.dataset[0] ? ck.dataset : "(not recorded)", shape,
                meta, "tensor", "kind", "offset", "shape");
         for (int i = 0; i < ck.n_tensors; i++) {
             const mt_tensor_info *t = &ck.tensors[i];
