@@ -107,18 +107,21 @@ done
 check "  ... every checkpoint it wrote is readable and finite" test "$bad" -eq 0
 
 # --- signals during start-up: checkpoint-and-exit status, not death ---------------------------
-# The shim holds rank 0 for 3 s in the open of run.lock (start-up); USR1 arrives meanwhile.
-"${MPIRUN[@]}" -np 2 "${PRELOAD[@]}" -x MT_FAULT_PATH=run.lock -x MT_FAULT_OP=open -x MT_FAULT_N=1 \
+# The shim holds rank 0 for 3 s in the open of the checkpoint it resumes from; USR1 arrives
+# meanwhile.
+train "$TMP/early" 2 10
+"${MPIRUN[@]}" -np 2 "${PRELOAD[@]}" -x MT_FAULT_PATH=ckpt-00000010.h5 -x MT_FAULT_OP=open -x MT_FAULT_N=1 \
     -x MT_FAULT_ERRNO=delay:3000 "$BIN" train --progress none --set run.dir="$TMP/early" \
-    --set run.iterations=100000 >"$TMP/early.out" 2>&1 &
+    --set run.iterations=100000 --set run.log_every=5 >"$TMP/early.out" 2>&1 &
 job=$!
 for _ in $(seq 200); do grep -q "faultshim: rank 0: open" "$TMP/early.out" 2>/dev/null && break; sleep 0.05; done
 sleep 0.5
 kill -USR1 "$job"
 wait "$job"
 status=$?
-check "SIGUSR1 during start-up: exit status 75 (got $status)" test "$status" -eq 75
+check "SIGUSR1 while resuming: exit status 75 (got $status)" test "$status" -eq 75
 check "  ... says it stopped before training" grep -q "stopped by SIGUSR1 before training started" "$TMP/early.out"
+check "  ... and the run continues from where it was" test -f "$TMP/early/ckpt-00000010.h5"
 
 # --- the Slurm script reports 75 for every signal Slurm sends ---------------------------------
 for sig in TERM INT HUP USR1; do
