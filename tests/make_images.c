@@ -15,6 +15,11 @@
  *                                           a reader sees it before it decodes (no memory needed
  *                                           to write it)
  *   make_images jpg-header PATH W H         the same for JPEG: markers up to a frame header
+ *   make_images idx-classes PATH N H W K    IDX images 0x803 of K learnable classes (image i is
+ *                                           of class i mod K, as idx-labels gives): class k is
+ *                                           3 strokes placed by a hash of k; each image is its
+ *                                           class's strokes shifted by up to 2 pixels, with
+ *                                           pixel noise, both hashed from i
  *
  * Exit status 0, or 1 with a message (bad arguments, unwritable file).
  */
@@ -73,10 +78,35 @@ static int finish(FILE *f, const char *path)
     return 0;
 }
 
+/* splitmix64: a fixed hash, so every generated file is the same on every machine. */
+static uint64_t mix(uint64_t x)
+{
+    x += 0x9E3779B97F4A7C15ull;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    return x ^ (x >> 31);
+}
+
+/* Draws class k's template into t[H·W] (0 or 1): 3 strokes of 4..H/2+3 pixels, each
+ * horizontal, vertical or diagonal, from a hashed start inside the image. */
+static void class_template(unsigned char *t, long H, long W, long k)
+{
+    static const int dir[4][2] = {{0, 1}, {1, 0}, {1, 1}, {1, -1}};
+    memset(t, 0, (size_t)(H * W));
+    for (int s = 0; s < 3; s++) {
+        uint64_t h = mix(mix((uint64_t)k) + (uint64_t)s);
+        long y = (long)(h % (uint64_t)H), x = (long)((h >> 16) % (uint64_t)W);
+        const int *d = dir[(h >> 32) & 3];
+        long len = 4 + (long)((h >> 40) % (uint64_t)(H / 2));
+        for (long j = 0; j < len && y >= 0 && y < H && x >= 0 && x < W; j++, y += d[0], x += d[1])
+            t[y * W + x] = 1;
+    }
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 3) {
-        fprintf(stderr, "usage: make_images png|jpg|idx-images|idx-labels PATH ... (see make_images.c)\n");
+        fprintf(stderr, "usage: make_images png|jpg|idx-images|idx-labels|idx-classes PATH ... (see make_images.c)\n");
         return 1;
     }
     const char *what = argv[1], *path = argv[2];
@@ -104,6 +134,28 @@ int main(int argc, char **argv)
             for (long y = 0; y < H; y++)
                 for (long x = 0; x < W; x++)
                     fputc(y == 0 && x == 0 ? (int)((first + i) & 255) : (int)((i * 3 + y * 11 + x * 5) & 255), f);
+        return finish(f, path);
+    }
+    if (strcmp(what, "idx-classes") == 0 && argc == 7) {
+        long N = arg(argv[3], 1, 1000000), H = arg(argv[4], 4, 4096), W = arg(argv[5], 4, 4096);
+        long K = arg(argv[6], 1, 256);
+        unsigned char *t = malloc((size_t)(H * W));
+        FILE *f = t ? fopen(path, "wb") : NULL;
+        if (!f) return perror(path), free(t), 1;
+        put_be32(f, 0x803), put_be32(f, (uint32_t)N), put_be32(f, (uint32_t)H), put_be32(f, (uint32_t)W);
+        for (long i = 0; i < N; i++) {
+            class_template(t, H, W, i % K);
+            const uint64_t h = mix(0x5EED0000ull + (uint64_t)i);
+            const long dy = (long)(h % 5) - 2, dx = (long)((h >> 8) % 5) - 2;
+            for (long y = 0; y < H; y++)
+                for (long x = 0; x < W; x++) {
+                    const long sy = y - dy, sx = x - dx;
+                    const int on = sy >= 0 && sy < H && sx >= 0 && sx < W && t[sy * W + sx];
+                    const int noise = (int)(mix(h + (uint64_t)(y * W + x)) % 97);
+                    fputc(on ? 255 - noise : noise, f);
+                }
+        }
+        free(t);
         return finish(f, path);
     }
     if (strcmp(what, "idx-labels") == 0 && argc == 5) {
