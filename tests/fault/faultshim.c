@@ -207,16 +207,22 @@ static int open_common(const char *path, int flags, mode_t mode, int (*real)(con
     return real(path, flags, mode);
 }
 
+/* The mode argument of open(path, flags, ...): present only with O_CREAT. */
+#define OPEN_MODE(flags, mode)                                                                 \
+    do {                                                                                       \
+        if ((flags) & O_CREAT) {                                                               \
+            va_list ap;                                                                        \
+            va_start(ap, flags);                                                               \
+            mode = (mode_t)va_arg(ap, int);                                                    \
+            va_end(ap);                                                                        \
+        }                                                                                      \
+    } while (0)
+
 int open(const char *path, int flags, ...)
 {
     REAL(open);
     mode_t mode = 0;
-    if (flags & O_CREAT) {
-        va_list ap;
-        va_start(ap, flags);
-        mode = (mode_t)va_arg(ap, int);
-        va_end(ap);
-    }
+    OPEN_MODE(flags, mode);
     return open_common(path, flags, mode, real_open);
 }
 
@@ -224,12 +230,7 @@ int open64(const char *path, int flags, ...)
 {
     REAL(open64);
     mode_t mode = 0;
-    if (flags & O_CREAT) {
-        va_list ap;
-        va_start(ap, flags);
-        mode = (mode_t)va_arg(ap, int);
-        va_end(ap);
-    }
+    OPEN_MODE(flags, mode);
     return open_common(path, flags, mode, real_open64);
 }
 

@@ -46,18 +46,20 @@ Records, in order:
 """
 
 import argparse
-import struct
+import os
 import sys
 
 import numpy as np
 import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import make_reference  # noqa: E402  (the record format)
 
 torch.set_num_threads(1)
 
 N = 37
 STEPS = 20
 SEED = 20150101  # Kingma & Ba
-NAME_LEN = 32
 
 # (label, lr, beta1, beta2, eps)
 CONFIGS = [
@@ -139,30 +141,13 @@ def rel(a, b):
 
 
 def write_records(path, records):
-    with open(path, "wb") as f:
-        for name, values in records:
-            raw = name.encode("ascii")
-            assert len(raw) < NAME_LEN, name
-            arr = np.asarray(values, dtype="<f4").ravel()
-            assert np.all(np.isfinite(arr)), name
-            f.write(struct.pack("<32si", raw, arr.size))  # pads name with NULs
-            f.write(arr.tobytes())
+    """make_reference's record format (a name, a count, float32 values) for numpy arrays."""
+    for name, values in records:
+        assert np.all(np.isfinite(np.asarray(values, dtype=np.float32))), name
+    make_reference.write_records(path, [(n, torch.as_tensor(np.asarray(v, dtype=np.float32))) for n, v in records])
 
 
-def read_records(path):
-    out = []
-    with open(path, "rb") as f:
-        data = f.read()
-    off = 0
-    header = struct.Struct("<32si")
-    while off < len(data):
-        raw, count = header.unpack_from(data, off)
-        off += header.size
-        name = raw.split(b"\0", 1)[0].decode("ascii")
-        assert count >= 0 and off + 4 * count <= len(data), f"truncated record {name}"
-        out.append((name, np.frombuffer(data, dtype="<f4", count=count, offset=off).copy()))
-        off += 4 * count
-    return out
+read_records = make_reference.read_records
 
 
 def main():
