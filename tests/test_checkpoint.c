@@ -34,6 +34,14 @@ static const char *dir; /* the scratch directory */
 
 /* Expects mt_checkpoint_read(path) to fail with a message that names path and holds want
  * (if not NULL), and to leave ck zeroed. */
+/* HDF5 1.10 leaks the object header it could not verify (H5O_protect after a metadata
+ * checksum error) while it rejects the damaged file of test_hostile_table: libhdf5's own
+ * memory (allocated inside libhdf5, which has no frame pointers, so the module is what a
+ * report shows), not the reader's, which closes every handle. LeakSanitizer is told so; the
+ * reader's own allocations are made in metatrain's frames and are still reported. */
+const char *__lsan_default_suppressions(void);
+const char *__lsan_default_suppressions(void) { return "leak:libhdf5\n"; }
+
 static void expect_read_error(const char *label, const char *path, const char *want)
 {
     mt_checkpoint ck;
