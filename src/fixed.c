@@ -54,3 +54,26 @@ void mt_fixed_to_float(float *out, const int64_t *acc, size_t n, double q, doubl
 {
     for (size_t i = 0; i < n; i++) out[i] = (float)((double)acc[i] * q * scale);
 }
+
+void mt_fixed_block_max(float *max, const float *x, const size_t *bound, int n_blocks)
+{
+    for (int k = 0; k < n_blocks; k++) {
+        const float m = mt_fixed_max_abs(x + bound[k], bound[k + 1] - bound[k]);
+        max[k] = isnan(m) || isnan(max[k]) ? NAN : m > max[k] ? m : max[k];
+    }
+}
+
+void mt_fixed_block_add(int64_t *acc, const float *g, const size_t *bound, int n_blocks, const double *q)
+{
+    for (int k = 0; k < n_blocks; k++)
+        if (q[k] > 0.0) mt_fixed_add(acc + bound[k], g + bound[k], bound[k + 1] - bound[k], q[k]);
+}
+
+void mt_fixed_block_to_float(float *out, const int64_t *acc, size_t lo, size_t hi, const size_t *bound,
+                             int n_blocks, const double *q, double scale)
+{
+    for (int k = 0; k < n_blocks; k++) {
+        const size_t a = bound[k] > lo ? bound[k] : lo, b = bound[k + 1] < hi ? bound[k + 1] : hi;
+        if (a < b) mt_fixed_to_float(out + (a - lo), acc + (a - lo), b - a, q[k], scale);
+    }
+}
