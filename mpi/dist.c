@@ -2,6 +2,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "dist.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -135,21 +136,56 @@ static float agree_max(const mt_dist *d, float local_max, int *stop)
     return isfinite(global[0]) ? global[0] : NAN;
 }
 
-float mt_dist_mean_exact_shard(const mt_dist *d, const mt_shards *s, const float *tasks, int n_local, size_t P,
-                               float local_max, long n_total, float *out, int64_t *acc, int *stop)
+void mt_blocks_init(mt_blocks *b, const size_t *size, int n, size_t P)
 {
-    const float gmax = agree_max(d, local_max, stop);
-    const double q = mt_fixed_quantum(gmax, n_total);
+    MT_CHECK(n >= 1, "the exact reduction needs at least one block, not %d", n);
+    b->n = n;
+    b->bound = mt_malloc(((size_t)n + 1) * sizeof *b->bound);
+    b->max = mt_malloc(((size_t)n + 1) * sizeof *b->max);
+    b->q = mt_malloc((size_t)n * sizeof *b->q);
+    b->bound[0] = 0;
+    for (int k = 0; k < n; k++) b->bound[k + 1] = b->bound[k] + size[k];
+    MT_CHECK(b->bound[n] == P, "the %d blocks hold %zu values, not the %zu parameters", n, b->bound[n], P);
+}
+
+void mt_blocks_free(mt_blocks *b)
+{
+    free(b->bound);
+    free(b->max);
+    free(b->q);
+    memset(b, 0, sizeof *b);
+}
+
+float mt_dist_mean_exact_shard(const mt_dist *d, const mt_shards *s, const mt_blocks *b, const float *tasks,
+                               int n_local, size_t P, float local_max, long n_total, float *out, int64_t *acc,
+                               int *stop)
+{
+    assert(b->bound[b->n] == P);
+    const int K = b->n;
+    float *max = b->max; /* [K + 1]: the blocks' maxima, then the stop flag */
+    for (int k = 0; k < K; k++) max[k] = 0.0f;
+    for (int t = 0; t < n_local; t++) mt_fixed_block_max(max, tasks + (size_t)t * P, b->bound, K);
+    if (!(local_max <= FLT_MAX)) max[0] = INFINITY; /* a non-finite state, as a non-finite value */
+    for (int k = 0; k < K; k++)
+        if (!(max[k] <= FLT_MAX)) max[k] = INFINITY; /* NaN too: MPI_MAX need not order NaN */
+    max[K] = (float)*stop;
+    MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, max, K + 1, MPI_FLOAT, MPI_MAX, d->comm));
+    *stop = (int)max[K];
+    float gmax = 0.0f; /* every max[k] is finite or infinite now */
+    for (int k = 0; k < K; k++) {
+        gmax = max[k] > gmax ? max[k] : gmax;
+        b->q[k] = mt_fixed_quantum(max[k], n_total);
+    }
     const size_t n = s->hi - s->lo;
-    if (!(q > 0.0)) {
-        for (size_t i = 0; i < n; i++) out[i] = q == 0.0 ? 0.0f : NAN;
-        return gmax;
+    if (isinf(gmax)) {
+        for (size_t i = 0; i < n; i++) out[i] = NAN;
+        return NAN;
     }
     memset(acc, 0, P * sizeof *acc);
-    for (int t = 0; t < n_local; t++) mt_fixed_add(acc, tasks + (size_t)t * P, P, q);
+    for (int t = 0; t < n_local; t++) mt_fixed_block_add(acc, tasks + (size_t)t * P, b->bound, K, b->q);
     /* In place: every rank sends all of acc and receives its shard at the start of acc. */
     MPI_CHECK(MPI_Reduce_scatter(MPI_IN_PLACE, acc, s->counts, MPI_INT64_T, MPI_SUM, d->comm));
-    mt_fixed_to_float(out, acc, n, q, 1.0 / (double)n_total);
+    mt_fixed_block_to_float(out, acc, s->lo, s->hi, b->bound, K, b->q, 1.0 / (double)n_total);
     return gmax;
 }
 

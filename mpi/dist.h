@@ -46,19 +46,36 @@ void mt_shards_free(mt_shards *s); /* accepts a zeroed struct */
 /* Rank r's shard of P values over n ranks. */
 void mt_shard_range(size_t P, int n, int r, size_t *lo, size_t *hi);
 
+/* The blocks of the exact reduction: the P values split into contiguous blocks (the model's
+ * parameter tensors), each summed with its own quantum from its own global max |value| (see
+ * src/fixed.h), so the error is relative to the block's largest value. Made once per run. */
+typedef struct {
+    int n;         /* blocks */
+    size_t *bound; /* [n + 1]: block k is [bound[k], bound[k + 1]); bound[0] = 0, bound[n] = P */
+    float *max;    /* [n + 1] scratch: the blocks' max |value|, then the stop flag (one MPI_MAX) */
+    double *q;     /* [n] scratch: the blocks' quanta */
+} mt_blocks;
+
+/* Blocks of the given sizes size[n] (n >= 1), in order; they must add up to P (checked). */
+void mt_blocks_init(mt_blocks *b, const size_t *size, int n, size_t P);
+void mt_blocks_free(mt_blocks *b); /* accepts a zeroed struct */
+
 /* This rank's shard out[hi−lo] of the mean (Σ over all ranks' local task vectors
- * tasks[n_local, P]) / n_total, summed exactly in fixed point (src/fixed.h): the same bits
- * for any rank count, task placement and MPI algorithm. local_max is max |value| over this
- * rank's tasks (NaN if any is NaN). Two collectives: a max of local_max (which also agrees
- * on *stop: in, this rank's flag; out, the largest of all ranks'), then an int64
- * reduce-scatter. A non-finite value makes the mean NaN on every rank. acc is int64
- * scratch [P]. */
-/* Returns the global max |value| (NaN when any value anywhere is NaN or infinite: then out
- * is NaN and the caller must not use it). */
-float mt_dist_mean_exact_shard(const mt_dist *d, const mt_shards *s, const float *tasks, int n_local, size_t P,
-                               float local_max, long n_total, float *out, int64_t *acc, int *stop);
-/* The same with a float reduce-scatter (dist.reduce = fast), the same two collectives and
- * the same return value. sum is float scratch [P]. */
+ * tasks[n_local, P]) / n_total, summed exactly in fixed point with one quantum per block of b
+ * (src/fixed.h): the same bits for any rank count, task placement and MPI algorithm. Two
+ * collectives: one MPI_MAX of the blocks' maxima over this rank's tasks (computed here, a pass
+ * over tasks) and the stop flag (*stop: in, this rank's flag; out, the largest of all
+ * ranks'), then an int64 reduce-scatter. local_max only reports a non-finite state: if it is
+ * NaN or infinite the mean is NaN (as for a non-finite value in tasks). acc is int64 scratch
+ * [P]. Returns the global max |value| over all blocks, or NaN when any value anywhere is NaN or
+ * infinite (or any rank's local_max is): then out is NaN on every rank and the caller must not
+ * use it. */
+float mt_dist_mean_exact_shard(const mt_dist *d, const mt_shards *s, const mt_blocks *b, const float *tasks,
+                               int n_local, size_t P, float local_max, long n_total, float *out, int64_t *acc,
+                               int *stop);
+/* The same with a float reduce-scatter (dist.reduce = fast) and no blocks: two collectives
+ * (an MPI_MAX of local_max, this rank's max |value| or NaN, with the stop flag; then a float
+ * reduce-scatter) and the same return value. sum is float scratch [P]. */
 float mt_dist_mean_fast_shard(const mt_dist *d, const mt_shards *s, const float *tasks, int n_local, size_t P,
                               float local_max, long n_total, float *out, float *sum, int *stop);
 /* Rank 0's full vector full[P] (ignored elsewhere) scattered: every rank gets its shard. */

@@ -524,6 +524,16 @@ static int train(const mt_dist *d, const train_args *a, char *status, size_t sta
      * Adam's moments exist only for that shard (2·P/N floats of moments per rank). */
     mt_shards shards;
     mt_shards_init(&shards, d, P);
+    /* The exact reduction's blocks: one quantum per parameter tensor. */
+    const int n_tensors = mt_model_tensor_count(&model);
+    size_t tensor_size[2 * MT_MAX_LAYERS];
+    for (int i = 0; i < n_tensors; i++) {
+        mt_tensor_info ti;
+        mt_model_tensor(&model, i, &ti);
+        tensor_size[i] = ti.size; /* in θ order and contiguous; mt_blocks_init checks the total */
+    }
+    mt_blocks blocks;
+    mt_blocks_init(&blocks, tensor_size, n_tensors, P);
     const size_t S = shards.hi - shards.lo;
     /* One slab per role: θ, this rank's tasks' gradients (kept until the reduction: the exact
      * sum needs their global maximum first), the shard's mean gradient and Adam moments. */
@@ -615,7 +625,8 @@ static int train(const mt_dist *d, const train_args *a, char *status, size_t sta
         if (!state_ok) local_max = NAN;
         int sig = (int)stop_signal;
         const float gmax =
-            exact ? mt_dist_mean_exact_shard(d, &shards, task_g, hi - lo, P, local_max, B, gshard, scratch, &sig)
+            exact ? mt_dist_mean_exact_shard(d, &shards, &blocks, task_g, hi - lo, P, local_max, B, gshard, scratch,
+                                             &sig)
                   : mt_dist_mean_fast_shard(d, &shards, task_g, hi - lo, P, local_max, B, gshard, scratch, &sig);
         if (isnan(gmax)) { /* the same on every rank: they stop together, θ untouched */
             mt_progress_finish(&progress);
@@ -706,6 +717,7 @@ done:
     free(slots);
     free(scratch);
     mt_shards_free(&shards);
+    mt_blocks_free(&blocks);
     free(slab);
     free(config_text);
     return rc;

@@ -10,7 +10,12 @@
  *   - mt_fixed_add rounds each x/q to the nearest integer, ties to even (an independent
  *     llrint is the oracle), so each term's round-trip error |round(x/q)·q − x| ≤ q/2, and
  *     the integer sums do not depend on the order the terms are added in;
- *   - mt_fixed_to_float returns the float nearest to acc·q (within half an ulp). */
+ *   - mt_fixed_to_float returns the float nearest to acc·q (within half an ulp).
+ * And the per-block forms, with the vector split into two blocks at n·(byte 0 / 16) / 16:
+ * mt_fixed_block_max is each block's reference max over all terms, mt_fixed_block_add with
+ * each block's quantum gives each block's single-block sums (a block with quantum 0 adds
+ * nothing), and mt_fixed_block_to_float of two shards split at an arbitrary point (byte 1)
+ * gives mt_fixed_to_float of each block. */
 #include <float.h>
 #include <math.h>
 #include <stdint.h>
@@ -41,6 +46,45 @@ static double half_ulp(float o)
     return a == FLT_MAX ? ldexp(1.0, 127 - 24) : 0.5 * ((double)nextafterf(a, INFINITY) - a);
 }
 
+/* The per-block functions against the single-block ones on blocks [0, cut) and [cut, n) of
+ * the T terms x[T, n]. */
+static void check_blocks(const float *x, long T, size_t n, size_t cut, size_t shard_cut)
+{
+    const size_t bound[3] = {0, cut, n};
+    float max[2] = {0.0f, 0.0f};
+    for (long t = 0; t < T; t++) mt_fixed_block_max(max, x + (size_t)t * n, bound, 2);
+    double q[2];
+    for (int k = 0; k < 2; k++) {
+        float m_ref = 0.0f;
+        for (long t = 0; t < T && !isnan(m_ref); t++) {
+            const float m = max_abs_ref(x + (size_t)t * n + bound[k], bound[k + 1] - bound[k]);
+            m_ref = isnan(m) ? NAN : m > m_ref ? m : m_ref;
+        }
+        FUZZ_CHECK(isnan(max[k]) ? isnan(m_ref) : max[k] == m_ref, "block %d: max %a, reference %a", k, max[k], m_ref);
+        q[k] = mt_fixed_quantum(max[k], T);
+        if (isnan(q[k])) return; /* the reduction stops at a non-finite block */
+    }
+    int64_t *acc = calloc(n, sizeof *acc), *ref = calloc(n, sizeof *ref);
+    float *out = malloc(n * sizeof *out), *out_ref = malloc(n * sizeof *out_ref);
+    FUZZ_CHECK(acc && ref && out && out_ref, "out of memory for %zu values", n);
+    for (long t = 0; t < T; t++) {
+        mt_fixed_block_add(acc, x + (size_t)t * n, bound, 2, q);
+        for (int k = 0; k < 2; k++)
+            if (q[k] > 0.0) mt_fixed_add(ref + bound[k], x + (size_t)t * n + bound[k], bound[k + 1] - bound[k], q[k]);
+    }
+    FUZZ_CHECK(memcmp(acc, ref, n * sizeof *acc) == 0, "block sums differ from the single-block sums (cut %zu)", cut);
+    mt_fixed_block_to_float(out, acc, 0, shard_cut, bound, 2, q, 1.0);
+    mt_fixed_block_to_float(out + shard_cut, acc + shard_cut, shard_cut, n, bound, 2, q, 1.0);
+    for (int k = 0; k < 2; k++)
+        mt_fixed_to_float(out_ref + bound[k], ref + bound[k], bound[k + 1] - bound[k], q[k], 1.0);
+    FUZZ_CHECK(memcmp(out, out_ref, n * sizeof *out) == 0, "block shards [0, %zu) [%zu, %zu) differ (cut %zu)",
+               shard_cut, shard_cut, n, cut);
+    free(acc);
+    free(ref);
+    free(out);
+    free(out_ref);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1 + sizeof(float)) return 0;
@@ -53,6 +97,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(x && acc && acc_rev && ref && out, "out of memory for %zu floats", count);
     memcpy(x, data + 1, count * sizeof *x);
     const size_t used = (size_t)T * n;
+    check_blocks(x, T, n, n * (data[0] / MAX_TERMS) / 16, n * data[1] / 256);
 
     const float m = mt_fixed_max_abs(x, used), m_ref = max_abs_ref(x, used);
     FUZZ_CHECK(isnan(m) ? isnan(m_ref) : m == m_ref, "max_abs %a, reference %a", m, m_ref);
