@@ -24,11 +24,11 @@ ckpts() { (cd "$1" && ls ckpt-*.h5 2>/dev/null | tr '\n' ' '); }
 
 # --- the run lock -----------------------------------------------------------------------------
 slow=(--set meta.meta_batch=1500 --set checkpoint.every=10)
-"${MPIRUN[@]}" -np 2 "$BIN" train --progress none --set run.dir="$TMP/locked" --set run.iterations=300 \
+"${MPIRUN[@]}" -np 2 "$BIN" train --progress none --set run.dir="$TMP/locked" --set run.iterations=100000 \
     "${slow[@]}" >"$TMP/holder.out" 2>&1 &
 holder=$!
 for _ in $(seq 600); do [ -f "$TMP/locked/ckpt-00000010.h5" ] && break; sleep 0.05; done
-train "$TMP/locked" 1 300 "${slow[@]}"
+train "$TMP/locked" 1 100000 "${slow[@]}"
 expect_exit 2 "a second job on a run.dir in use"
 check "  ... stops at once naming the holder (host and pid)" \
     grep -q "run directory $TMP/locked is in use by another job (host $(hostname) pid [0-9]*" "$TMP/err"
@@ -36,7 +36,8 @@ check "  ... while the holder goes on" kill -0 "$holder"
 kill -KILL "$holder" 2>/dev/null
 pkill -KILL -f "run.dir=$TMP/locked" 2>/dev/null
 wait "$holder" 2>/dev/null
-train "$TMP/locked" 2 300 "${slow[@]}"
+last=$(cd "$TMP/locked" && ls ckpt-*.h5 | tail -n 1 | tr -dc '0-9' | sed 's/^0*//')
+train "$TMP/locked" 2 $((last + 5)) "${slow[@]}"
 expect_exit 0 "the lock of a killed job does not block the next one"
 check "  ... which resumes the killed job's run" grep -q "resuming from" "$TMP/out"
 
