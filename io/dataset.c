@@ -200,10 +200,14 @@ mt_dataset_writer *mt_dataset_create(const char *path, const char *source, char 
     }
     close(fd);
     mt_h5_quiet();
-    hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
+    hid_t fcpl = H5Pcreate(H5P_FILE_CREATE), fapl = H5Pcreate(H5P_FILE_ACCESS);
     errno = 0;
-    if (fcpl >= 0 && H5Pset_obj_track_times(fcpl, 0) >= 0)
-        w->file = H5Fcreate(w->partial, H5F_ACC_TRUNC, fcpl, H5P_DEFAULT);
+    /* The 1.8 file format: HDF5 checksums its own metadata, so a damaged object header is
+     * refused by HDF5 instead of decoded (1.10's decoders overflow on some damaged headers). */
+    if (fcpl >= 0 && fapl >= 0 && H5Pset_obj_track_times(fcpl, 0) >= 0 &&
+        H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_V110) >= 0)
+        w->file = H5Fcreate(w->partial, H5F_ACC_TRUNC, fcpl, fapl);
+    if (fapl >= 0) H5Pclose(fapl);
     if (w->file < 0) {
         int e = errno ? errno : EIO;
         char reason[256];

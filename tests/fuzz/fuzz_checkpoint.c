@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "checkpoint.h"
+#include "fuzz_util.h"
 #include "common.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -59,6 +60,7 @@ static void make_file(void)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    if (fuzz_hdf5_pre_1_8(data, size)) return 0; /* see fuzz_util.h */
     if (!path[0]) make_file();
     FILE *f = fopen(path, "wb");
     if (!f || (size > 0 && fwrite(data, 1, size, f) != size) || fclose(f) != 0) {

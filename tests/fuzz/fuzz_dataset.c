@@ -12,7 +12,7 @@
  * It sets allocator_may_return_null=1 itself (HDF5 passes sizes from the file to malloc and
  * handles NULL; ASan would otherwise abort on the request itself) and suppresses leaks inside
  * libhdf5 (its own leaks on damaged object headers; tests/fuzz/lsan.supp says the same for a
- * run by hand). corpus/dataset/regress-* are inputs that once crashed the reader.
+ * run by hand). (A 1.6-format input that once crashed the reader is a case of test_dataset now.)
  *
  * Link: mt_io, mt_core (HDF5 comes with mt_io). Seeds: tests/fuzz/corpus/dataset/.
  */
@@ -45,6 +45,7 @@ static void check_split(const mt_split *s, int with_images)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    if (fuzz_hdf5_pre_1_8(data, size)) return 0; /* see fuzz_util.h */
     static char path[600];
     if (!path[0]) fuzz_path(path, sizeof path, "input.h5");
     fuzz_spill(path, data, size);
