@@ -316,11 +316,11 @@ static int earlier_run(const mt_config *c, const char *config_text, int overwrit
         size_t used = strlen(what);
         snprintf(what + used, len - used, "%sckpt-%08ld.h5", used ? ", " : "", steps[i]);
     }
-    char path[MT_H5_PATH_LEN], *old_config = NULL, *metrics = NULL;
-    snprintf(path, sizeof path, "%s/config.ini", c->run_dir);
-    int same_config = mt_read_file(path, &old_config) >= 0 && strcmp(old_config, config_text) == 0;
-    snprintf(path, sizeof path, "%s/metrics.jsonl", c->run_dir);
-    int has_metrics = mt_read_file(path, &metrics) > 0;
+    char path[MT_H5_PATH_LEN], *old_config = NULL, *metrics = NULL; /* run_dir < MT_PATH_LEN: fits */
+    int same_config = snprintf(path, sizeof path, "%s/config.ini", c->run_dir) < (int)sizeof path &&
+                      mt_read_file(path, &old_config) >= 0 && strcmp(old_config, config_text) == 0;
+    int has_metrics = snprintf(path, sizeof path, "%s/metrics.jsonl", c->run_dir) < (int)sizeof path &&
+                      mt_read_file(path, &metrics) > 0;
     free(old_config);
     free(metrics);
     int found = (int)n;
@@ -330,16 +330,15 @@ static int earlier_run(const mt_config *c, const char *config_text, int overwrit
         found++;
     }
     if (!found || !overwrite) return found;
-    for (long i = 0; i < n; i++) {
-        mt_checkpoint_path(path, sizeof path, c->run_dir, steps[i]);
-        if (unlink(path) != 0 && errno != ENOENT) {
-            snprintf(err, errlen, "--overwrite: cannot delete %s: %s", path, strerror(errno));
-            return -1;
+    /* The listing holds at most 64: delete and list again until none is left. */
+    for (; n > 0; n = mt_checkpoint_steps(c->run_dir, steps, 64))
+        for (long i = 0; i < n; i++) {
+            mt_checkpoint_path(path, sizeof path, c->run_dir, steps[i]);
+            if (unlink(path) != 0 && errno != ENOENT) {
+                snprintf(err, errlen, "--overwrite: cannot delete %s: %s", path, strerror(errno));
+                return -1;
+            }
         }
-    }
-    if (n == 64) { /* more than one listing holds: go again until none is left */
-        return earlier_run(c, config_text, overwrite, what, len, err, errlen);
-    }
     printf("  --overwrite: deleted the earlier run's files (%s)\n", what);
     return 0;
 }

@@ -4,6 +4,9 @@
 #                            fails as status 124); sets $status, $TMP/out, $TMP/err
 #   expect_exit WANT LABEL   the last run's status (shows its output when wrong)
 #   json_field NAME FILE     a number field of a one-line JSON object
+#   train DIR NP ITERATIONS [ARGS...]
+#                            `run` of metatrain train on NP ranks in run.dir DIR, logging every
+#                            5 iterations, no progress bar (ARGS: more train options)
 #   finish                   prints "N passed, M failed"; exit status 0 iff all passed
 export LC_ALL=C
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/mt_cli.XXXXXX") || exit 1
@@ -33,6 +36,12 @@ expect_exit() {
     if [ "$status" -ne "$1" ]; then sed 's/^/     | /' "$TMP/out" "$TMP/err"; fi
 }
 json_field() { grep -o "\"$1\": [^,}]*" "$2" | head -n 1 | sed 's/^[^:]*: //'; }
+train() {
+    local dir=$1 np=$2 it=$3
+    shift 3
+    run "${MPIRUN[@]}" -np "$np" "$BIN" train --progress none --set run.dir="$dir" --set run.iterations="$it" \
+        --set run.log_every=5 "$@"
+}
 finish() {
     echo "$passed passed, $failed failed"
     if [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]; then exit 0; fi

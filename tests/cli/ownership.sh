@@ -14,12 +14,6 @@ SBATCH=$5
 source "$(dirname "$0")/lib.sh"
 PRELOAD=(-x LD_PRELOAD="$SHIM" -x ASAN_OPTIONS=verify_asan_link_order=0:detect_leaks=0)
 
-train() { # DIR NP ITERATIONS [args...]
-    local dir=$1 np=$2 it=$3
-    shift 3
-    run "${MPIRUN[@]}" -np "$np" "$BIN" train --progress none --set run.dir="$dir" --set run.iterations="$it" \
-        --set run.log_every=5 "$@"
-}
 ckpts() { (cd "$1" && ls ckpt-*.h5 2>/dev/null | tr '\n' ' '); }
 
 # --- the run lock -----------------------------------------------------------------------------

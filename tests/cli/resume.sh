@@ -14,12 +14,6 @@ SHIM=$4
 SETATTR=$5
 source "$(dirname "$0")/lib.sh"
 
-train() { # DIR NP ITERATIONS [args...]
-    local dir=$1 np=$2 it=$3
-    shift 3
-    run "${MPIRUN[@]}" -np "$np" "$BIN" train --progress none --set run.dir="$dir" --set run.iterations="$it" \
-        --set run.log_every=5 "$@"
-}
 same() { "$DIFF" "$1" "$2" --tol 0 >"$TMP/diff" 2>&1; }
 
 # --- 40 == 20 + resume on another rank count + 20 -------------------------------------------
