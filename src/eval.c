@@ -16,6 +16,7 @@
 #include "checkpoint.h"
 #include "cli.h"
 #include "common.h"
+#include "eval.h"
 #include "family.h"
 #include "meta.h"
 #include "model.h"
@@ -101,8 +102,7 @@ static int parse_args(const mt_dist *d, int argc, char **argv, eval_args *a)
     return -1;
 }
 
-/* Mean and 95% CI half-width of x[n]. */
-static void mean_ci95(const double *x, long n, double *mean, double *ci)
+void mt_mean_ci95(const double *x, long n, double *mean, double *ci)
 {
     double s = 0.0, ss = 0.0;
     for (long i = 0; i < n; i++) s += x[i];
@@ -198,8 +198,8 @@ int mt_eval_main(const mt_dist *d, int argc, char **argv)
     }
     mt_dist_sum_double(d, results, 2 * (size_t)T);
     double mean, ci, mean_pre, ci_pre;
-    mean_ci95(results, T, &mean, &ci);
-    mean_ci95(results + T, T, &mean_pre, &ci_pre);
+    mt_mean_ci95(results, T, &mean, &ci);
+    mt_mean_ci95(results + T, T, &mean_pre, &ci_pre);
     if (d->rank == 0) {
         if (args.json) {
             printf("{\"family\": \"%s\", \"tasks\": %ld, \"metric\": \"%s\", \"inner_steps\": %d, \"mean\": %.9g, "
@@ -227,5 +227,41 @@ int mt_eval_main(const mt_dist *d, int argc, char **argv)
     mt_family_close(&family);
     free(results);
     free(theta);
+    return 0;
+}
+
+int mt_eval_theta(const mt_dist *d, const mt_config *cfg, mt_stream purpose, const float *theta, long tasks,
+                  int inner_steps, mt_eval_result *out)
+{
+    /* Meta-validation tasks come from their own stream (and, for fewshot, from the validation
+     * split when the dataset has one), never from the test tasks `metatrain eval` reports. */
+    const char *split = purpose == MT_STREAM_VAL && cfg->val_split[0] ? cfg->val_split : cfg->test_split;
+    mt_model model;
+    mt_family family;
+    int rc = mt_family_open(&family, d, cfg, split, NULL, &model);
+    if (rc != 0) return rc;
+    memset(out, 0, sizeof *out);
+    out->tasks = tasks;
+    out->classify = model.loss == MT_LOSS_XENT;
+    out->inner_steps = inner_steps >= 0 ? inner_steps : cfg->eval_inner_steps;
+    double *results = mt_calloc(2 * (size_t)tasks, sizeof(double)); /* [0, T) after, [T, 2T) before */
+    mt_meta *meta = mt_meta_init(&model, 0, family.n_support > family.n_query ? family.n_support : family.n_query);
+    mt_task_buffer tb;
+    mt_family_buffer(&family, &tb);
+    int lo, hi;
+    mt_dist_task_range((int)tasks, d->rank, d->size, &lo, &hi);
+    for (int t = lo; t < hi; t++) {
+        mt_family_fill(&family, &tb, purpose, 0, (uint32_t)t);
+        mt_task_losses l = mt_meta_adapt_eval(meta, theta, cfg->inner_lr, out->inner_steps, &tb.task);
+        results[t] = out->classify ? l.acc_post : l.post;
+        results[tasks + t] = out->classify ? l.acc_pre : l.pre;
+    }
+    mt_dist_sum_double(d, results, 2 * (size_t)tasks);
+    mt_mean_ci95(results, tasks, &out->mean, &out->ci95);
+    mt_mean_ci95(results + tasks, tasks, &out->mean_before, &out->ci95_before);
+    mt_task_buffer_free(&tb);
+    mt_meta_free(meta);
+    mt_family_close(&family);
+    free(results);
     return 0;
 }
