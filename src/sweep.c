@@ -35,6 +35,15 @@
 #include "sweeplog.h"
 #include "train.h"
 
+/* Copies src into dst[len], cut short if it does not fit. */
+static void copy_text(char *dst, size_t len, const char *src)
+{
+    size_t n = strlen(src);
+    if (n >= len) n = len - 1;
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
 static void usage(FILE *out)
 {
     fprintf(out,
@@ -194,8 +203,9 @@ static int load_plan(const mt_dist *d, const sweep_args *a, sweep_plan *p)
     if (!p->spec.seed_set) p->spec.seed = p->base.seed; /* random draws follow run.seed by default */
     if (mt_config_check(&p->base, err, sizeof err) != 0 || mt_sweep_check(&p->spec, &p->base, err, sizeof err) != 0) {
         char msg[MT_ERR_LEN];
-        snprintf(msg, sizeof msg, "%s: %s", a->config_path, err);
-        snprintf(err, sizeof err, "%s", msg);
+        copy_text(msg, sizeof msg, err);
+        snprintf(err, sizeof err, "%s: ", a->config_path);
+        copy_text(err + strlen(err), sizeof err - strlen(err), msg);
         goto bad;
     }
     free(base_text);
@@ -423,15 +433,6 @@ static void sched_started(scheduler *s, int group, int point, int rung)
     printf("[%6.0f s] %s: start rung %d of %d (to %ld iterations) on group %d\n", mt_now() - s->t0,
            s->plan->pts[point].id, rung + 1, s->plan->n_rungs, s->plan->target[rung], group);
     fflush(stdout);
-}
-
-/* Copies src into dst[len], cut short if it does not fit. */
-static void copy_text(char *dst, size_t len, const char *src)
-{
-    size_t n = strlen(src);
-    if (n >= len) n = len - 1;
-    memcpy(dst, src, n);
-    dst[n] = '\0';
 }
 
 static void nap(void)
