@@ -376,7 +376,10 @@ static void check_section_header(void *ctx, const char *line)
         if (strcmp(keys[i].section, name) == 0) return;
     char list[512];
     section_list(list, sizeof list);
-    snprintf(ps->err, sizeof ps->err, "unknown section [%s] (sections: %s)", name, list);
+    if (strcmp(name, "sweep") == 0)
+        snprintf(ps->err, sizeof ps->err, "[sweep] is read by `metatrain sweep CONFIG`, which trains every point "
+                                          "of it; this command runs one configuration");
+    else snprintf(ps->err, sizeof ps->err, "unknown section [%s] (sections: %s)", name, list);
     ps->err_line = ps->in.line;
 }
 
