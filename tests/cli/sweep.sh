@@ -194,7 +194,7 @@ expect_exit 2 "no CONFIG"
 # A sweep config given to train: the message points at sweep.
 run "$BIN" train "$TMP/lr.ini"
 expect_exit 2 "train CONFIG-with-[sweep]"
-check "train CONFIG-with-[sweep]: points at metatrain sweep" grep -q "lr.ini:7: \[sweep\] is read by .metatrain sweep" "$TMP/err"
+check "train CONFIG-with-[sweep]: points at metatrain sweep" grep -q "lr.ini:6: \[sweep\] is read by .metatrain sweep" "$TMP/err"
 
 # Random search: the same points for the same seed, other points for another.
 cat >"$TMP/random.ini" <<'EOF'
