@@ -1,5 +1,5 @@
-# slurm/lib.sh — what every slurm/*.sbatch script does around one metatrain command: the
 # shellcheck shell=bash
+# slurm/lib.sh — what every slurm/*.sbatch script does around one metatrain command: the
 # environment, the launcher, passing signals on as "checkpoint now", metatrain's own exit
 # status, and requeueing a job that stopped with a checkpoint. Sourced, not run:
 #
@@ -44,12 +44,13 @@ mt_slurm_run() {
     esac
 
     cd "$submit_dir" || exit 1
-    echo "job ${SLURM_JOB_ID:-none} (restart ${SLURM_RESTART_COUNT:-0}) on ${SLURM_JOB_NODELIST:-$(hostname)}:" \
-        "${launch[*]} metatrain $*"
+    echo "job ${SLURM_JOB_ID:-none} (restart ${SLURM_RESTART_COUNT:-0})" \
+        "on ${SLURM_JOB_NODELIST:-$(hostname)}: ${launch[*]} metatrain $*"
 
     # metatrain's own exit status, written by rank 0: mpirun exits 1 whenever it was signalled
     # itself, even after the ranks checkpointed and exited 75.
-    status_file=$(mktemp "$submit_dir/.metatrain-status.XXXXXX") || exit 1 # rank 0 may run on another node
+    # (In the submit directory: rank 0 may run on another node.)
+    status_file=$(mktemp "$submit_dir/.metatrain-status.XXXXXX") || exit 1
     trap 'rm -f "$status_file"' EXIT
 
     # The launcher runs in the background so this shell can take signals and pass them on as
@@ -57,8 +58,10 @@ mt_slurm_run() {
     # (--resume auto is the default: a requeued job continues from the newest checkpoint.)
     "${launch[@]}" "$bin" "$@" --status-file "$status_file" &
     pid=$!
-    trap 'echo "time limit near: asking metatrain to checkpoint"; kill -USR1 "$pid" 2>/dev/null' USR1
-    trap 'echo "terminated: asking metatrain to checkpoint"; kill -USR1 "$pid" 2>/dev/null' TERM INT HUP
+    trap 'echo "time limit near: asking metatrain to checkpoint"; kill -USR1 "$pid" 2>/dev/null' \
+        USR1
+    trap 'echo "terminated: asking metatrain to checkpoint"; kill -USR1 "$pid" 2>/dev/null' \
+        TERM INT HUP
     # wait returns early when a trap runs; wait again until the launcher has really finished.
     while :; do
         wait "$pid"
@@ -71,10 +74,10 @@ mt_slurm_run() {
     if [ -n "$code" ] && [ "$code" -ne 0 ]; then status=$code; fi
 
     if [ "$status" -eq 75 ] && [ -n "${SLURM_JOB_ID:-}" ]; then
-        echo "checkpointed; requeueing job $SLURM_JOB_ID"
+        echo "exit status 75: checkpointed; requeueing job $SLURM_JOB_ID"
         scontrol requeue "$SLURM_JOB_ID"
     elif [ "$status" -eq 75 ]; then
-        echo "checkpointed; run the same command again to continue"
+        echo "exit status 75: checkpointed; run the same command again to continue"
     fi
     exit "$status"
 }
