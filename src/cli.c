@@ -13,10 +13,27 @@
 
 #include "common.h"
 
+static int capture_errors;
+static char last_error[MT_ERR_LEN];
+
+void mt_cli_error_capture(int on)
+{
+    capture_errors = on;
+    last_error[0] = '\0';
+}
+
+const char *mt_cli_last_error(void) { return last_error; }
+
 void mt_cli_error(const mt_dist *d, const char *fmt, ...)
 {
     if (d->rank != 0) return;
     va_list ap;
+    if (capture_errors) {
+        va_start(ap, fmt);
+        vsnprintf(last_error, sizeof last_error, fmt, ap);
+        va_end(ap);
+        return;
+    }
     fputs("metatrain: error: ", stderr);
     va_start(ap, fmt);
     vfprintf(stderr, fmt, ap);

@@ -14,6 +14,11 @@
 /* Prints "metatrain: error: msg" on rank 0 only. */
 void mt_cli_error(const mt_dist *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* While on, mt_cli_error keeps its message (the last one) instead of printing it: a sweep
+ * records why a point failed in its table and prints it once. Switching it on clears it. */
+void mt_cli_error_capture(int on);
+const char *mt_cli_last_error(void); /* "" if none since capture began */
+
 /* Rank 0 reads the config file (path NULL: the built-in default), every rank parses the
  * same text and applies the --set overrides in order, then the combination is checked.
  * Returns 0, or MT_EXIT_USAGE after printing the error (on rank 0). */
@@ -43,5 +48,6 @@ int mt_train_main(const mt_dist *d, int argc, char **argv);
 int mt_eval_main(const mt_dist *d, int argc, char **argv);
 int mt_inspect_main(const mt_dist *d, int argc, char **argv);
 int mt_data_main(const mt_dist *d, int argc, char **argv);
+int mt_sweep_main(const mt_dist *d, int argc, char **argv);
 
 #endif

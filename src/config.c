@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "tasks.h"
 
 typedef enum { KEY_STRING, KEY_CHOICE, KEY_INT, KEY_LONG, KEY_U64, KEY_FLOAT } key_type;
 
@@ -23,7 +24,7 @@ enum {
 
 /* Which configurations a key applies to; a key that does not apply must keep its default
  * (mt_config_check) and cannot be given with --set (mt_config_check_set). */
-typedef enum { FOR_ALL, FOR_FEWSHOT, FOR_MLP, FOR_CONV4 } key_scope;
+typedef enum { FOR_ALL, FOR_SINUSOID, FOR_FEWSHOT, FOR_MLP, FOR_CONV4 } key_scope;
 
 typedef struct {
     const char *section, *name;
@@ -42,6 +43,10 @@ typedef struct {
  * (1 GiB per float copy, of which training keeps 1 + meta_batch/ranks), 8 times below the
  * 2^31 - 1 that one MPI call can move. A wider sinusoid MLP is not a use case. */
 #define MAX_HIDDEN 16384
+
+/* The sinusoid ranges: wide enough for any out-of-distribution study, small enough that
+ * max - min, A·sin(x - φ) and its square stay far from float overflow. */
+#define MAX_SINE 1e6
 
 static const key_spec keys[] = {
     {"run", "dir", KEY_STRING, FIELD(run_dir), 0, 0, NONBLANK, NULL, FOR_ALL,
@@ -65,8 +70,22 @@ static const key_spec keys[] = {
      "fewshot: split of meta-training classes"},
     {"task", "test_split", KEY_STRING, FIELD(test_split), 0, 0, NONBLANK, NULL, FOR_FEWSHOT,
      "fewshot: split that `metatrain eval` uses"},
+    {"task", "val_split", KEY_STRING, FIELD(val_split), 0, 0, 0, NULL, FOR_FEWSHOT,
+     "fewshot: split of a sweep's meta-validation (empty: test_split)"},
     {"task", "rotations", KEY_INT, FIELD(rotations), 0, 1, 0, NULL, FOR_FEWSHOT,
      "fewshot: 1 adds every class rotated by 90/180/270 degrees as 3 new classes"},
+    {"task", "amp_min", KEY_FLOAT, FIELD(amp_min), 0, MAX_SINE, 0, NULL, FOR_SINUSOID,
+     "sinusoid: amplitudes A ~ U[amp_min, amp_max]"},
+    {"task", "amp_max", KEY_FLOAT, FIELD(amp_max), 0, MAX_SINE, 0, NULL, FOR_SINUSOID,
+     "sinusoid: the largest amplitude (at least amp_min)"},
+    {"task", "phase_min", KEY_FLOAT, FIELD(phase_min), -MAX_SINE, MAX_SINE, 0, NULL, FOR_SINUSOID,
+     "sinusoid: phases ~ U[phase_min, phase_max] (radians)"},
+    {"task", "phase_max", KEY_FLOAT, FIELD(phase_max), -MAX_SINE, MAX_SINE, 0, NULL, FOR_SINUSOID,
+     "sinusoid: the largest phase (at least phase_min; default pi)"},
+    {"task", "x_min", KEY_FLOAT, FIELD(x_min), -MAX_SINE, MAX_SINE, 0, NULL, FOR_SINUSOID,
+     "sinusoid: inputs x ~ U[x_min, x_max]"},
+    {"task", "x_max", KEY_FLOAT, FIELD(x_max), -MAX_SINE, MAX_SINE, 0, NULL, FOR_SINUSOID,
+     "sinusoid: the largest input (above x_min)"},
     {"model", "arch", KEY_CHOICE, FIELD(arch), 0, 0, 0, "mlp|conv4", FOR_ALL,
      "mlp (sinusoid; layers fc1, fc2, head) | conv4 (fewshot; conv1-4, bn1-4, head)"},
     {"model", "hidden", KEY_INT, FIELD(hidden), 1, MAX_HIDDEN, 0, NULL, FOR_MLP,
@@ -109,6 +128,12 @@ void mt_config_defaults(mt_config *c)
     c->ways = 5;
     snprintf(c->train_split, sizeof c->train_split, "train");
     snprintf(c->test_split, sizeof c->test_split, "test");
+    c->amp_min = MT_SINE_AMP_MIN;
+    c->amp_max = MT_SINE_AMP_MAX;
+    c->phase_min = MT_SINE_PHASE_MIN;
+    c->phase_max = MT_SINE_PHASE_MAX;
+    c->x_min = MT_SINE_X_MIN;
+    c->x_max = MT_SINE_X_MAX;
     snprintf(c->arch, sizeof c->arch, "mlp");
     c->hidden = 40;
     c->filters = 64;
@@ -460,6 +485,7 @@ static int applies(const mt_config *c, const key_spec *k)
 {
     switch (k->scope) {
     case FOR_ALL: return 1;
+    case FOR_SINUSOID: return strcmp(c->family, "sinusoid") == 0;
     case FOR_FEWSHOT: return strcmp(c->family, "fewshot") == 0;
     case FOR_MLP: return strcmp(c->arch, "mlp") == 0;
     case FOR_CONV4: return strcmp(c->arch, "conv4") == 0;
@@ -470,7 +496,9 @@ static int applies(const mt_config *c, const key_spec *k)
 /* Why k does not apply to c: "[task] family = sinusoid (it is for fewshot only)". */
 static void scope_text(const mt_config *c, const key_spec *k, char *out, size_t len)
 {
-    if (k->scope == FOR_FEWSHOT) snprintf(out, len, "[task] family = %s (it is for fewshot only)", c->family);
+    if (k->scope == FOR_FEWSHOT || k->scope == FOR_SINUSOID)
+        snprintf(out, len, "[task] family = %s (it is for %s only)", c->family,
+                 k->scope == FOR_FEWSHOT ? "fewshot" : "sinusoid");
     else snprintf(out, len, "[model] arch = %s (it is for %s only)", c->arch, k->scope == FOR_MLP ? "mlp" : "conv4");
 }
 
@@ -536,6 +564,25 @@ int mt_config_check(const mt_config *c, char *err, size_t errlen)
         set_err(err, errlen, "%s: the model would have %s%llu parameters, more than %llu (the most one MPI call moves)",
                 what, fewshot ? "at least " : "", (unsigned long long)P, (unsigned long long)MT_CONFIG_MAX_PARAMS);
         return -1;
+    }
+    /* The sinusoid ranges, each key within its bounds already: min <= max, and a non-empty
+     * input range (x_min = x_max would give every support and query point the same x). */
+    if (!fewshot) {
+        static const struct {
+            const char *lo, *hi;
+            size_t lo_off, hi_off;
+            int strict;
+        } ranges[] = {{"amp_min", "amp_max", offsetof(mt_config, amp_min), offsetof(mt_config, amp_max), 0},
+                      {"phase_min", "phase_max", offsetof(mt_config, phase_min), offsetof(mt_config, phase_max), 0},
+                      {"x_min", "x_max", offsetof(mt_config, x_min), offsetof(mt_config, x_max), 1}};
+        for (size_t i = 0; i < sizeof ranges / sizeof ranges[0]; i++) {
+            const float lo = *(const float *)((const char *)c + ranges[i].lo_off);
+            const float hi = *(const float *)((const char *)c + ranges[i].hi_off);
+            if (ranges[i].strict ? lo < hi : lo <= hi) continue;
+            set_err(err, errlen, "[task] %s = %.9g must be %s [task] %s = %.9g", ranges[i].lo, (double)lo,
+                    ranges[i].strict ? "below" : "at most", ranges[i].hi, (double)hi);
+            return -1;
+        }
     }
     /* checkpoint.every > run.iterations is fine: the last iteration always writes one. */
     return 0;
@@ -684,4 +731,20 @@ void mt_config_print_keys(FILE *out)
         format_value(&d, &keys[i], value, sizeof value);
         fprintf(out, "    %-17s %-20s %s\n", keys[i].name, value, keys[i].doc);
     }
+}
+
+int mt_config_key_kind(const char *section, const char *name)
+{
+    int section_known;
+    const key_spec *k = find_key(section, name, &section_known);
+    if (!k) return 0;
+    switch (k->type) {
+    case KEY_STRING:
+    case KEY_CHOICE: return MT_KEY_KIND_STRING;
+    case KEY_INT:
+    case KEY_LONG:
+    case KEY_U64: return MT_KEY_KIND_INT;
+    case KEY_FLOAT: return MT_KEY_KIND_FLOAT;
+    }
+    return 0;
 }

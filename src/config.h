@@ -27,8 +27,9 @@ typedef struct {
     char family[16];
     int shots, query, ways;
     char dataset[MT_PATH_LEN];
-    char train_split[64], test_split[64];
+    char train_split[64], test_split[64], val_split[64];
     int rotations;
+    float amp_min, amp_max, phase_min, phase_max, x_min, x_max; /* sinusoid: the task distribution */
     /* [model] */
     char arch[16];
     int hidden, filters;
@@ -114,5 +115,15 @@ char *mt_config_format(const mt_config *c);
 
 /* Prints every section and key with its default and documentation (for --help). */
 void mt_config_print_keys(FILE *out);
+
+/* What kind of value a key holds, for tools that generate values (the sweep). */
+enum {
+    MT_KEY_KIND_STRING = 1, /* strings and choices */
+    MT_KEY_KIND_INT = 2,    /* whole numbers: int, long, u64 */
+    MT_KEY_KIND_FLOAT = 3
+};
+
+/* The MT_KEY_KIND_* of key [section] name, or 0 if there is no such key. */
+int mt_config_key_kind(const char *section, const char *name);
 
 #endif

@@ -16,6 +16,7 @@
 #include "checkpoint.h"
 #include "cli.h"
 #include "common.h"
+#include "eval.h"
 #include "family.h"
 #include "meta.h"
 #include "model.h"
@@ -24,12 +25,14 @@
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: metatrain eval CKPT [--tasks N] [--inner-steps K] [--seed S] [--data FILE] [--json]\n"
+            "usage: metatrain eval CKPT [--tasks N] [--inner-steps K] [--seed S] [--data FILE]\n"
+            "                           [--set section.key=value]... [--json]\n"
             "\n"
             "Evaluates a checkpoint on fresh tasks of the family it was trained on: adapts on each\n"
             "task's support set, then measures the query set: mean squared error (sinusoid) or\n"
             "accuracy (fewshot, on the classes of task.test_split, never seen in training).\n"
             "  mpirun -np 2 metatrain eval runs/sinusoid_maml/ckpt-00020000.h5 --tasks 1000\n"
+            "  metatrain eval CKPT --set task.amp_min=5 --set task.amp_max=10   (out of distribution)\n"
             "\n"
             "  --tasks N        evaluation tasks (default 600)\n"
             "  --inner-steps K  adaptation steps (default: meta.eval_inner_steps of the run; 0 = none)\n"
@@ -37,17 +40,26 @@ static void usage(FILE *out)
             "                   tasks come from their own stream, never from the training tasks)\n"
             "  --data FILE      fewshot: the dataset file, if it moved since training (default:\n"
             "                   task.dataset of the run)\n"
+            "  --set KEY=VALUE  changes a key of the checkpoint's configuration for this evaluation\n"
+            "                   (repeatable): the task distribution (task.* but task.family and\n"
+            "                   task.ways), meta.eval_inner_steps, meta.inner_lr, run.seed. Keys that\n"
+            "                   change the model (model.*, task.family, task.ways) or that evaluation\n"
+            "                   does not use are refused. The output lists what changed.\n"
             "  --json           print one JSON object: family, tasks, metric, inner_steps, mean,\n"
-            "                   ci95, mean_before, ci95_before, step, checkpoint\n"
+            "                   ci95, mean_before, ci95_before, step, checkpoint (and overrides,\n"
+            "                   \"key: old -> new; ...\", when --set is given)\n"
             "  -h, --help       this text\n"
             "\n"
-            "Exit status: 0 success, 1 runtime failure, 2 bad input (unreadable checkpoint).\n");
+            "Exit status: 0 success, 1 runtime failure, 2 bad input (unreadable checkpoint, a --set\n"
+            "that changes the model or is not used by evaluation).\n");
 }
 
 typedef struct {
     const char *ckpt, *data;
     long tasks, inner_steps, seed;
     int json, seed_given;
+    char *sets[MT_MAX_SETS]; /* --set assignments, in order */
+    int n_sets;
 } eval_args;
 
 static int parse_args(const mt_dist *d, int argc, char **argv, eval_args *a)
@@ -63,6 +75,18 @@ static int parse_args(const mt_dist *d, int argc, char **argv, eval_args *a)
             return MT_EXIT_OK;
         } else if (strcmp(arg, "--json") == 0) {
             a->json = 1;
+            continue;
+        } else if (strcmp(arg, "--set") == 0 || strncmp(arg, "--set=", 6) == 0) {
+            const char *v = arg[5] == '=' ? arg + 6 : (i + 1 < argc ? argv[++i] : NULL);
+            if (!v) {
+                mt_cli_error(d, "--set needs section.key=value");
+                return MT_EXIT_USAGE;
+            }
+            if (a->n_sets == MT_MAX_SETS) {
+                mt_cli_error(d, "more than %d --set options", MT_MAX_SETS);
+                return MT_EXIT_USAGE;
+            }
+            a->sets[a->n_sets++] = (char *)v;
             continue;
         } else if (strcmp(arg, "--data") == 0) {
             if (i + 1 >= argc) {
@@ -101,14 +125,124 @@ static int parse_args(const mt_dist *d, int argc, char **argv, eval_args *a)
     return -1;
 }
 
-/* Mean and 95% CI half-width of x[n]. */
-static void mean_ci95(const double *x, long n, double *mean, double *ci)
+/* Keys `eval --set` may change: what tasks are drawn and how θ adapts to them. The model's
+ * shape (model.*, task.family, task.ways) is the checkpoint's; the other keys (training's
+ * length, optimiser, algorithm, class splits of training) are not used by evaluation, and a
+ * --set of one would silently change nothing. */
+static const char *const eval_changeable[] = {
+    "run.seed",       "meta.eval_inner_steps", "meta.inner_lr", "task.shots",     "task.query",
+    "task.rotations", "task.test_split",       "task.dataset",  "task.amp_min",   "task.amp_max",
+    "task.phase_min", "task.phase_max",        "task.x_min",    "task.x_max",
+};
+static const char *const eval_model_keys[] = {"model.", "task.family", "task.ways"};
+
+/* "section.key" of an assignment mt_config_set accepted, without the blanks around either. */
+static void assignment_key(const char *assignment, char *out, size_t len)
+{
+    const char *eq = strchr(assignment, '=');
+    size_t o = 0;
+    for (const char *p = assignment; p < eq && o + 1 < len; p++)
+        if (*p != ' ' && *p != '\t') out[o++] = *p;
+    out[o] = '\0';
+}
+
+/* Applies the --set overrides to c (the checkpoint's configuration) and checks them; writes the
+ * keys that changed ("key: old -> new; ...") into changed. Every rank computes the same.
+ * Returns 0, or MT_EXIT_USAGE after printing why (on rank 0). */
+static int apply_overrides(const mt_dist *d, const eval_args *a, mt_config *c, char *changed, size_t len)
+{
+    char err[MT_ERR_LEN] = "";
+    const mt_config orig = *c;
+    for (int i = 0; i < a->n_sets; i++) {
+        if (mt_config_set(c, a->sets[i], err, sizeof err) != 0) {
+            mt_cli_error(d, "%s", err);
+            return MT_EXIT_USAGE;
+        }
+        char key[96];
+        assignment_key(a->sets[i], key, sizeof key);
+        int ok = 0;
+        for (size_t k = 0; k < sizeof eval_changeable / sizeof eval_changeable[0]; k++)
+            ok |= strcmp(key, eval_changeable[k]) == 0;
+        if (ok) continue;
+        int model = 0;
+        for (size_t k = 0; k < sizeof eval_model_keys / sizeof eval_model_keys[0]; k++)
+            model |= strncmp(key, eval_model_keys[k], strlen(eval_model_keys[k])) == 0;
+        char list[512] = "";
+        for (size_t k = 0, used = 0; k < sizeof eval_changeable / sizeof eval_changeable[0]; k++)
+            used += (size_t)snprintf(list + used, sizeof list - used, "%s%s", k ? ", " : "", eval_changeable[k]);
+        if (model)
+            mt_cli_error(d, "--set %s: %s would change the model, but the checkpoint holds the model it was trained "
+                            "as (train a new one to change it); eval may change: %s",
+                         a->sets[i], key, list);
+        else mt_cli_error(d, "--set %s: evaluation does not use %s; eval may change: %s", a->sets[i], key, list);
+        return MT_EXIT_USAGE;
+    }
+    for (int i = 0; i < a->n_sets; i++)
+        if (mt_config_check_set(c, a->sets[i], err, sizeof err) != 0) {
+            mt_cli_error(d, "%s", err);
+            return MT_EXIT_USAGE;
+        }
+    if (mt_config_check(c, err, sizeof err) != 0) {
+        mt_cli_error(d, "%s: with the --set overrides: %s", a->ckpt, err);
+        return MT_EXIT_USAGE;
+    }
+    mt_config_diff(&orig, c, changed, len);
+    return 0;
+}
+
+/* Prints s as a JSON string: '"' and '\\' escaped, control characters dropped. */
+static void print_json_string(const char *s)
+{
+    putchar('"');
+    for (const char *p = s; *p; p++) {
+        if (*p == '"' || *p == '\\') putchar('\\');
+        if ((unsigned char)*p >= 0x20) putchar(*p);
+    }
+    putchar('"');
+}
+
+void mt_mean_ci95(const double *x, long n, double *mean, double *ci)
 {
     double s = 0.0, ss = 0.0;
     for (long i = 0; i < n; i++) s += x[i];
     *mean = s / (double)n;
     for (long i = 0; i < n; i++) ss += (x[i] - *mean) * (x[i] - *mean);
     *ci = n > 1 ? 1.96 * sqrt(ss / (double)(n - 1)) / sqrt((double)n) : 0.0;
+}
+
+/* Collective: theta adapted to `tasks` tasks of the family's stream `purpose`. results holds
+ * [0, T) after adaptation and [T, 2T) before; each slot is written by one rank, then summed. */
+static void evaluate(const mt_dist *d, const mt_family *family, const mt_model *model, const mt_config *cfg,
+                     mt_stream purpose, const float *theta, long tasks, int inner_steps, mt_eval_result *out)
+{
+    memset(out, 0, sizeof *out);
+    out->tasks = tasks;
+    out->classify = model->loss == MT_LOSS_XENT;
+    out->inner_steps = inner_steps >= 0 ? inner_steps : cfg->eval_inner_steps;
+    double *results = mt_calloc(2 * (size_t)tasks, sizeof(double));
+    mt_meta *meta = mt_meta_init(model, 0, family->n_support > family->n_query ? family->n_support : family->n_query);
+    mt_task_buffer tb;
+    mt_family_buffer(family, &tb);
+    int lo, hi;
+    mt_dist_task_range((int)tasks, d->rank, d->size, &lo, &hi);
+    for (int t = lo; t < hi; t++) {
+        mt_family_fill(family, &tb, purpose, 0, (uint32_t)t);
+        mt_task_losses l = mt_meta_adapt_eval(meta, theta, cfg->inner_lr, out->inner_steps, &tb.task);
+        results[t] = out->classify ? l.acc_post : l.post;
+        results[tasks + t] = out->classify ? l.acc_pre : l.pre;
+    }
+    mt_dist_sum_double(d, results, 2 * (size_t)tasks);
+    mt_mean_ci95(results, tasks, &out->mean, &out->ci95);
+    mt_mean_ci95(results + tasks, tasks, &out->mean_before, &out->ci95_before);
+    mt_task_buffer_free(&tb);
+    mt_meta_free(meta);
+    free(results);
+}
+
+static void json_number(char out[32], double v)
+{
+    if (isfinite(v)) snprintf(out, 32, "%.9g", v);
+    else snprintf(out, 32, "null");
 }
 
 int mt_eval_main(const mt_dist *d, int argc, char **argv)
@@ -141,6 +275,11 @@ int mt_eval_main(const mt_dist *d, int argc, char **argv)
         mt_cli_error(d, "%s", err);
         mt_checkpoint_free(&ck);
         return MT_EXIT_USAGE;
+    }
+    char changed[4096] = "";
+    if (args.n_sets > 0 && (rc = apply_overrides(d, &args, &cfg, changed, sizeof changed)) != 0) {
+        mt_checkpoint_free(&ck);
+        return rc;
     }
     if (args.seed_given) cfg.seed = (uint64_t)args.seed;
     mt_model model;
@@ -178,38 +317,25 @@ int mt_eval_main(const mt_dist *d, int argc, char **argv)
     mt_dist_bcast_float(d, theta, P);
     const long step = ck.step;
     mt_checkpoint_free(&ck);
-    const int classify = model.loss == MT_LOSS_XENT;
-    const int steps = args.inner_steps >= 0 ? (int)args.inner_steps : cfg.eval_inner_steps;
     const long T = args.tasks;
-
-    /* results[0..T) after adaptation, [T..2T) before; each slot written by one rank. */
-    double *results = mt_calloc(2 * (size_t)T, sizeof(double));
-    mt_meta *meta = mt_meta_init(&model, 0, family.n_support > family.n_query ? family.n_support : family.n_query);
-    mt_task_buffer tb;
-    mt_family_buffer(&family, &tb);
-    int lo, hi;
-    mt_dist_task_range((int)T, d->rank, d->size, &lo, &hi);
-    double t0 = mt_now();
-    for (int t = lo; t < hi; t++) {
-        mt_family_fill(&family, &tb, MT_STREAM_EVAL, 0, (uint32_t)t);
-        mt_task_losses l = mt_meta_adapt_eval(meta, theta, cfg.inner_lr, steps, &tb.task);
-        results[t] = classify ? l.acc_post : l.post;
-        results[T + t] = classify ? l.acc_pre : l.pre;
-    }
-    mt_dist_sum_double(d, results, 2 * (size_t)T);
-    double mean, ci, mean_pre, ci_pre;
-    mean_ci95(results, T, &mean, &ci);
-    mean_ci95(results + T, T, &mean_pre, &ci_pre);
+    const double t0 = mt_now();
+    mt_eval_result r;
+    evaluate(d, &family, &model, &cfg, MT_STREAM_EVAL, theta, T, (int)args.inner_steps, &r);
+    const int classify = r.classify, steps = r.inner_steps;
+    const double mean = r.mean, ci = r.ci95, mean_pre = r.mean_before, ci_pre = r.ci95_before;
     if (d->rank == 0) {
         if (args.json) {
-            printf("{\"family\": \"%s\", \"tasks\": %ld, \"metric\": \"%s\", \"inner_steps\": %d, \"mean\": %.9g, "
-                   "\"ci95\": %.9g, \"mean_before\": %.9g, \"ci95_before\": %.9g, \"step\": %ld, \"checkpoint\": \"",
-                   cfg.family, T, classify ? "accuracy" : "mse", steps, mean, ci, mean_pre, ci_pre, step);
-            for (const char *p = args.ckpt; *p; p++) {
-                if (*p == '"' || *p == '\\') putchar('\\');
-                if ((unsigned char)*p >= 0x20) putchar(*p);
+            char v[4][32]; /* JSON has no NaN: a diverged adaptation shows as null */
+            json_number(v[0], mean), json_number(v[1], ci), json_number(v[2], mean_pre), json_number(v[3], ci_pre);
+            printf("{\"family\": \"%s\", \"tasks\": %ld, \"metric\": \"%s\", \"inner_steps\": %d, \"mean\": %s, "
+                   "\"ci95\": %s, \"mean_before\": %s, \"ci95_before\": %s, \"step\": %ld, \"checkpoint\": ",
+                   cfg.family, T, classify ? "accuracy" : "mse", steps, v[0], v[1], v[2], v[3], step);
+            print_json_string(args.ckpt);
+            if (args.n_sets > 0) {
+                printf(", \"overrides\": ");
+                print_json_string(changed);
             }
-            printf("\"}\n");
+            printf("}\n");
         } else {
             const char *what = classify ? "accuracy" : "MSE";
             const double scale = classify ? 100.0 : 1.0;
@@ -219,13 +345,28 @@ int mt_eval_main(const mt_dist *d, int argc, char **argv)
                    args.ckpt, step, T, cfg.family, family.source, cfg.shots, steps, steps == 1 ? "" : "s",
                    mt_now() - t0, what, scale * mean, classify ? "%" : "", scale * ci, what, scale * mean_pre,
                    classify ? "%" : "", scale * ci_pre);
+            if (args.n_sets > 0)
+                printf("  overrides (checkpoint -> this evaluation): %s\n",
+                       changed[0] ? changed : "none (every --set value equals the checkpoint's)");
         }
         fflush(stdout);
     }
-    mt_task_buffer_free(&tb);
-    mt_meta_free(meta);
     mt_family_close(&family);
-    free(results);
     free(theta);
+    return 0;
+}
+
+int mt_eval_theta(const mt_dist *d, const mt_config *cfg, mt_stream purpose, const float *theta, long tasks,
+                  int inner_steps, mt_eval_result *out)
+{
+    /* Meta-validation tasks come from their own stream (and, for fewshot, from the validation
+     * split when the dataset has one), never from the test tasks `metatrain eval` reports. */
+    const char *split = purpose == MT_STREAM_VAL && cfg->val_split[0] ? cfg->val_split : cfg->test_split;
+    mt_model model;
+    mt_family family;
+    int rc = mt_family_open(&family, d, cfg, split, NULL, &model);
+    if (rc != 0) return rc;
+    evaluate(d, &family, &model, cfg, purpose, theta, tasks, inner_steps, out);
+    mt_family_close(&family);
     return 0;
 }

@@ -67,7 +67,10 @@ void mt_family_fill(const mt_family *f, mt_task_buffer *b, mt_stream purpose, ui
 {
     const mt_config *c = f->cfg;
     if (f->fewshot) mt_fewshot_fill(b, &f->set, c->ways, c->shots, c->query, c->seed, purpose, iteration, task);
-    else mt_sinusoid_fill(b, c->seed, purpose, iteration, task);
+    else {
+        const mt_sine_dist dist = {c->amp_min, c->amp_max, c->phase_min, c->phase_max, c->x_min, c->x_max};
+        mt_sinusoid_fill(b, &dist, c->seed, purpose, iteration, task);
+    }
 }
 
 void mt_family_close(mt_family *f)

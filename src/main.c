@@ -26,6 +26,8 @@ static void usage(FILE *out)
             "\n"
             "commands:\n"
             "  train [CONFIG]   meta-train; without CONFIG the built-in sinusoid MAML default\n"
+            "  sweep CONFIG     train every point of a sweep (task distributions, hyper-parameters)\n"
+            "                   side by side in one allocation; sweep.csv holds the results\n"
             "  eval CKPT        adapt a checkpoint to fresh tasks; mean and 95%% CI of the loss\n"
             "  inspect CKPT     a checkpoint's step, ranks, layout, config; verifies its checksums\n"
             "  data import|info build a few-shot dataset file (IDX, Omniglot, image folders), describe one\n"
@@ -54,6 +56,8 @@ int main(int argc, char **argv)
         rc = MT_EXIT_USAGE;
     } else if (strcmp(cmd, "train") == 0) {
         rc = mt_train_main(&d, argc - 2, argv + 2);
+    } else if (strcmp(cmd, "sweep") == 0) {
+        rc = mt_sweep_main(&d, argc - 2, argv + 2);
     } else if (strcmp(cmd, "eval") == 0) {
         rc = mt_eval_main(&d, argc - 2, argv + 2);
     } else if (strcmp(cmd, "inspect") == 0) {
@@ -67,7 +71,7 @@ int main(int argc, char **argv)
         if (d.rank == 0) printf("metatrain %s\n", MT_VERSION);
         rc = MT_EXIT_OK;
     } else {
-        mt_cli_error(&d, "unknown command '%s' (commands: train, eval, inspect, data, help, version)", cmd);
+        mt_cli_error(&d, "unknown command '%s' (commands: train, sweep, eval, inspect, data, help, version)", cmd);
         rc = MT_EXIT_USAGE;
     }
     mt_dist_finalize(&d);

@@ -19,7 +19,9 @@
 typedef enum {
     MT_STREAM_TRAIN = 0, /* meta-training tasks: (iteration, task) */
     MT_STREAM_EVAL = 1,  /* evaluation tasks: (0, task) */
-    MT_STREAM_INIT = 2   /* parameter initialisation: (0, 0) */
+    MT_STREAM_INIT = 2,  /* parameter initialisation: (0, 0) */
+    MT_STREAM_VAL = 3,   /* meta-validation tasks (sweeps choose points on them): (0, task) */
+    MT_STREAM_SWEEP = 4  /* a random-search sweep's points: (point, swept key) */
 } mt_stream;
 
 typedef struct {

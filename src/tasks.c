@@ -7,24 +7,24 @@
 
 #include "common.h"
 
-static void sample_points(float *x, float *y, int n, mt_rng *r, float amp, float phase)
+static void sample_points(float *x, float *y, int n, mt_rng *r, const mt_sine_dist *dist, float amp, float phase)
 {
     for (int i = 0; i < n; i++) {
-        x[i] = mt_rng_uniform(r, MT_SINE_X_MIN, MT_SINE_X_MAX);
+        x[i] = mt_rng_uniform(r, dist->x_min, dist->x_max);
         y[i] = amp * sinf(x[i] - phase);
     }
 }
 
 void mt_sinusoid_task(float *xs, float *ys, int n_support, float *xq, float *yq, int n_query,
-                      uint64_t seed, mt_stream purpose, uint64_t iteration, uint32_t task, float *amp,
-                      float *phase)
+                      const mt_sine_dist *dist, uint64_t seed, mt_stream purpose, uint64_t iteration, uint32_t task,
+                      float *amp, float *phase)
 {
     mt_rng r;
     mt_rng_init(&r, seed, purpose, iteration, task);
-    float a = mt_rng_uniform(&r, MT_SINE_AMP_MIN, MT_SINE_AMP_MAX);
-    float p = mt_rng_uniform(&r, MT_SINE_PHASE_MIN, MT_SINE_PHASE_MAX);
-    sample_points(xs, ys, n_support, &r, a, p);
-    sample_points(xq, yq, n_query, &r, a, p);
+    float a = mt_rng_uniform(&r, dist->amp_min, dist->amp_max);
+    float p = mt_rng_uniform(&r, dist->phase_min, dist->phase_max);
+    sample_points(xs, ys, n_support, &r, dist, a, p);
+    sample_points(xq, yq, n_query, &r, dist, a, p);
     if (amp) *amp = a;
     if (phase) *phase = p;
 }
@@ -51,9 +51,10 @@ void mt_task_buffer_free(mt_task_buffer *b)
     memset(b, 0, sizeof *b);
 }
 
-void mt_sinusoid_fill(mt_task_buffer *b, uint64_t seed, mt_stream purpose, uint64_t iteration, uint32_t task)
+void mt_sinusoid_fill(mt_task_buffer *b, const mt_sine_dist *dist, uint64_t seed, mt_stream purpose,
+                      uint64_t iteration, uint32_t task)
 {
     mt_task *t = &b->task;
-    mt_sinusoid_task((float *)t->xs, (float *)t->ys, t->n_support, (float *)t->xq, (float *)t->yq, t->n_query,
+    mt_sinusoid_task((float *)t->xs, (float *)t->ys, t->n_support, (float *)t->xq, (float *)t->yq, t->n_query, dist,
                      seed, purpose, iteration, task, NULL, NULL);
 }

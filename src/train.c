@@ -29,6 +29,7 @@
 #include "progress.h"
 #include "rundir.h"
 #include "tasks.h"
+#include "train.h"
 
 static void usage(FILE *out)
 {
@@ -83,10 +84,7 @@ typedef struct {
     const char *config_path;
     char *sets[MT_MAX_SETS];
     int n_sets;
-    mt_progress_mode progress;
-    const char *resume; /* "auto", "never" or a checkpoint path */
-    int overwrite;      /* a fresh start may delete an earlier run's files */
-    int resume_force;   /* resume even if keys other than iterations, logging, checkpoints changed */
+    mt_train_opts opts;
     const char *status_file;
 } train_args;
 
@@ -94,7 +92,7 @@ typedef struct {
 static int parse_args(const mt_dist *d, int argc, char **argv, train_args *a)
 {
     memset(a, 0, sizeof *a);
-    a->resume = "auto";
+    mt_train_opts_default(&a->opts);
     for (int i = 0; i < argc; i++) {
         const char *arg = argv[i];
         if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
@@ -106,11 +104,11 @@ static int parse_args(const mt_dist *d, int argc, char **argv, train_args *a)
                 mt_cli_error(d, "--resume takes auto, never or a checkpoint path");
                 return MT_EXIT_USAGE;
             }
-            a->resume = v;
+            a->opts.resume = v;
         } else if (strcmp(arg, "--overwrite") == 0) {
-            a->overwrite = 1;
+            a->opts.overwrite = 1;
         } else if (strcmp(arg, "--resume-force") == 0) {
-            a->resume_force = 1;
+            a->opts.resume_force = 1;
         } else if (strcmp(arg, "--status-file") == 0 || strncmp(arg, "--status-file=", 14) == 0) {
             const char *v = arg[13] == '=' ? arg + 14 : (i + 1 < argc ? argv[++i] : NULL);
             if (!v || !v[0]) {
@@ -131,7 +129,7 @@ static int parse_args(const mt_dist *d, int argc, char **argv, train_args *a)
             a->sets[a->n_sets++] = (char *)v;
         } else if (strcmp(arg, "--progress") == 0 || strncmp(arg, "--progress=", 11) == 0) {
             const char *v = arg[10] == '=' ? arg + 11 : (i + 1 < argc ? argv[++i] : NULL);
-            if (!v || mt_progress_parse(v, &a->progress) != 0) {
+            if (!v || mt_progress_parse(v, &a->opts.progress) != 0) {
                 mt_cli_error(d, "--progress takes auto, bar, lines or none");
                 return MT_EXIT_USAGE;
             }
@@ -150,15 +148,15 @@ static int parse_args(const mt_dist *d, int argc, char **argv, train_args *a)
 
 /* Collective. Rank 0 takes run.dir's lock (creating the directory) and removes the partial
  * files a killed job left; all ranks learn the outcome. 0, or an exit status. */
-static int own_run_dir(const mt_dist *d, const mt_config *c, mt_run_lock *lock)
+static int own_run_dir(const mt_dist *d, const mt_config *c, FILE *out, mt_run_lock *lock)
 {
     char err[MT_ERR_LEN] = "";
     int rc = 0;
     lock->fd = -1;
     if (d->rank == 0) {
         rc = mt_run_lock_take(lock, c->run_dir, err, sizeof err);
-        if (rc == 0 && mt_run_clean_partials(c->run_dir, stdout, err, sizeof err) < 0) rc = -1;
-        fflush(stdout);
+        if (rc == 0 && mt_run_clean_partials(c->run_dir, out, err, sizeof err) < 0) rc = -1;
+        fflush(out);
     }
     long agreed = rc;
     mt_dist_bcast_long(d, &agreed, 1);
@@ -199,7 +197,7 @@ static void on_stop_signal(int sig) { stop_signal = sig; }
  * SIGTERM, SIGINT and SIGHUP set a flag; the loop acts on it at the next iteration boundary.
  * Installed first thing, so a signal while loading data or resuming is not the default
  * action (death without a status Slurm can requeue on). */
-static void catch_stop_signals(void)
+void mt_train_catch_signals(void)
 {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -209,9 +207,14 @@ static void catch_stop_signals(void)
     for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) sigaction(sigs[i], &sa, NULL);
 }
 
+/* The sweep asked this run to stop (mt_train_opts.poll): larger than any signal number, so it
+ * wins the ranks' MPI_MAX of their stop reasons. */
+#define STOP_REQUESTED 1000
+
 static const char *signal_name(int sig)
 {
     switch (sig) {
+    case STOP_REQUESTED: return "a stop of the sweep";
     case SIGUSR1: return "SIGUSR1";
     case SIGTERM: return "SIGTERM";
     case SIGINT: return "SIGINT";
@@ -230,7 +233,8 @@ typedef struct {
     float *theta;          /* [P] */
     float *adam_m, *adam_v; /* [shard] */
     char *run_id;          /* [MT_RUN_ID_LEN], rank 0: this run's id (inherited on resume) */
-    int resume_force;      /* accept a changed configuration when resuming */
+    const mt_train_opts *opts;
+    FILE *out; /* rank 0's report */
 } train_state;
 
 /* Collective: all ranks write ckpt-<step>.h5 (each its shard), rank 0 prunes this run's old ones. */
@@ -287,14 +291,14 @@ static int load_for_resume(const char *path, const train_state *ts, mt_checkpoin
             ok = 0;
         } else {
             int n = mt_config_resume_diff(&old, ts->cfg, list, sizeof list);
-            if (n > 0 && !ts->resume_force) {
+            if (n > 0 && !ts->opts->resume_force) {
                 snprintf(why, len,
                          "%s was trained with another configuration (%d key%s changed: %s); resume with the same "
                          "keys, or add --resume-force to continue with the new values",
                          path, n, n == 1 ? "" : "s", list);
                 ok = 0;
             } else if (n > 0) {
-                printf("  --resume-force: continuing %s with %d changed key%s: %s\n", path, n, n == 1 ? "" : "s", list);
+                fprintf(ts->out, "  --resume-force: continuing %s with %d changed key%s: %s\n", path, n, n == 1 ? "" : "s", list);
             }
         }
     }
@@ -306,8 +310,8 @@ static int load_for_resume(const char *path, const train_state *ts, mt_checkpoin
  * a metrics.jsonl unless config.ini shows it is this very run restarted before its first
  * checkpoint. Lists them in what[] and returns how many; with overwrite, deletes the
  * checkpoints (metrics.jsonl is truncated when it is opened) and returns 0, or -1 with err. */
-static int earlier_run(const mt_config *c, const char *config_text, int overwrite, char *what, size_t len,
-                       char *err, size_t errlen)
+static int earlier_run(const mt_config *c, const char *config_text, int overwrite, FILE *out, char *what,
+                       size_t len, char *err, size_t errlen)
 {
     long steps[64];
     long n = mt_checkpoint_steps(c->run_dir, steps, 64);
@@ -339,7 +343,7 @@ static int earlier_run(const mt_config *c, const char *config_text, int overwrit
                 return -1;
             }
         }
-    printf("  --overwrite: deleted the earlier run's files (%s)\n", what);
+    fprintf(out, "  --overwrite: deleted the earlier run's files (%s)\n", what);
     return 0;
 }
 
@@ -369,9 +373,9 @@ static int would_replace(const train_state *ts, long from, char *why, size_t len
  * ones are reported and skipped) or a path (which must be usable). Restores θ, this rank's
  * shard of the moments and *step (0 for a fresh start); rank 0 sets ts->run_id. A fresh
  * start in a run.dir holding an earlier run's files needs overwrite. 0, or an exit status. */
-static int resume(const mt_dist *d, const train_args *a, const train_state *ts, long *step)
+static int resume(const mt_dist *d, const train_state *ts, long *step)
 {
-    const char *how = a->resume;
+    const char *how = ts->opts->resume;
     long found[2] = {0, 0}; /* status (0 fresh, 1 resumed, -1 bad input, -2 I/O failure), step */
     mt_checkpoint ck = {0};
     char why[MT_ERR_LEN] = "", path[MT_H5_PATH_LEN] = "";
@@ -392,7 +396,7 @@ static int resume(const mt_dist *d, const train_args *a, const train_state *ts, 
     }
     if (d->rank == 0 && found[0] == 0) {
         char what[2048], err[MT_ERR_LEN] = "";
-        int n = earlier_run(ts->cfg, ts->config_text, a->overwrite, what, sizeof what, err, sizeof err);
+        int n = earlier_run(ts->cfg, ts->config_text, ts->opts->overwrite, ts->out, what, sizeof what, err, sizeof err);
         if (n < 0) {
             snprintf(why, sizeof why, "%s", err);
             found[0] = -2;
@@ -423,7 +427,7 @@ static int resume(const mt_dist *d, const train_args *a, const train_state *ts, 
     const size_t P = ts->model->n_params;
     if (d->rank == 0) {
         memcpy(ts->theta, ck.params, P * sizeof(float));
-        printf("  resuming from %s (iteration %ld, written by %d rank%s)\n", path, ck.step, ck.world_size,
+        fprintf(ts->out, "  resuming from %s (iteration %ld, written by %d rank%s)\n", path, ck.step, ck.world_size,
                ck.world_size == 1 ? "" : "s");
     }
     mt_dist_bcast_float(d, ts->theta, P);
@@ -456,6 +460,25 @@ static FILE *open_metrics(const char *dir, long step, char *err, size_t errlen)
     FILE *f = fopen(path, "a");
     if (!f) snprintf(err, errlen, "cannot open %s: %s", path, strerror(errno));
     return f;
+}
+
+int mt_train_stop_signal(void) { return (int)stop_signal; }
+
+/* Rank 0: loss_post of the metrics.jsonl line of iteration `step` in dir (NaN if none). */
+static double last_logged_loss(const char *dir, long step)
+{
+    char path[MT_H5_PATH_LEN], line[1024];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
+    FILE *f = fopen(path, "r");
+    double loss = NAN;
+    while (f && fgets(line, sizeof line, f)) {
+        long it = -1;
+        double v;
+        if (sscanf(line, "{\"iteration\": %ld, \"loss_pre\": %*[^,], \"loss_post\": %lf", &it, &v) == 2 && it == step)
+            loss = v;
+    }
+    if (f) fclose(f);
+    return loss;
 }
 
 /* All finite? (The state a checkpoint would hold.) */
@@ -491,13 +514,25 @@ static int check_size(const mt_dist *d, const mt_config *c)
     return 0;
 }
 
-/* The training run; rank 0 describes how it ended in status (for --status-file). */
-static int train(const mt_dist *d, const train_args *a, char *status, size_t status_len)
+void mt_train_opts_default(mt_train_opts *o)
 {
-    train_args args = *a;
+    memset(o, 0, sizeof *o);
+    o->resume = "auto";
+    o->out = stdout;
+}
+
+int mt_train_run(const mt_dist *d, const mt_config *config, const mt_train_opts *o, mt_train_result *res)
+{
+    const mt_config cfg = *config;
+    FILE *const out = o->out ? o->out : stdout;
+    char *const status = res->status;
+    const size_t status_len = sizeof res->status;
+    res->status[0] = '\0';
+    res->iteration = 0;
+    res->loss_post = NAN;
+    res->eval.tasks = 0;
     int rc;
-    mt_config cfg;
-    if ((rc = mt_cli_load_config(d, args.config_path, args.sets, args.n_sets, &cfg)) != 0) return rc;
+    const long end = o->stop_at > 0 && o->stop_at < cfg.iterations ? o->stop_at : cfg.iterations;
     mt_algo algo;
     if (mt_algo_parse(cfg.algo, &algo) != 0) return MT_EXIT_USAGE; /* the config checked the name */
     /* What the model needs, from the dataset's header only: a meta-batch too large for this
@@ -509,7 +544,7 @@ static int train(const mt_dist *d, const train_args *a, char *status, size_t sta
     if ((rc = mt_family_open(&family, d, &cfg, cfg.train_split, NULL, &model)) != 0) return rc;
     char *config_text = mt_config_format(&cfg);
     mt_run_lock lock;
-    if ((rc = own_run_dir(d, &cfg, &lock)) != 0) {
+    if ((rc = own_run_dir(d, &cfg, out, &lock)) != 0) {
         mt_family_close(&family);
         free(config_text);
         return rc;
@@ -557,23 +592,26 @@ static int train(const mt_dist *d, const train_args *a, char *status, size_t sta
     char err[MT_ERR_LEN] = "", path[MT_H5_PATH_LEN];
     char run_id[MT_RUN_ID_LEN] = "";
     const train_state ts = {&cfg,   config_text, family.source, &model, &shards,
-                            theta,  adam_m,      adam_v,        run_id, args.resume_force};
+                            theta,  adam_m,      adam_v,        run_id, o,      out};
     long start = 0;
     if (d->rank == 0) {
-        printf("metatrain %s: %s %s on %s (%s), %d rank%s, meta-batch %d, %d inner step%s, %ld iterations, "
+        fprintf(out, "metatrain %s: %s %s on %s (%s), %d rank%s, meta-batch %d, %d inner step%s, %ld iterations, "
                "%zu parameters\n  run directory %s\n",
                MT_VERSION, cfg.algo, cfg.arch, cfg.family, family.source, d->size, d->size == 1 ? "" : "s", B,
                cfg.inner_steps, cfg.inner_steps == 1 ? "" : "s", cfg.iterations, P, cfg.run_dir);
         if (B < d->size)
-            printf("  note: meta-batch %d is smaller than the %d ranks; %d rank%s will idle\n", B, d->size,
+            fprintf(out, "  note: meta-batch %d is smaller than the %d ranks; %d rank%s will idle\n", B, d->size,
                    d->size - B, d->size - B == 1 ? "" : "s");
-        fflush(stdout);
+        fflush(out);
     }
-    if ((rc = resume(d, &args, &ts, &start)) != 0) goto done;
-    if (start == cfg.iterations) {
-        if (d->rank == 0) printf("done: the run is already complete at iteration %ld (--resume never starts over)\n", start);
+    if ((rc = resume(d, &ts, &start)) != 0) goto done;
+    if (start >= end) {
+        if (d->rank == 0)
+            fprintf(out, "done: the run is already at iteration %ld (--resume never starts over)\n", start);
         snprintf(status, status_len, "already complete at iteration %ld", start);
-        goto done;
+        res->iteration = start;
+        if (d->rank == 0) res->loss_post = last_logged_loss(cfg.run_dir, start);
+        goto evaluate;
     }
     if ((rc = write_config_ini(d, &cfg, config_text)) != 0) goto done;
     if (d->rank == 0) metrics = open_metrics(cfg.run_dir, start, err, sizeof err);
@@ -584,8 +622,7 @@ static int train(const mt_dist *d, const train_args *a, char *status, size_t sta
     }
 
     mt_progress progress;
-    mt_progress_start(&progress, d->rank == 0 ? args.progress : MT_PROGRESS_NONE, stdout, "train", start,
-                      cfg.iterations);
+    mt_progress_start(&progress, d->rank == 0 ? o->progress : MT_PROGRESS_NONE, out, "train", start, end);
     double t_start = mt_now(), t_log = t_start;
     long s_log = start;
     mt_metrics_row last = {0};
@@ -595,7 +632,7 @@ static int train(const mt_dist *d, const train_args *a, char *status, size_t sta
     if (early) {
         mt_progress_finish(&progress);
         if (d->rank == 0)
-            printf("stopped by %s before training started at iteration %ld; nothing new to save\n"
+            fprintf(out, "stopped by %s before training started at iteration %ld; nothing new to save\n"
                    "  continue with the same command (--resume auto); exit status %d\n",
                    signal_name(early), start, MT_EXIT_CHECKPOINTED);
         snprintf(status, status_len, "stopped by %s before iteration %ld", signal_name(early), start + 1);
@@ -603,9 +640,9 @@ static int train(const mt_dist *d, const train_args *a, char *status, size_t sta
         goto done;
     }
     int state_ok = 1; /* this rank's shard of θ and the moments are finite */
-    for (long s = start; s < cfg.iterations; s++) {
+    for (long s = start; s < end; s++) {
         const long step = s + 1;
-        const int logged = step % cfg.log_every == 0 || step == cfg.iterations;
+        const int logged = step % cfg.log_every == 0 || step == end;
         float local_max = 0.0f; /* max |g| over this rank's tasks, NaN if any is NaN */
         for (int t = lo; t < hi; t++) {
             mt_task_losses l;
@@ -623,6 +660,7 @@ static int train(const mt_dist *d, const train_args *a, char *status, size_t sta
          * previous state counts as a non-finite gradient. */
         if (!state_ok) local_max = NAN;
         int sig = (int)stop_signal;
+        if (o->poll && d->rank == 0 && o->poll(o->poll_ctx)) sig = STOP_REQUESTED;
         const float gmax =
             exact ? mt_dist_mean_exact_shard(d, &shards, &blocks, task_g, hi - lo, P, local_max, B, gshard, scratch,
                                              &sig)
@@ -639,14 +677,16 @@ static int train(const mt_dist *d, const train_args *a, char *status, size_t sta
         mt_adam_step(theta + shards.lo, adam_m, adam_v, gshard, S, step, &adam);
         state_ok = all_finite(theta + shards.lo, S) && all_finite(adam_m, S) && all_finite(adam_v, S);
         mt_dist_allgather_shards(d, &shards, theta);
-        if (sig && step < cfg.iterations) {
+        if (sig && step < end) {
             mt_progress_finish(&progress);
             if ((rc = save_checkpoint(d, &ts, step, path, sizeof path)) != 0) goto done;
             if (d->rank == 0)
-                printf("stopped by %s at iteration %ld: checkpoint %s\n  continue with the same command "
+                fprintf(out, "stopped by %s at iteration %ld: checkpoint %s\n  continue with the same command "
                        "(--resume auto); exit status %d\n",
                        signal_name(sig), step, path, MT_EXIT_CHECKPOINTED);
             snprintf(status, status_len, "stopped by %s at iteration %ld, checkpoint %s", signal_name(sig), step, path);
+            res->iteration = step;
+            res->loss_post = last.iteration ? last.loss_post : NAN;
             rc = MT_EXIT_CHECKPOINTED;
             goto done;
         }
@@ -690,22 +730,28 @@ static int train(const mt_dist *d, const train_args *a, char *status, size_t sta
                      100 * last.acc_post);
         mt_progress_update(&progress, step, last.iteration ? line : "", logged);
 
-        if (cfg.ckpt_every > 0 && step % cfg.ckpt_every == 0 && step != cfg.iterations &&
+        if (cfg.ckpt_every > 0 && step % cfg.ckpt_every == 0 && step != end &&
             (rc = save_checkpoint(d, &ts, step, path, sizeof path)) != 0)
             goto done;
     }
     mt_progress_finish(&progress);
-    if ((rc = save_checkpoint(d, &ts, cfg.iterations, path, sizeof path)) != 0) goto done;
+    if ((rc = save_checkpoint(d, &ts, end, path, sizeof path)) != 0) goto done;
     if (d->rank == 0) {
         double elapsed = mt_now() - t_start;
-        printf("done: %ld iterations in %.1f s (%.0f tasks/s); query loss %.4g before, %.4g after adaptation",
-               cfg.iterations - start, elapsed, (double)(cfg.iterations - start) * B / elapsed, last.loss_pre,
-               last.loss_post);
-        if (last.has_accuracy) printf("; accuracy %.1f%% -> %.1f%%", 100 * last.acc_pre, 100 * last.acc_post);
-        printf("\n  checkpoint %s\n  evaluate with: metatrain eval %s\n", path, path);
-        fflush(stdout);
+        fprintf(out, "%s: %ld iterations in %.1f s (%.0f tasks/s); query loss %.4g before, %.4g after adaptation",
+                end == cfg.iterations ? "done" : "paused", end - start, elapsed, (double)(end - start) * B / elapsed,
+                last.loss_pre, last.loss_post);
+        if (last.has_accuracy) fprintf(out, "; accuracy %.1f%% -> %.1f%%", 100 * last.acc_pre, 100 * last.acc_post);
+        fprintf(out, "\n  checkpoint %s\n  evaluate with: metatrain eval %s\n", path, path);
+        fflush(out);
     }
-    snprintf(status, status_len, "done at iteration %ld, checkpoint %s", cfg.iterations, path);
+    snprintf(status, status_len, "done at iteration %ld, checkpoint %s", end, path);
+    res->iteration = end;
+    res->loss_post = last.loss_post;
+
+evaluate:
+    if (o->eval_tasks > 0 && (rc = mt_eval_theta(d, &cfg, MT_STREAM_VAL, theta, o->eval_tasks, -1, &res->eval)) != 0)
+        snprintf(status, status_len, "meta-validation failed");
 
 done:
     if (metrics) fclose(metrics);
@@ -719,16 +765,29 @@ done:
     mt_blocks_free(&blocks);
     free(slab);
     free(config_text);
+    res->rc = rc;
+    return rc;
+}
+
+/* `metatrain train`: one run of the configuration from the command line. */
+static int train(const mt_dist *d, train_args *a, char *status, size_t status_len)
+{
+    mt_config cfg;
+    int rc = mt_cli_load_config(d, a->config_path, a->sets, a->n_sets, &cfg);
+    if (rc != 0) return rc;
+    mt_train_result res;
+    rc = mt_train_run(d, &cfg, &a->opts, &res);
+    snprintf(status, status_len, "%s", res.status);
     return rc;
 }
 
 int mt_train_main(const mt_dist *d, int argc, char **argv)
 {
-    catch_stop_signals(); /* first: a signal during start-up must not kill the job */
+    mt_train_catch_signals(); /* first: a signal during start-up must not kill the job */
     train_args args;
     int rc = parse_args(d, argc, argv, &args);
     if (rc >= 0) return rc;
-    char status[MT_H5_PATH_LEN + 256] = "";
+    char status[sizeof ((mt_train_result *)0)->status] = "";
     rc = train(d, &args, status, sizeof status);
     if (d->rank == 0 && args.status_file) {
         if (!status[0])

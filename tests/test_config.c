@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "tasks.h"
 #include "testutil.h"
 
 /* A config whose every field differs from the default, so that parsing text onto it shows
@@ -43,6 +44,13 @@ static void poisoned(mt_config *c)
     c->eps = 0.375f;
     c->ckpt_every = 5;
     c->ckpt_keep = 11;
+    snprintf(c->val_split, sizeof c->val_split, "poison");
+    c->amp_min = 0.75f;
+    c->amp_max = 0.875f;
+    c->phase_min = -0.5f;
+    c->phase_max = 0.25f;
+    c->x_min = -0.125f;
+    c->x_max = 0.0625f;
 }
 
 /* Field-by-field equality of the fields this test knows; the formatted text covers the rest. */
@@ -54,7 +62,10 @@ static int same_fields(const mt_config *a, const mt_config *b)
            strcmp(a->algo, b->algo) == 0 && a->inner_steps == b->inner_steps &&
            a->eval_inner_steps == b->eval_inner_steps && a->meta_batch == b->meta_batch &&
            a->inner_lr == b->inner_lr && a->lr == b->lr && a->beta1 == b->beta1 && a->beta2 == b->beta2 &&
-           a->eps == b->eps && a->ckpt_every == b->ckpt_every && a->ckpt_keep == b->ckpt_keep;
+           a->eps == b->eps && a->ckpt_every == b->ckpt_every && a->ckpt_keep == b->ckpt_keep &&
+           strcmp(a->val_split, b->val_split) == 0 && a->amp_min == b->amp_min && a->amp_max == b->amp_max &&
+           a->phase_min == b->phase_min && a->phase_max == b->phase_max && a->x_min == b->x_min &&
+           a->x_max == b->x_max;
 }
 
 /* 1 iff the two configs format to the same text (every key in config.c's table). */
@@ -160,7 +171,13 @@ static void test_round_trips(void)
                           "optim.beta2=0.999999",
                           "optim.eps=1e-30",
                           "checkpoint.every=12345",
-                          "checkpoint.keep=1"};
+                          "checkpoint.keep=1",
+                          "task.amp_min=0.3333333333",
+                          "task.amp_max=1000000",
+                          "task.phase_min=-1000000",
+                          "task.phase_max=6.283185307179586",
+                          "task.x_min=-0.1",
+                          "task.x_max=0.1"};
     int all_ok = 1;
     char err[1024];
     for (size_t i = 0; i < sizeof sets / sizeof sets[0]; i++) {
@@ -502,6 +519,9 @@ static void test_inapplicable_keys(void)
         {"[task]\nrotations = 1\n", "rotations"},
         {"[task]\ntrain_split = background\n", "train_split"},
         {"[task]\ntest_split = evaluation\n", "test_split"},
+        {"[task]\nval_split = val\n", "val_split"},
+        {"[task]\nfamily = fewshot\ndataset = d.h5\namp_max = 10\n[model]\narch = conv4\n", "amp_max"},
+        {"[task]\nfamily = fewshot\ndataset = d.h5\nx_min = -1\n[model]\narch = conv4\n", "x_min"},
         {"[task]\nfamily = fewshot\ndataset = d.h5\n[model]\narch = conv4\nhidden = 100\n", "hidden"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -614,6 +634,129 @@ static void test_diff(void)
 }
 
 /* Issue 7, defect 8 and 16: the gradient slab per rank, and the size check train.c makes. */
+/* Issue 8: the sinusoid distribution keys: defaults are the generator's old constants,
+ * ranges, min/max order, and scope (sinusoid only). */
+static void test_sine_keys(void)
+{
+    mt_config c;
+    char err[1024] = "";
+    mt_config_defaults(&c);
+    tu_expect(c.amp_min == 0.1f && c.amp_max == 5.0f && c.phase_min == 0.0f && c.phase_max == 3.14159265358979f &&
+                  c.x_min == -5.0f && c.x_max == 5.0f,
+              "sinusoid defaults: A ~ U[0.1, 5], phase ~ U[0, pi (float)], x ~ U[-5, 5]");
+    tu_expect(c.amp_min == MT_SINE_AMP_MIN && c.amp_max == MT_SINE_AMP_MAX && c.phase_min == MT_SINE_PHASE_MIN &&
+                  c.phase_max == MT_SINE_PHASE_MAX && c.x_min == MT_SINE_X_MIN && c.x_max == MT_SINE_X_MAX,
+              "sinusoid defaults equal tasks.h's MT_SINE_* constants");
+    tu_expect(c.val_split[0] == '\0', "task.val_split defaults to empty (use test_split)");
+
+    const char *text = "[task]\namp_min = 5\namp_max = 10\nphase_min = -1.5\nphase_max = 1.5\nx_min = -2\n"
+                       "x_max = 8\n";
+    int rc = mt_config_parse(&c, text, "x.ini", err, sizeof err);
+    if (rc != 0) printf("     error: %s\n", err);
+    tu_expect(rc == 0 && c.amp_min == 5.0f && c.amp_max == 10.0f && c.phase_min == -1.5f && c.phase_max == 1.5f &&
+                  c.x_min == -2.0f && c.x_max == 8.0f,
+              "the six sinusoid keys parse");
+    tu_expect(mt_config_check(&c, err, sizeof err) == 0, "a shifted sinusoid distribution checks");
+    mt_config_defaults(&c);
+    tu_expect(set_ok(&c, "task.amp_min=2") && set_ok(&c, "task.amp_max=2") && set_ok(&c, "task.phase_min=1") &&
+                  set_ok(&c, "task.phase_max=1") && mt_config_check(&c, err, sizeof err) == 0,
+              "amp_min = amp_max and phase_min = phase_max (a fixed value) check");
+
+    /* Each key's own range: finite, |value| <= 1e6, amplitudes not negative. */
+    expect_set_error("negative amplitude", "task.amp_min=-1", "out of range");
+    expect_set_error("amplitude above 1e6", "task.amp_max=2e6", "out of range");
+    expect_set_error("x above 1e6", "task.x_max=1000001", "out of range");
+    expect_set_error("phase below -1e6", "task.phase_min=-1e7", "out of range");
+    expect_set_error("x_min = nan", "task.x_min=nan", "not a finite number");
+    expect_set_error("phase_max = inf", "task.phase_max=inf", "not a finite number");
+    expect_parse_error1("amp_max = abc", "[task]\namp_max = abc\n", 2, "amp_max");
+
+    /* min/max order, checked once every key is set. */
+    static const struct {
+        const char *a, *b, *want_lo, *want_hi;
+    } order[] = {
+        {"task.amp_min=6", "task.amp_max=5", "amp_min = 6", "amp_max = 5"},
+        {"task.amp_min=0.1", "task.amp_max=0.05", "amp_min = 0.1", "amp_max = 0.05"},
+        {"task.phase_min=4", "task.phase_max=3.14159265358979", "phase_min = 4", "phase_max = 3.14159274"},
+        {"task.x_min=5", "task.x_max=5", "x_min = 5", "x_max = 5"},
+        {"task.x_min=1", "task.x_max=-1", "x_min = 1", "x_max = -1"},
+    };
+    for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
+        char label[256];
+        mt_config_defaults(&c);
+        err[0] = '\0';
+        rc = set_ok(&c, order[i].a) && set_ok(&c, order[i].b) ? mt_config_check(&c, err, sizeof err) : 0;
+        printf("     message: %s\n", err);
+        snprintf(label, sizeof label, "%s with %s is rejected, naming both keys", order[i].a, order[i].b);
+        tu_expect(rc == -1 && strstr(err, order[i].want_lo) && strstr(err, order[i].want_hi), label);
+    }
+
+    /* Scope: sinusoid only; val_split fewshot only. */
+    mt_config_defaults(&c);
+    tu_expect(mt_config_check_set(&c, "task.amp_max=10", err, sizeof err) == 0 &&
+                  mt_config_check_set(&c, "task.x_min=-1", err, sizeof err) == 0,
+              "--set task.amp_max / task.x_min apply to family = sinusoid");
+    rc = mt_config_check_set(&c, "task.val_split=val", err, sizeof err);
+    printf("     message: %s\n", err);
+    tu_expect(rc == -1 && strstr(err, "val_split") && strstr(err, "fewshot only"),
+              "--set task.val_split with family = sinusoid is an error");
+    tu_expect(set_ok(&c, "task.family=fewshot") && set_ok(&c, "model.arch=conv4") && set_ok(&c, "task.dataset=d.h5"),
+              "fewshot config");
+    rc = mt_config_check_set(&c, "task.amp_max=5", err, sizeof err);
+    printf("     message: %s\n", err);
+    tu_expect(rc == -1 && strstr(err, "--set task.amp_max=5") && strstr(err, "sinusoid only"),
+              "--set task.amp_max with family = fewshot is an error, even at the default value");
+    tu_expect(mt_config_check_set(&c, "task.val_split=val", err, sizeof err) == 0 && set_ok(&c, "task.val_split=val") &&
+                  mt_config_check(&c, err, sizeof err) == 0 && strcmp(c.val_split, "val") == 0,
+              "task.val_split applies to fewshot");
+    c.amp_max = 10.0f; /* past the parser */
+    rc = mt_config_check(&c, err, sizeof err);
+    printf("     message: %s\n", err);
+    tu_expect(rc == -1 && strstr(err, "amp_max") && strstr(err, "does not apply"),
+              "fewshot with a non-default amp_max is rejected");
+    c.amp_max = 5.0f;
+    c.x_min = 6.0f; /* out of order too, but the scope is what matters for fewshot */
+    rc = mt_config_check(&c, err, sizeof err);
+    tu_expect(rc == -1 && strstr(err, "x_min") && strstr(err, "does not apply"), "fewshot with x_min set is rejected");
+
+    /* A resume that changes the distribution changes what the run computes. */
+    mt_config a, b;
+    mt_config_defaults(&a);
+    mt_config_defaults(&b);
+    char out[256];
+    tu_expect(set_ok(&b, "task.amp_max=10") && mt_config_resume_diff(&a, &b, out, sizeof out) == 1 &&
+                  strstr(out, "task.amp_max: 5 -> 10"),
+              "a resumed run refuses a changed task.amp_max");
+}
+
+/* Issue 8: the kind of each key, for value generators. */
+static void test_key_kind(void)
+{
+    static const struct {
+        const char *section, *name;
+        int kind;
+    } cases[] = {
+        {"run", "dir", MT_KEY_KIND_STRING},       {"task", "family", MT_KEY_KIND_STRING},
+        {"task", "val_split", MT_KEY_KIND_STRING}, {"dist", "reduce", MT_KEY_KIND_STRING},
+        {"run", "seed", MT_KEY_KIND_INT},          {"run", "iterations", MT_KEY_KIND_INT},
+        {"task", "shots", MT_KEY_KIND_INT},        {"meta", "inner_steps", MT_KEY_KIND_INT},
+        {"checkpoint", "every", MT_KEY_KIND_INT},  {"meta", "inner_lr", MT_KEY_KIND_FLOAT},
+        {"optim", "lr", MT_KEY_KIND_FLOAT},        {"task", "amp_max", MT_KEY_KIND_FLOAT},
+        {"task", "x_min", MT_KEY_KIND_FLOAT},      {"task", "nope", 0},
+        {"nope", "seed", 0},                       {"", "seed", 0},
+        {"task", "", 0},                           {"run", "Seed", 0},
+    };
+    int ok = 1;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int got = mt_config_key_kind(cases[i].section, cases[i].name);
+        if (got == cases[i].kind) continue;
+        printf("     [%s] %s: kind %d, want %d\n", cases[i].section, cases[i].name, got, cases[i].kind);
+        ok = 0;
+    }
+    tu_expect(ok, "mt_config_key_kind: string/choice 1, int/long/u64 2, float 3, unknown 0");
+    tu_expect(MT_KEY_KIND_STRING == 1 && MT_KEY_KIND_INT == 2 && MT_KEY_KIND_FLOAT == 3, "MT_KEY_KIND values");
+}
+
 static void test_slab_bytes(void)
 {
     /* (1 + ceil(25/2))·1761 + 3·ceil(1761/2) = 14·1761 + 3·881 = 27297 floats. */
@@ -658,5 +801,7 @@ int main(int argc, char **argv)
     test_check_set();
     test_diff();
     test_slab_bytes();
+    test_sine_keys();
+    test_key_kind();
     return tu_finish();
 }

@@ -126,7 +126,7 @@ static void fixture_init(fixture *f, int hidden, uint64_t seed)
     f->theta = tu_vec(f->P);
     mt_model_init_params(&f->m, f->theta, seed);
     mt_task_buffer_init(&f->buf, N_ROWS, N_ROWS, 1, 1);
-    mt_sinusoid_fill(&f->buf, seed, MT_STREAM_TRAIN, 0, 0);
+    mt_sinusoid_fill(&f->buf, &MT_SINE_DIST_DEFAULT, seed, MT_STREAM_TRAIN, 0, 0);
     f->t = &f->buf.task;
     f->ws = mt_workspace_init(&f->m, N_ROWS);
 }

@@ -3,7 +3,8 @@
 # sinusoid MAML, check what the run directory holds (resolved config.ini that trains again,
 # metrics.jsonl, exactly the newest checkpoints), then evaluate: adaptation must at least
 # halve the query MSE, the statistics must not depend on the rank count, and zero
-# adaptation steps must leave the loss unchanged.
+# adaptation steps must leave the loss unchanged. eval --set evaluates out of distribution
+# (larger amplitudes give a clearly larger MSE) and refuses keys that change the model.
 #
 # usage: train_eval.sh METATRAIN MPIEXEC [CKPT_DIFF]   (run by ctest; prints ok/FAIL per check)
 set -u
@@ -125,5 +126,42 @@ check "it reports step 400" test "$(json_field step "$TMP/out")" = 400
 run "$BIN" eval "$CKPT" --tasks 20
 expect_exit 0 "eval without --json"
 check "eval prints the MSE after adaptation" grep -qF "query MSE after adaptation" "$TMP/out"
+check "eval without --set prints no overrides line" bash -c "! grep -q overrides '$TMP/out'"
+check "eval --json without --set has no overrides field" bash -c "! grep -q overrides '$TMP/eval2'"
+
+# --- eval --set: out of distribution -------------------------------------------------------------
+# Trained on amplitudes in [0.1, 5]; amplitudes in [5, 10] are outside what it saw.
+run "${MPIRUN[@]}" -np 2 "$BIN" eval "$CKPT" --tasks 200 --json --set task.amp_min=5 --set task.amp_max=10
+expect_exit 0 "eval --set task.amp_min=5 --set task.amp_max=10"
+cp "$TMP/out" "$TMP/eval_ood"
+cat "$TMP/eval_ood"
+ood=$(json_field mean "$TMP/eval_ood")
+check "eval --set: mean is a number ($ood)" is_number "$ood"
+if is_number "$ood" && is_number "$mean"; then
+    check "out of distribution: MSE $ood > 4 x the in-distribution $mean" test "$(micro "$ood")" -gt $((4 * $(micro "$mean")))
+fi
+check "eval --json --set: overrides lists both keys, checkpoint -> evaluation" \
+    grep -qF '"overrides": "task.amp_min: 0.100000001 -> 5; task.amp_max: 5 -> 10"' "$TMP/eval_ood"
+run "$BIN" eval "$CKPT" --tasks 200 --json --set task.amp_min=5 --set task.amp_max=10
+expect_exit 0 "eval --set on 1 rank"
+check "eval --set: 1 rank gives the same JSON as 2 ranks" cmp -s "$TMP/out" "$TMP/eval_ood"
+run "$BIN" eval "$CKPT" --tasks 20 --set task.amp_max=7
+expect_exit 0 "eval --set task.amp_max=7 (text)"
+check "eval --set prints the overridden key" grep -qF "overrides (checkpoint -> this evaluation): task.amp_max: 5 -> 7" \
+    "$TMP/out"
+run "$BIN" eval "$CKPT" --tasks 20 --set model.hidden=8
+expect_exit 2 "eval --set model.hidden=8 (changes the model)"
+check "  the message names the key and says it changes the model" \
+    bash -c "grep -qF 'model.hidden' '$TMP/err' && grep -qF 'change the model' '$TMP/err'"
+run "$BIN" eval "$CKPT" --tasks 20 --set task.family=fewshot
+expect_exit 2 "eval --set task.family=fewshot (changes the model)"
+run "$BIN" eval "$CKPT" --tasks 20 --set optim.lr=0.5
+expect_exit 2 "eval --set optim.lr=0.5 (not used by evaluation)"
+check "  the message says evaluation does not use it" grep -qF "evaluation does not use optim.lr" "$TMP/err"
+run "$BIN" eval "$CKPT" --tasks 20 --set task.amp_min=6
+expect_exit 2 "eval --set task.amp_min=6 (above the checkpoint's amp_max = 5)"
+check "  the message names amp_min and amp_max" bash -c "grep -qF 'amp_min = 6' '$TMP/err' && grep -qF 'amp_max = 5' '$TMP/err'"
+run "$BIN" eval "$CKPT" --tasks 20 --set task.ways=3
+expect_exit 2 "eval --set task.ways=3 (not a sinusoid key, and it changes the model)"
 
 finish
