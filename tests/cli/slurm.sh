@@ -153,9 +153,11 @@ done
 
 sed -e "s|^dir = .*|dir = $TMP/arr|" -e "s|^meta.inner_lr = .*|task.amp_max = 2, 5|" "$TMP/grid.ini" \
     > "$TMP/array.ini"
+# The array's size as sweep-array.sbatch says to find it.
 run "$BIN" sweep --dry-run "$TMP/array.ini"
-expect_exit 0 "metatrain sweep --dry-run of the 2-point sweep"
-sbatch_wait --array=0-1 -n 1 -o "$TMP/array-%a.out" "$SLURM/sweep-array.sbatch" "$TMP/array.ini" --progress none
+n=$(sed -n 's/^sweep: \([0-9]*\) points.*/\1/p' "$TMP/out")
+check "metatrain sweep --dry-run: 2 points (got '$n')" test "$n" = 2
+sbatch_wait --array=0-$((${n:-2} - 1)) -n 1 -o "$TMP/array-%a.out" "$SLURM/sweep-array.sbatch" "$TMP/array.ini" --progress none
 expect_exit 0 "sbatch --wait --array=0-1 slurm/sweep-array.sbatch"
 check "  ... sweep.csv: a header and 2 rows" test "$(wc -l < "$TMP/arr/sweep.csv")" -eq 3
 check "  ... both done after 20 iterations" test "$(sweep_rows "$TMP/arr/sweep.csv" 20)" -eq 2
