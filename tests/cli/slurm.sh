@@ -33,6 +33,10 @@ if ! "$SLURM/local/start" >"$TMP/start.out" 2>&1; then
     exit 77
 fi
 eval "$(grep '^export SLURM_CONF=' "$TMP/start.out")"
+# The daemons outlive this script if it is killed (a ctest timeout kills it and its children,
+# not the daemons): a watchdog, detached from it, stops the cluster when it is gone.
+(setsid bash -c 'while kill -0 "$1" 2>/dev/null; do sleep 2; done; METATRAIN_SLURM_DIR=$2 "$3/local/stop"' \
+    watchdog $$ "$METATRAIN_SLURM_DIR" "$SLURM" </dev/null >/dev/null 2>&1 &)
 echo "local Slurm up in $((($(date +%s%N) - t0) / 1000000)) ms: $(grep 'idle after' "$TMP/start.out")"
 check "slurm/local/start said how to use it" test -f "${SLURM_CONF:-/nonexistent}"
 check "slurm/local/start a second time reuses the running cluster" \
@@ -72,6 +76,7 @@ wait_job() {
 # sbatch_wait ARGS...: sbatch --wait, bounded; sets $status and $TMP/out, $TMP/err.
 sbatch_wait() { RUN_TIMEOUT=180 run sbatch --wait "$@"; }
 
+echo "[${SECONDS} s]"
 # --- train.sbatch on 2 tasks, mpirun and srun ---------------------------------------------------
 small=(--progress none --set run.iterations=40 --set run.log_every=5)
 sbatch_wait -n 2 -o "$TMP/t_mpirun.out" "$SLURM/train.sbatch" --set run.dir="$TMP/t_mpirun" "${small[@]}"
@@ -92,15 +97,30 @@ METATRAIN_LAUNCHER=bogus sbatch_wait -n 1 -o "$TMP/t_bogus.out" "$SLURM/train.sb
 expect_exit 2 "METATRAIN_LAUNCHER=bogus is refused"
 check "  ... naming the variable" grep -q "METATRAIN_LAUNCHER=bogus: expected mpirun or srun" "$TMP/t_bogus.out"
 
+echo "[${SECONDS} s]"
 # --- preemption: USR1, checkpoint, exit 75, requeue, resume, same θ ------------------------------
-slow=(--set meta.meta_batch=1500 --set checkpoint.every=20)
-train "$TMP/ref" 2 300 "${slow[@]}"
-expect_exit 0 "uninterrupted reference run (300 iterations, meta-batch 1500) under mpirun"
+# The jobs are signalled once their checkpoint of iteration 10 exists, and must still be
+# running when the signal arrives: ~3 s of training after it, measured here (iterations
+# take 50x longer in a -O0 sanitizer build than in a release build).
+slow=(--set meta.meta_batch=1500 --set checkpoint.every=10)
+ms() { echo $((($(date +%s%N) - $1) / 1000000)); }
+t=$(date +%s%N)
+train "$TMP/cal1" 2 1 "${slow[@]}"
+t1=$(ms "$t")
+t=$(date +%s%N)
+train "$TMP/cal11" 2 11 "${slow[@]}"
+per=$((($(ms "$t") - t1) / 10))
+n=$((10 + 3000 / (per > 1 ? per : 1)))
+n=$((n < 15 ? 15 : n > 300 ? 300 : n))
+last=ckpt-$(printf %08d "$n").h5
+echo "an iteration of meta-batch 1500 on 2 ranks takes ~$per ms: the preempted runs train $n iterations"
+train "$TMP/ref" 2 "$n" "${slow[@]}"
+expect_exit 0 "uninterrupted reference run ($n iterations, meta-batch 1500) under mpirun"
 preempt() { # LAUNCHER HOW: HOW is "--batch" (signal the batch shell) or "" (the job step)
     local dir=$TMP/p_$1 out=$TMP/p_$1.out jid
     jid=$(METATRAIN_LAUNCHER=$1 sbatch --parsable -n 2 -o "$out" "$SLURM/train.sbatch" \
-        --set run.dir="$dir" --progress none --set run.iterations=300 --set run.log_every=5 "${slow[@]}")
-    for _ in $(seq 1200); do [ -f "$dir/ckpt-00000040.h5" ] && break; sleep 0.05; done
+        --set run.dir="$dir" --progress none --set run.iterations="$n" --set run.log_every=5 "${slow[@]}")
+    for _ in $(seq 1200); do [ -f "$dir/ckpt-00000010.h5" ] && break; sleep 0.05; done
     # shellcheck disable=SC2086 # $2 is one option or none
     scancel --signal=USR1 $2 "$jid"
     wait_job "$jid" 150
@@ -111,7 +131,7 @@ preempt() { # LAUNCHER HOW: HOW is "--batch" (signal the batch shell) or "" (the
     check "  ... ran again (Restarts=1, got $(job_field "$jid" Restarts))" test "$(job_field "$jid" Restarts)" = 1
     check "  ... and resumed from that checkpoint" both "(restart 1)" "resuming from $dir/ckpt-" "$out"
     check "  ... final θ and Adam moments bit-identical to the uninterrupted run" \
-        same "$TMP/ref/ckpt-00000300.h5" "$dir/ckpt-00000300.h5"
+        same "$TMP/ref/$last" "$dir/$last"
     if [ "$state" != COMPLETED ] || ! grep -q "resuming" "$out"; then
         sed 's/^/     | /' "$out"
         grep -h "$jid" "$METATRAIN_SLURM_DIR/slurmctld.log" "$METATRAIN_SLURM_DIR/slurmd.log" | sed 's/^/     | /'
@@ -120,6 +140,7 @@ preempt() { # LAUNCHER HOW: HOW is "--batch" (signal the batch shell) or "" (the
 preempt mpirun --batch
 preempt srun ""
 
+echo "[${SECONDS} s]"
 # --- sweeps: one allocation, and a job array ------------------------------------------------------
 if ! "$BIN" sweep --help >/dev/null 2>&1; then
     echo "SKIP sweep.sbatch and sweep-array.sbatch: this metatrain has no sweep command"
@@ -151,8 +172,30 @@ for v in 0.005 0.01 0.02; do
         test -f "$TMP/sw/inner_lr=$v/ckpt-00000020.h5"
 done
 
+echo "[${SECONDS} s]"
+# Preempted: the whole sweep checkpoints, exits 75, is requeued and finishes exactly.
+sed -e "s|^iterations = .*|iterations = $n|" -e "s|^meta_batch = .*|meta_batch = 1500\n[checkpoint]\nevery = 10|" \
+    -e "s|^meta.inner_lr = .*|meta.inner_lr = 0.005, 0.01|" "$TMP/grid.ini" > "$TMP/long.ini"
+run "${MPIRUN[@]}" -np 2 "$BIN" sweep "$TMP/long.ini" --progress none --set run.dir="$TMP/sw_ref"
+expect_exit 0 "uninterrupted 2-point sweep ($n iterations, meta-batch 1500) under mpirun"
+jid=$(sbatch --parsable -n 2 -o "$TMP/sw_p.out" "$SLURM/sweep.sbatch" "$TMP/long.ini" --progress none \
+    --set run.dir="$TMP/sw_p")
+for _ in $(seq 1200); do [ -f "$TMP/sw_p/inner_lr=0.01/ckpt-00000010.h5" ] && break; sleep 0.05; done
+scancel --signal=USR1 --batch "$jid"
+wait_job "$jid" 150
+check "sweep job $jid preempted by scancel --signal=USR1 --batch ended: COMPLETED (got $state)" test "$state" = COMPLETED
+check "  ... exited 75 and requeued itself" grep -q "exit status 75: checkpointed; requeueing job $jid" "$TMP/sw_p.out"
+check "  ... ran again (Restarts=1, got $(job_field "$jid" Restarts))" test "$(job_field "$jid" Restarts)" = 1
+check "  ... sweep.csv: both points done after $n iterations" test "$(sweep_rows "$TMP/sw_p/sweep.csv" "$n")" -eq 2
+for v in 0.005 0.01; do
+    check "  ... point inner_lr=$v bit-identical to the uninterrupted sweep's" \
+        same "$TMP/sw_ref/inner_lr=$v/$last" "$TMP/sw_p/inner_lr=$v/$last"
+done
+if [ "$state" != COMPLETED ]; then sed 's/^/     | /' "$TMP/sw_p.out"; fi
+
 sed -e "s|^dir = .*|dir = $TMP/arr|" -e "s|^meta.inner_lr = .*|task.amp_max = 2, 5|" "$TMP/grid.ini" \
     > "$TMP/array.ini"
+echo "[${SECONDS} s]"
 # The array's size as sweep-array.sbatch says to find it.
 run "$BIN" sweep --dry-run "$TMP/array.ini"
 n=$(sed -n 's/^sweep: \([0-9]*\) points.*/\1/p' "$TMP/out")
@@ -165,4 +208,5 @@ check "  ... task 0 trained amp_max=2, task 1 amp_max=5" \
     bash -c "grep -q amp_max=2 '$TMP/array-0.out' && grep -q amp_max=5 '$TMP/array-1.out'"
 if [ "$status" -ne 0 ]; then sed 's/^/     | /' "$TMP"/array-*.out; fi
 
+echo "[${SECONDS} s]"
 finish
