@@ -84,6 +84,30 @@ long mt_read_file_max(const char *path, size_t max, char **out)
 
 long mt_read_file(const char *path, char **out) { return mt_read_file_max(path, MT_READ_FILE_MAX, out); }
 
+int mt_cli_option(int argc, char **argv, int *i, const char *name, const char **value)
+{
+    const char *arg = argv[*i];
+    const size_t n = strlen(name);
+    if (strncmp(arg, name, n) != 0 || (arg[n] != '\0' && arg[n] != '=')) return 0;
+    if (arg[n] == '=') *value = arg + n + 1;
+    else *value = *i + 1 < argc ? argv[++*i] : NULL;
+    return 1;
+}
+
+int mt_cli_add_set(const mt_dist *d, char **sets, int *n_sets, const char *v)
+{
+    if (!v) {
+        mt_cli_error(d, "--set needs section.key=value");
+        return MT_EXIT_USAGE;
+    }
+    if (*n_sets == MT_MAX_SETS) {
+        mt_cli_error(d, "more than %d --set options", MT_MAX_SETS);
+        return MT_EXIT_USAGE;
+    }
+    sets[(*n_sets)++] = (char *)v;
+    return 0;
+}
+
 int mt_parse_long(const char *s, long lo, long hi, long *out)
 {
     char *end;

@@ -41,6 +41,14 @@ long mt_read_file(const char *path, char **out);
  * (decimal bytes) if that is smaller: the mem_bytes of mt_config_check_size. */
 size_t mt_cli_memory_bytes(void);
 
+/* If argv[*i] is the option `name` ("--name VALUE" or "--name=VALUE"): returns 1 with *value
+ * (NULL if the value is missing) and *i on the value's argument; else 0. */
+int mt_cli_option(int argc, char **argv, int *i, const char *name, const char **value);
+
+/* Appends the --set assignment v (NULL: missing) to sets[*n_sets] (MT_MAX_SETS at most).
+ * Returns 0, or MT_EXIT_USAGE after printing the error. */
+int mt_cli_add_set(const mt_dist *d, char **sets, int *n_sets, const char *v);
+
 /* Parses a whole non-negative decimal long (for CLI values); returns 0, or -1. */
 int mt_parse_long(const char *s, long lo, long hi, long *out);
 

@@ -351,9 +351,7 @@ static int assign_named(mt_config *c, const char *section, const char *name, con
 
 typedef struct {
     mt_config *config;
-    const char *text; /* remaining input */
-    int line;         /* line being parsed (counted by the reader) */
-    int at_line_start;
+    mt_ini_input in;
     int err_line; /* first line with an error found by the handler, 0 if none */
     char err[1024];
     int seen_line[N_KEYS]; /* line where each key was set, for duplicates */
@@ -362,8 +360,9 @@ typedef struct {
 /* libinih reports a section only with its first key; a header of an unknown section
  * followed by no key (say, all commented out) would pass unnoticed, so the reader checks
  * every "[name]" line itself. */
-static void check_section_header(parse_state *ps, const char *line)
+static void check_section_header(void *ctx, const char *line)
 {
+    parse_state *ps = ctx;
     while (*line == ' ' || *line == '\t') line++;
     if (*line != '[' || ps->err_line) return;
     const char *end = strchr(line, ']');
@@ -377,27 +376,43 @@ static void check_section_header(parse_state *ps, const char *line)
         if (strcmp(keys[i].section, name) == 0) return;
     char list[512];
     section_list(list, sizeof list);
-    snprintf(ps->err, sizeof ps->err, "unknown section [%s] (sections: %s)", name, list);
-    ps->err_line = ps->line;
+    if (strcmp(name, "sweep") == 0)
+        snprintf(ps->err, sizeof ps->err, "[sweep] is read by `metatrain sweep CONFIG`, which trains every point "
+                                          "of it; this command runs one configuration");
+    else snprintf(ps->err, sizeof ps->err, "unknown section [%s] (sections: %s)", name, list);
+    ps->err_line = ps->in.line;
 }
 
 /* fgets over a string that counts the lines it starts. */
 static char *string_reader(char *str, int num, void *stream)
 {
-    parse_state *ps = stream;
-    if (*ps->text == '\0' || num < 2) return NULL;
-    const int starts_line = ps->at_line_start;
-    if (starts_line) ps->line++;
+    mt_ini_input *in = stream;
+    if (*in->text == '\0' || num < 2) return NULL;
+    const int starts_line = in->at_line_start;
+    if (starts_line) in->line++;
     int i = 0;
-    while (i < num - 1 && ps->text[0] != '\0') {
-        char ch = *ps->text++;
+    while (i < num - 1 && in->text[0] != '\0') {
+        char ch = *in->text++;
         str[i++] = ch;
         if (ch == '\n') break;
     }
     str[i] = '\0';
-    ps->at_line_start = i > 0 && str[i - 1] == '\n';
-    if (starts_line) check_section_header(ps, str);
+    in->at_line_start = i > 0 && str[i - 1] == '\n';
+    if (starts_line && in->on_line) in->on_line(in->ctx, str);
     return str;
+}
+
+int mt_ini_parse(const char *text, mt_ini_input *in, int (*handler)(void *, const char *, const char *, const char *),
+                 void *user)
+{
+    ini_allow_multiline = 0;
+    ini_use_stack = 0;
+    ini_allow_realloc = 1;
+    ini_max_line = 1 << 20;
+    in->text = text;
+    in->line = 0;
+    in->at_line_start = 1;
+    return ini_parse_stream(string_reader, in, handler, user);
 }
 
 static int handler(void *user, const char *section, const char *name, const char *value)
@@ -409,30 +424,24 @@ static int handler(void *user, const char *section, const char *name, const char
     if (k && ps->seen_line[k - keys]) {
         snprintf(ps->err, sizeof ps->err, "[%s] %s is given twice (first on line %d)", section, name,
                  ps->seen_line[k - keys]);
-        ps->err_line = ps->line;
+        ps->err_line = ps->in.line;
         return 0;
     }
     if (assign_named(ps->config, section, name, value, ps->err, sizeof ps->err) != 0) {
-        ps->err_line = ps->line;
+        ps->err_line = ps->in.line;
         return 0;
     }
-    ps->seen_line[k - keys] = ps->line;
+    ps->seen_line[k - keys] = ps->in.line;
     return 1;
 }
 
 int mt_config_parse(mt_config *c, const char *text, const char *origin, char *err, size_t errlen)
 {
-    /* One value per line, lines of any length, no continuation lines. */
-    ini_allow_multiline = 0;
-    ini_use_stack = 0;
-    ini_allow_realloc = 1;
-    ini_max_line = 1 << 20;
-
     parse_state *ps = mt_calloc(1, sizeof *ps);
     ps->config = c;
-    ps->text = text;
-    ps->at_line_start = 1;
-    int ret = ini_parse_stream(string_reader, ps, handler, ps);
+    ps->in.on_line = check_section_header;
+    ps->in.ctx = ps;
+    int ret = mt_ini_parse(text, &ps->in, handler, ps);
     int status = 0;
     if (ret < 0) {
         set_err(err, errlen, "%s: out of memory while parsing", origin);

@@ -113,6 +113,23 @@ int mt_config_resume_diff(const mt_config *old, const mt_config *new, char *out,
  * configuration (mt_config_diff 0, identical text). Returns a malloc'd string the caller frees. */
 char *mt_config_format(const mt_config *c);
 
+/* ---- INI text through libinih, with line numbers (config files, and a sweep's [sweep]) ---- */
+
+/* Where libinih is in the text: `line` is the line being parsed (1-based) while the handler
+ * runs; on_line (optional) sees every line as it is read, with ctx. */
+typedef struct {
+    const char *text; /* the rest of the input */
+    int line, at_line_start;
+    void (*on_line)(void *ctx, const char *line);
+    void *ctx;
+} mt_ini_input;
+
+/* Parses text with libinih (one value per line, lines of any length, no continuation lines),
+ * calling handler(user, section, name, value) per key; in->line gives the handler its line.
+ * Returns libinih's result: 0, the first line libinih could not parse, or -1 (no memory). */
+int mt_ini_parse(const char *text, mt_ini_input *in, int (*handler)(void *, const char *, const char *, const char *),
+                 void *user);
+
 /* Prints every section and key with its default and documentation (for --help). */
 void mt_config_print_keys(FILE *out);
 

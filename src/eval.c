@@ -68,7 +68,7 @@ static int parse_args(const mt_dist *d, int argc, char **argv, eval_args *a)
     a->tasks = 600;
     a->inner_steps = -1;
     for (int i = 0; i < argc; i++) {
-        const char *arg = argv[i];
+        const char *arg = argv[i], *v = NULL;
         long *target = NULL, lo = 0, hi = 0;
         if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
             if (d->rank == 0) usage(stdout);
@@ -76,17 +76,8 @@ static int parse_args(const mt_dist *d, int argc, char **argv, eval_args *a)
         } else if (strcmp(arg, "--json") == 0) {
             a->json = 1;
             continue;
-        } else if (strcmp(arg, "--set") == 0 || strncmp(arg, "--set=", 6) == 0) {
-            const char *v = arg[5] == '=' ? arg + 6 : (i + 1 < argc ? argv[++i] : NULL);
-            if (!v) {
-                mt_cli_error(d, "--set needs section.key=value");
-                return MT_EXIT_USAGE;
-            }
-            if (a->n_sets == MT_MAX_SETS) {
-                mt_cli_error(d, "more than %d --set options", MT_MAX_SETS);
-                return MT_EXIT_USAGE;
-            }
-            a->sets[a->n_sets++] = (char *)v;
+        } else if (mt_cli_option(argc, argv, &i, "--set", &v)) {
+            if (mt_cli_add_set(d, a->sets, &a->n_sets, v) != 0) return MT_EXIT_USAGE;
             continue;
         } else if (strcmp(arg, "--data") == 0) {
             if (i + 1 >= argc) {

@@ -55,7 +55,7 @@ static void usage(FILE *out)
             "at a time, and points are handed to groups as they become free.\n"
             "  mpirun -np 4 metatrain sweep configs/sweep_sinusoid.ini          # 2 groups of 2\n"
             "  metatrain sweep configs/sweep_sinusoid.ini --dry-run             # the points and the plan\n"
-            "  srun metatrain sweep CONFIG --point $SLURM_ARRAY_TASK_ID         # one point per array job\n"
+            "  srun --mpi=pmix metatrain sweep CONFIG --point $SLURM_ARRAY_TASK_ID   # one point per array task\n"
             "\n"
             "CONFIG is a training config plus a [sweep] section:\n"
             "  section.key = v1, v2, v3      a swept key: every listed value (method = grid)\n"
@@ -71,7 +71,8 @@ static void usage(FILE *out)
             "  eval_tasks = T                meta-validation tasks per evaluation (default 100; 0: none)\n"
             "\n"
             "  --set S.K=V      override a config key, or a [sweep] key (--set sweep.eta=2)\n"
-            "  --dry-run        print the points, their run directories and the rank plan; train nothing\n"
+            "  --dry-run        print the points (index and id, the name of its run directory) and\n"
+            "                   the rank plan; train nothing\n"
             "  --point P        train only point P (its index from 0, or its id) on all the ranks of\n"
             "                   the job, and update its row of sweep.csv: for Slurm job arrays\n"
             "                   (schedule = none only)\n"
@@ -111,8 +112,7 @@ static int parse_args(const mt_dist *d, int argc, char **argv, sweep_args *a)
     memset(a, 0, sizeof *a);
     a->progress = MT_PROGRESS_LINES;
     for (int i = 0; i < argc; i++) {
-        const char *arg = argv[i];
-        const char *v = NULL;
+        const char *arg = argv[i], *v = NULL;
         if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
             if (d->rank == 0) usage(stdout);
             return MT_EXIT_OK;
@@ -120,25 +120,22 @@ static int parse_args(const mt_dist *d, int argc, char **argv, sweep_args *a)
             a->dry_run = 1;
         } else if (strcmp(arg, "--retry-failed") == 0) {
             a->retry_failed = 1;
-        } else if (strcmp(arg, "--set") == 0 || strcmp(arg, "--point") == 0 || strcmp(arg, "--status-file") == 0 ||
-                   strcmp(arg, "--progress") == 0) {
-            if (i + 1 >= argc || !argv[i + 1][0]) {
+        } else if (mt_cli_option(argc, argv, &i, "--set", &v)) {
+            if (mt_cli_add_set(d, a->sets, &a->n_sets, v) != 0) return MT_EXIT_USAGE;
+        } else if (mt_cli_option(argc, argv, &i, "--point", &v) ||
+                   mt_cli_option(argc, argv, &i, "--status-file", &v) ||
+                   mt_cli_option(argc, argv, &i, "--progress", &v)) {
+            if (!v || !v[0]) {
                 mt_cli_error(d, "%s needs a value (see metatrain sweep --help)", arg);
                 return MT_EXIT_USAGE;
             }
-            v = argv[++i];
-            if (strcmp(arg, "--point") == 0) a->point = v;
-            else if (strcmp(arg, "--status-file") == 0) a->status_file = v;
-            else if (strcmp(arg, "--progress") == 0) {
-                if (mt_progress_parse(v, &a->progress) != 0 || a->progress == MT_PROGRESS_BAR ||
-                    a->progress == MT_PROGRESS_AUTO) {
-                    mt_cli_error(d, "--progress takes lines or none (a point's progress goes to its train.log)");
-                    return MT_EXIT_USAGE;
-                }
-            } else if (a->n_sets == MT_MAX_SETS) {
-                mt_cli_error(d, "more than %d --set options", MT_MAX_SETS);
+            if (strncmp(arg, "--point", 7) == 0) a->point = v;
+            else if (strncmp(arg, "--status-file", 13) == 0) a->status_file = v;
+            else if (mt_progress_parse(v, &a->progress) != 0 || a->progress == MT_PROGRESS_BAR ||
+                     a->progress == MT_PROGRESS_AUTO) {
+                mt_cli_error(d, "--progress takes lines or none (a point's progress goes to its train.log)");
                 return MT_EXIT_USAGE;
-            } else a->sets[a->n_sets++] = (char *)v;
+            }
         } else if (arg[0] == '-') {
             mt_cli_error(d, "unknown option '%s' (see metatrain sweep --help)", arg);
             return MT_EXIT_USAGE;
@@ -322,6 +319,7 @@ static void sched_apply(scheduler *s, const mt_sweep_record *r)
     if (strcmp(r->status, "done") == 0 && r->rung < s->plan->n_rungs) {
         if (r->rung > s->rung_done[i]) s->rung_done[i] = r->rung;
         s->metric[i * s->plan->n_rungs + r->rung] = r->eval_mean;
+        s->failed[i] = 0; /* a retried point that succeeded (--retry-failed) */
     } else if (strcmp(r->status, "failed") == 0) {
         s->failed[i] = 1;
     }

@@ -3,7 +3,6 @@
 
 #include <ctype.h>
 #include <errno.h>
-#include <ini.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -240,28 +239,12 @@ bad_number:
 
 typedef struct {
     mt_sweep_spec *spec;
-    const char *text;
-    int line, at_line_start, err_line;
+    mt_ini_input in;
+    int err_line;
     char err[1024];
     char seen[64][64]; /* keys given so far (duplicates are errors) */
     int seen_line[64], n_seen;
 } sweep_parse;
-
-static char *sweep_reader(char *str, int num, void *stream)
-{
-    sweep_parse *ps = stream;
-    if (*ps->text == '\0' || num < 2) return NULL;
-    if (ps->at_line_start) ps->line++;
-    int i = 0;
-    while (i < num - 1 && ps->text[0] != '\0') {
-        char ch = *ps->text++;
-        str[i++] = ch;
-        if (ch == '\n') break;
-    }
-    str[i] = '\0';
-    ps->at_line_start = i > 0 && str[i - 1] == '\n';
-    return str;
-}
 
 static int sweep_handler(void *user, const char *section, const char *name, const char *value)
 {
@@ -270,17 +253,17 @@ static int sweep_handler(void *user, const char *section, const char *name, cons
     for (int i = 0; i < ps->n_seen; i++)
         if (strcmp(ps->seen[i], name) == 0) {
             snprintf(ps->err, sizeof ps->err, "[sweep] %s is given twice (first on line %d)", name, ps->seen_line[i]);
-            ps->err_line = ps->line;
+            ps->err_line = ps->in.line;
             return 0;
         }
     if (ps->n_seen < 64) {
         snprintf(ps->seen[ps->n_seen], sizeof ps->seen[0], "%s", name);
-        ps->seen_line[ps->n_seen++] = ps->line;
+        ps->seen_line[ps->n_seen++] = ps->in.line;
     }
     char v[1024];
     snprintf(v, sizeof v, "%s", value);
     if (set_key(ps->spec, name, trim(v), ps->err, sizeof ps->err) != 0) {
-        ps->err_line = ps->line;
+        ps->err_line = ps->in.line;
         return 0;
     }
     return 1;
@@ -322,15 +305,9 @@ int mt_sweep_parse(mt_sweep_spec *s, const char *text, const char *origin, char 
         if (nl) b[i] = sw[i] = '\n', i++;
     }
     b[n] = sw[n] = '\0';
-    ini_allow_multiline = 0;
-    ini_use_stack = 0;
-    ini_allow_realloc = 1;
-    ini_max_line = 1 << 20;
     sweep_parse *ps = mt_calloc(1, sizeof *ps);
     ps->spec = s;
-    ps->text = sw;
-    ps->at_line_start = 1;
-    int ret = ini_parse_stream(sweep_reader, ps, sweep_handler, ps);
+    int ret = mt_ini_parse(sw, &ps->in, sweep_handler, ps);
     int status = 0;
     if (ps->err_line) {
         set_err(err, errlen, "%s:%d: %s", origin, ps->err_line, ps->err);

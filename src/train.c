@@ -94,12 +94,11 @@ static int parse_args(const mt_dist *d, int argc, char **argv, train_args *a)
     memset(a, 0, sizeof *a);
     mt_train_opts_default(&a->opts);
     for (int i = 0; i < argc; i++) {
-        const char *arg = argv[i];
+        const char *arg = argv[i], *v = NULL;
         if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
             if (d->rank == 0) usage(stdout);
             return MT_EXIT_OK;
-        } else if (strcmp(arg, "--resume") == 0 || strncmp(arg, "--resume=", 9) == 0) {
-            const char *v = arg[8] == '=' ? arg + 9 : (i + 1 < argc ? argv[++i] : NULL);
+        } else if (mt_cli_option(argc, argv, &i, "--resume", &v)) {
             if (!v || !v[0]) {
                 mt_cli_error(d, "--resume takes auto, never or a checkpoint path");
                 return MT_EXIT_USAGE;
@@ -109,26 +108,15 @@ static int parse_args(const mt_dist *d, int argc, char **argv, train_args *a)
             a->opts.overwrite = 1;
         } else if (strcmp(arg, "--resume-force") == 0) {
             a->opts.resume_force = 1;
-        } else if (strcmp(arg, "--status-file") == 0 || strncmp(arg, "--status-file=", 14) == 0) {
-            const char *v = arg[13] == '=' ? arg + 14 : (i + 1 < argc ? argv[++i] : NULL);
+        } else if (mt_cli_option(argc, argv, &i, "--status-file", &v)) {
             if (!v || !v[0]) {
                 mt_cli_error(d, "--status-file takes a path");
                 return MT_EXIT_USAGE;
             }
             a->status_file = v;
-        } else if (strcmp(arg, "--set") == 0 || strncmp(arg, "--set=", 6) == 0) {
-            const char *v = arg[5] == '=' ? arg + 6 : (i + 1 < argc ? argv[++i] : NULL);
-            if (!v) {
-                mt_cli_error(d, "--set needs section.key=value");
-                return MT_EXIT_USAGE;
-            }
-            if (a->n_sets == MT_MAX_SETS) {
-                mt_cli_error(d, "more than %d --set options", MT_MAX_SETS);
-                return MT_EXIT_USAGE;
-            }
-            a->sets[a->n_sets++] = (char *)v;
-        } else if (strcmp(arg, "--progress") == 0 || strncmp(arg, "--progress=", 11) == 0) {
-            const char *v = arg[10] == '=' ? arg + 11 : (i + 1 < argc ? argv[++i] : NULL);
+        } else if (mt_cli_option(argc, argv, &i, "--set", &v)) {
+            if (mt_cli_add_set(d, a->sets, &a->n_sets, v) != 0) return MT_EXIT_USAGE;
+        } else if (mt_cli_option(argc, argv, &i, "--progress", &v)) {
             if (!v || mt_progress_parse(v, &a->opts.progress) != 0) {
                 mt_cli_error(d, "--progress takes auto, bar, lines or none");
                 return MT_EXIT_USAGE;
@@ -607,7 +595,8 @@ int mt_train_run(const mt_dist *d, const mt_config *config, const mt_train_opts 
     if ((rc = resume(d, &ts, &start)) != 0) goto done;
     if (start >= end) {
         if (d->rank == 0)
-            fprintf(out, "done: the run is already at iteration %ld (--resume never starts over)\n", start);
+            fprintf(out, "done: the run is already %s at iteration %ld (--resume never starts over)\n",
+                    start >= cfg.iterations ? "complete" : "past the stop", start);
         snprintf(status, status_len, "already complete at iteration %ld", start);
         res->iteration = start;
         if (d->rank == 0) res->loss_post = last_logged_loss(cfg.run_dir, start);

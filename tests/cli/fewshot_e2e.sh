@@ -61,6 +61,17 @@ check "1 and 2 ranks give the same evaluation" cmp -s "$TMP/out" "$TMP/eval2.jso
 run "$BIN" eval "$CKPT" --tasks 30 --json --data "$TMP/tiny.h5"
 expect_exit 0 "eval with --data"
 check "--data naming the same file gives the same numbers" cmp -s "$TMP/out" "$TMP/eval2.json"
+
+# A few-shot sweep: two groups of one rank; the metric is accuracy on meta-validation tasks.
+printf '[sweep]\nmeta.inner_lr = 0.05, 0.1\neval_tasks = 10\n' >"$TMP/sweep.ini"
+run "${MPIRUN[@]}" -np 2 "$BIN" sweep "$TMP/sweep.ini" "${common[@]}" --set run.dir="$TMP/sweep" \
+    --set run.iterations=6
+expect_exit 0 "a few-shot sweep on 2 ranks"
+check "the few-shot sweep: 2 points done, metric accuracy in [0, 1]" \
+    test "$(grep -cE '^inner_lr=0\.(05|1),[0-9.]+,1,6,[0-9.e+-]+,accuracy,(0(\.[0-9]+)?|1),[0-9.e+-]+,[0-9.]+,done$' \
+        "$TMP/sweep/sweep.csv")" -eq 2
+check "each point trained Conv4 in its own directory" test -f "$TMP/sweep/inner_lr=0.1/ckpt-00000006.h5"
+check "a sweep's point = the same run alone" "$CKPT_DIFF" "$TMP/sweep/inner_lr=0.1/ckpt-00000006.h5" "$CKPT" --tol 0
 # The same images at 24x24: Conv4 pools 24x24 and 16x16 alike to 1x1, so the parameter count
 # matches and only the stored input shape tells them apart.
 "$MAKE_IMAGES" idx-images "$TMP/img24.idx" 48 24 24 0 || exit 1

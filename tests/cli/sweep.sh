@@ -152,6 +152,32 @@ for lr in 0.005 0.01 0.02; do
         same_theta "$TMP/stop/inner_lr=$lr/ckpt-00003000.h5" "$TMP/nostop/inner_lr=$lr/ckpt-00003000.h5"
 done
 
+# Halving stopped in its second rung and continued = halving never stopped (the same table,
+# the same θ for every point at the rung it reached).
+halving_long=(--set run.iterations=1600 --set sweep.min_iterations=400 --set checkpoint.every=50)
+run "${MPIRUN[@]}" -np 2 "$BIN" sweep "$TMP/halving.ini" "${halving_long[@]}" --set run.dir="$TMP/hn"
+expect_exit 0 "halving, never stopped"
+"${MPIRUN[@]}" -np 2 "$BIN" sweep "$TMP/halving.ini" "${halving_long[@]}" --set run.dir="$TMP/hs" \
+    --status-file "$TMP/hstatus" >"$TMP/hs.out" 2>&1 &
+pid=$!
+for _ in $(seq 600); do # a checkpoint past the first rung (400), then signal
+    ls "$TMP"/hs/*/ckpt-000004[5-9]0.h5 "$TMP"/hs/*/ckpt-000005*.h5 >/dev/null 2>&1 && break
+    sleep 0.05
+done
+kill -USR1 "$pid"
+wait "$pid"
+read -r code _ <"$TMP/hstatus"
+check "halving stopped in rung 2: status 75 (got $code)" test "$code" = 75
+run "${MPIRUN[@]}" -np 2 "$BIN" sweep "$TMP/halving.ini" "${halving_long[@]}" --set run.dir="$TMP/hs"
+expect_exit 0 "the stopped halving continues"
+check "halving: the same promotions and metrics" \
+    cmp -s <(cut -d, -f1-8 "$TMP/hn/sweep.csv") <(cut -d, -f1-8 "$TMP/hs/sweep.csv")
+for lr in 0.001 0.005 0.01 0.02; do
+    f=$(last_ckpt "$TMP/hn/inner_lr=$lr")
+    check "halving inner_lr=$lr: stopped and continued = never stopped" \
+        same_theta "$f" "$TMP/hs/inner_lr=$lr/$(basename "$f")"
+done
+
 # --point: one point per job (a Slurm array), by index or by id; the other rows stay pending.
 run "${MPIRUN[@]}" -np 2 "$BIN" sweep "$TMP/lr.ini" --set run.dir="$TMP/arr" --point 1
 expect_exit 0 "--point 1"
@@ -190,6 +216,11 @@ run "$BIN" sweep "$TMP/lr.ini" --set run.dir="$TMP/bad" --set sweep.eta=1
 expect_exit 2 "--set sweep.eta=1"
 run "$BIN" sweep
 expect_exit 2 "no CONFIG"
+
+# A sweep config given to train: the message points at sweep.
+run "$BIN" train "$TMP/lr.ini"
+expect_exit 2 "train CONFIG-with-[sweep]"
+check "train CONFIG-with-[sweep]: points at metatrain sweep" grep -q "lr.ini:6: \[sweep\] is read by .metatrain sweep" "$TMP/err"
 
 # Random search: the same points for the same seed, other points for another.
 cat >"$TMP/random.ini" <<'EOF'
