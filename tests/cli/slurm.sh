@@ -134,7 +134,8 @@ preempt() { # LAUNCHER HOW: HOW is "--batch" (signal the batch shell) or "" (the
         same "$TMP/ref/$last" "$dir/$last"
     if [ "$state" != COMPLETED ] || ! grep -q "resuming" "$out"; then
         sed 's/^/     | /' "$out"
-        grep -h "$jid" "$METATRAIN_SLURM_DIR/slurmctld.log" "$METATRAIN_SLURM_DIR/slurmd.log" | sed 's/^/     | /'
+        grep -hE "(JobId=|[jJ][oO][bB] |\[)$jid[] .:]" "$METATRAIN_SLURM_DIR/slurmctld.log" \
+            "$METATRAIN_SLURM_DIR/slurmd.log" | sed 's/^/     | /'
     fi
 }
 preempt mpirun --batch
