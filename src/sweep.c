@@ -583,6 +583,10 @@ static void run_point(const mt_dist *g, const sweep_plan *p, const sweep_args *a
         copy_text(rec->message, sizeof rec->message, why[0] ? why : res.status[0] ? res.status : "failed");
     }
     if (log) {
+        if (res.eval.tasks > 0)
+            fprintf(log, "meta-validation at iteration %ld: %s %.6g +- %.3g (95%% CI) on %ld tasks, %d adaptation steps\n",
+                    res.iteration, res.eval.classify ? "accuracy" : "mse", res.eval.mean, res.eval.ci95, res.eval.tasks,
+                    res.eval.inner_steps);
         if (rc != 0 && rc != MT_EXIT_CHECKPOINTED) fprintf(log, "failed: %s\n", rec->message);
         fclose(log);
     }
