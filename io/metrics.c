@@ -33,6 +33,8 @@ int mt_metrics_write(FILE *f, const mt_metrics_row *r)
         number(apost, sizeof apost, r->acc_post);
         fprintf(f, "\"acc_pre\": %s, \"acc_post\": %s, ", apre, apost);
     }
-    fprintf(f, "\"tasks_per_s\": %s, \"elapsed_s\": %s}\n", rate, elapsed);
+    fprintf(f, "\"tasks_per_s\": %s, \"elapsed_s\": %s", rate, elapsed);
+    if (r->peak_rss_mb > 0) fprintf(f, ", \"peak_rss_mb\": %.1f", r->peak_rss_mb);
+    fputs("}\n", f);
     return fflush(f) == 0 && !ferror(f) ? 0 : -1;
 }

@@ -16,6 +16,7 @@ typedef struct {
     double elapsed_s;   /* since the start of training */
     int has_accuracy;   /* classification: also write acc_pre and acc_post */
     double acc_pre, acc_post; /* query accuracy before / after adaptation, mean over the meta-batch */
+    double peak_rss_mb; /* the largest peak resident set size of any rank so far, MiB (0: not written) */
 } mt_metrics_row;
 
 /* Opens (truncates) the log. Returns NULL with a message in err. */

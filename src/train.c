@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "checkpoint.h"
@@ -477,6 +478,17 @@ static int all_finite(const float *x, size_t n)
     return ok;
 }
 
+/* Collective: the largest peak resident set size of any rank so far, in MiB; *own (optional)
+ * gets this rank's. */
+static double peak_rss_mib(const mt_dist *d, double *own)
+{
+    struct rusage ru;
+    const long kib = getrusage(RUSAGE_SELF, &ru) == 0 && ru.ru_maxrss > 0 && ru.ru_maxrss < 0x7fffffffL
+                         ? ru.ru_maxrss : 0; /* Linux: KiB */
+    if (own) *own = (double)kib / 1024.0;
+    return (double)mt_dist_max_int(d, (int)kib) / 1024.0;
+}
+
 /* Collective: the model c builds fits one MPI call and this rank's share of the node's
  * memory (the dataset's image shape read from its header, not the images). 0, or exit 2. */
 static int check_size(const mt_dist *d, const mt_config *c)
@@ -695,6 +707,7 @@ int mt_train_run(const mt_dist *d, const mt_config *config, const mt_train_opts 
             last.acc_post = sums[3] / B;
             last.tasks_per_s = (double)(step - s_log) * B / (now - t_log);
             last.elapsed_s = now - t_start;
+            last.peak_rss_mb = peak_rss_mib(d, NULL);
             t_log = now, s_log = step;
             /* Every rank sees the same reduced losses, so they stop together. */
             if (!isfinite(last.loss_pre) || !isfinite(last.loss_post)) {
@@ -725,13 +738,17 @@ int mt_train_run(const mt_dist *d, const mt_config *config, const mt_train_opts 
     }
     mt_progress_finish(&progress);
     if ((rc = save_checkpoint(d, &ts, end, path, sizeof path)) != 0) goto done;
+    double rss_own;
+    const double rss_max = peak_rss_mib(d, &rss_own);
     if (d->rank == 0) {
         double elapsed = mt_now() - t_start;
         fprintf(out, "%s: %ld iterations in %.1f s (%.0f tasks/s); query loss %.4g before, %.4g after adaptation",
                 end == cfg.iterations ? "done" : "paused", end - start, elapsed, (double)(end - start) * B / elapsed,
                 last.loss_pre, last.loss_post);
         if (last.has_accuracy) fprintf(out, "; accuracy %.1f%% -> %.1f%%", 100 * last.acc_pre, 100 * last.acc_post);
-        fprintf(out, "\n  checkpoint %s\n  evaluate with: metatrain eval %s\n", path, path);
+        fprintf(out, "\n  peak memory (resident set) per rank: %.1f MiB at most, %.1f MiB on rank 0\n", rss_max,
+                rss_own);
+        fprintf(out, "  checkpoint %s\n  evaluate with: metatrain eval %s\n", path, path);
         fflush(out);
     }
     snprintf(status, status_len, "done at iteration %ld, checkpoint %s", end, path);

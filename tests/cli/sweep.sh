@@ -154,20 +154,21 @@ done
 
 # Halving stopped in its second rung and continued = halving never stopped (the same table,
 # the same θ for every point at the rung it reached).
-halving_long=(--set run.iterations=1600 --set sweep.min_iterations=400 --set checkpoint.every=50)
+halving_long=(--set run.iterations=3200 --set sweep.min_iterations=800 --set checkpoint.every=50)
 run "${MPIRUN[@]}" -np 2 "$BIN" sweep "$TMP/halving.ini" "${halving_long[@]}" --set run.dir="$TMP/hn"
 expect_exit 0 "halving, never stopped"
 "${MPIRUN[@]}" -np 2 "$BIN" sweep "$TMP/halving.ini" "${halving_long[@]}" --set run.dir="$TMP/hs" \
     --status-file "$TMP/hstatus" >"$TMP/hs.out" 2>&1 &
 pid=$!
-for _ in $(seq 600); do # a checkpoint past the first rung (400), then signal
-    ls "$TMP"/hs/*/ckpt-000004[5-9]0.h5 "$TMP"/hs/*/ckpt-000005*.h5 >/dev/null 2>&1 && break
+for _ in $(seq 1200); do # the second rung (800 -> 1600 iterations) has started: signal
+    grep -q ': start rung 2 of 3' "$TMP/hs.out" 2>/dev/null && break
     sleep 0.05
 done
 kill -USR1 "$pid"
 wait "$pid"
 read -r code _ <"$TMP/hstatus"
 check "halving stopped in rung 2: status 75 (got $code)" test "$code" = 75
+check "halving stopped in rung 2: the table says stopped" grep -q ',stopped$' "$TMP/hs/sweep.csv"
 run "${MPIRUN[@]}" -np 2 "$BIN" sweep "$TMP/halving.ini" "${halving_long[@]}" --set run.dir="$TMP/hs"
 expect_exit 0 "the stopped halving continues"
 check "halving: the same promotions and metrics" \

@@ -49,7 +49,7 @@ check "config.ini has the run dir" grep -qxF "dir = $RUN" "$RUN/config.ini"
 # metrics.jsonl: one line per 100 iterations, each with every field as a number.
 n=$(wc -l <"$RUN/metrics.jsonl")
 check "metrics.jsonl has 6 lines (got $n)" test "$n" -eq 6
-for field in iteration loss_pre loss_post tasks_per_s elapsed_s; do
+for field in iteration loss_pre loss_post tasks_per_s elapsed_s peak_rss_mb; do
     n=$(grep -cE "\"$field\": [0-9]" "$RUN/metrics.jsonl")
     check "metrics.jsonl: $field is a number on every line (got $n of 6)" test "$n" -eq 6
 done
