@@ -411,7 +411,8 @@ static void sched_result(scheduler *s, int group, const mt_sweep_record *r)
     const sweep_plan *p = s->plan;
     const double scale = p->classify ? 100.0 : 1.0;
     if (strcmp(r->status, "failed") == 0)
-        printf("[%6.0f s] %s: failed at rung %d (group %d): %s\n", mt_now() - s->t0, r->id, r->rung, group, r->message);
+        printf("[%6.0f s] %s: failed in rung %d (group %d): %s\n", mt_now() - s->t0, r->id, r->rung + 1, group,
+               r->message);
     else if (strcmp(r->status, "stopped") == 0)
         printf("[%6.0f s] %s: stopped at iteration %ld (group %d), checkpointed\n", mt_now() - s->t0, r->id,
                r->iterations, group);
