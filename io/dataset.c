@@ -799,7 +799,8 @@ static int check_structure(const mt_split *s, char *why, size_t whylen)
 
 /* Reads the split's arrays from group g into s (images only if with_images). Returns 0, or
  * -1 with the reason in why. */
-static int read_arrays(hid_t g, int with_images, mt_split *s, char *why, size_t whylen)
+static int read_arrays(hid_t g, int with_images, uint8_t *dst, size_t dst_bytes, mt_split *s, char *why,
+                       size_t whylen)
 {
     hsize_t idims[4] = {0}, ldims[1] = {0}, odims[1] = {0}, ndims[1] = {0};
     hid_t images = -1, labels = -1, offsets = -1, names = -1, ntype = -1;
@@ -868,8 +869,13 @@ static int read_arrays(hid_t g, int with_images, mt_split *s, char *why, size_t 
             goto done;
         }
         if (stored_enough(images, "images", (uint64_t)N * ib, why, whylen) != 0) goto done;
-        if (!(s->images = alloc_or_why(N * ib, "images", why, whylen))) goto done;
-        if (read_all(images, "images", H5T_NATIVE_UINT8, s->images, why, whylen) != 0) goto done;
+        if (dst && N * ib != dst_bytes) {
+            snprintf(why, whylen, "images hold %zu bytes, not the %zu read a moment before (did the file change?)",
+                     N * ib, dst_bytes);
+            goto done;
+        }
+        if (!dst && !(s->images = alloc_or_why(N * ib, "images", why, whylen))) goto done;
+        if (read_all(images, "images", H5T_NATIVE_UINT8, dst ? dst : s->images, why, whylen) != 0) goto done;
     }
     ok = 1;
 done:
@@ -897,8 +903,8 @@ static void join_splits(hid_t file, char *out, size_t len)
     if (n > 16 && used < len) snprintf(out + used, len - used, ", ... (%d in all)", n);
 }
 
-static int read_split(const char *path, const char *split, int with_images, mt_split *out, char *err,
-                      size_t errlen)
+static int read_split(const char *path, const char *split, int with_images, uint8_t *dst, size_t dst_bytes,
+                      mt_split *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof *out);
     hid_t file = open_dataset(path, err, errlen);
@@ -914,7 +920,7 @@ static int read_split(const char *path, const char *split, int with_images, mt_s
     }
     char why[1024] = "";
     snprintf(out->name, sizeof out->name, "%s", split);
-    int ok = read_arrays(g, with_images, out, why, sizeof why) == 0;
+    int ok = read_arrays(g, with_images, dst, dst_bytes, out, why, sizeof why) == 0;
     H5Gclose(g);
     if (H5Fclose(file) < 0 && ok) {
         snprintf(why, sizeof why, "close failed: %s", mt_h5_reason());
@@ -930,10 +936,16 @@ static int read_split(const char *path, const char *split, int with_images, mt_s
 
 int mt_dataset_read_split(const char *path, const char *split, mt_split *out, char *err, size_t errlen)
 {
-    return read_split(path, split, 1, out, err, errlen);
+    return read_split(path, split, 1, NULL, 0, out, err, errlen);
 }
 
 int mt_dataset_read_split_meta(const char *path, const char *split, mt_split *out, char *err, size_t errlen)
 {
-    return read_split(path, split, 0, out, err, errlen);
+    return read_split(path, split, 0, NULL, 0, out, err, errlen);
+}
+
+int mt_dataset_read_split_to(const char *path, const char *split, mt_split *out, uint8_t *images, size_t bytes,
+                             char *err, size_t errlen)
+{
+    return read_split(path, split, 1, images, bytes, out, err, errlen);
 }

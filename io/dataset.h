@@ -67,6 +67,13 @@ int mt_dataset_read_split(const char *path, const char *split, mt_split *out, ch
  * For `data info` and for callers that only need the class structure. */
 int mt_dataset_read_split_meta(const char *path, const char *split, mt_split *out, char *err, size_t errlen);
 
+/* mt_dataset_read_split with the pixels read into the caller's images[bytes] (bytes =
+ * n_images·C·H·W, as mt_dataset_read_split_meta reported; a different size is an error):
+ * out->images stays NULL, the caller owns the buffer. For one copy of a split shared by the
+ * ranks of a node. */
+int mt_dataset_read_split_to(const char *path, const char *split, mt_split *out, uint8_t *images, size_t bytes,
+                             char *err, size_t errlen);
+
 /* Frees what the readers allocated and zeroes s; accepts NULL and a zeroed struct. */
 void mt_split_free(mt_split *s);
 

@@ -1,11 +1,75 @@
 /* family.c — task families for the driver (see family.h). */
 #include "family.h"
 
+#include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
 #include "common.h"
+
+/* Collective over d: the node's first rank reads the split with its pixels into a shared
+ * window the node's ranks map; the others read the small arrays. Falls back to a private
+ * copy per rank when MT_DATASET_PRIVATE is set, the node has one rank, or the window cannot
+ * be made. 0, or -1 with err (this rank's failure; the caller agrees over all ranks). */
+static int read_pixels(mt_family *f, const mt_dist *d, const char *path, const char *split, char *err, size_t len)
+{
+    const char *private_env = getenv("MT_DATASET_PRIVATE");
+    MPI_Comm node;
+    int node_rank = 0, node_size = 1;
+    MPI_Comm_split_type(d->comm, MPI_COMM_TYPE_SHARED, d->rank, MPI_INFO_NULL, &node);
+    MPI_Comm_rank(node, &node_rank);
+    MPI_Comm_size(node, &node_size);
+    if ((private_env && strcmp(private_env, "0") != 0) || node_size == 1) {
+        MPI_Comm_free(&node);
+        return mt_dataset_read_split(path, split, &f->split, err, len);
+    }
+    MPI_Comm_set_errhandler(node, MPI_ERRORS_RETURN);
+    /* The size first (node rank 0, from the file's metadata), then the window. */
+    mt_split meta;
+    long bytes = -1;
+    if (node_rank == 0 && mt_dataset_read_split_meta(path, split, &meta, err, len) == 0) {
+        const size_t b = (size_t)meta.n_images * (size_t)meta.C * (size_t)meta.H * (size_t)meta.W;
+        bytes = b <= (size_t)LONG_MAX ? (long)b : -1;
+        if (bytes < 0) snprintf(err, len, "dataset %s, split '%s': %zu bytes of images are too many", path, split, b);
+        mt_split_free(&meta);
+    }
+    MPI_Bcast(&bytes, 1, MPI_LONG, 0, node);
+    if (bytes < 0) { /* node rank 0 reported the file's problem; the others say so too */
+        if (node_rank != 0) snprintf(err, len, "dataset %s, split '%s' could not be read", path, split);
+        MPI_Comm_free(&node);
+        return -1;
+    }
+    uint8_t *base = NULL;
+    MPI_Win win;
+    int rc = MPI_Win_allocate_shared(node_rank == 0 ? (MPI_Aint)bytes : 0, 1, MPI_INFO_NULL, node, &base, &win);
+    int made = rc == MPI_SUCCESS, all_made = 0;
+    MPI_Allreduce(&made, &all_made, 1, MPI_INT, MPI_MIN, node);
+    if (!all_made) { /* e.g. no room in the shared-memory file system: one copy per rank */
+        if (made) MPI_Win_free(&win);
+        if (node_rank == 0)
+            fprintf(stderr, "metatrain: warning: cannot share %s's images between the ranks of %s; every rank "
+                            "reads its own copy\n", path, d->host);
+        MPI_Comm_free(&node);
+        return mt_dataset_read_split(path, split, &f->split, err, len);
+    }
+    int ok = 1;
+    if (node_rank == 0) ok = mt_dataset_read_split_to(path, split, &f->split, base, (size_t)bytes, err, len) == 0;
+    else ok = mt_dataset_read_split_meta(path, split, &f->split, err, len) == 0;
+    /* The pixels are complete before any rank of the node reads them. */
+    MPI_Win_fence(0, win);
+    MPI_Barrier(node);
+    MPI_Aint size = 0;
+    int unit = 1;
+    void *pixels = NULL;
+    MPI_Win_shared_query(win, 0, &size, &unit, &pixels);
+    f->split.images = pixels;
+    f->win = win;
+    f->node = node;
+    f->shared = 1;
+    return ok ? 0 : -1;
+}
 
 int mt_family_open(mt_family *f, const mt_dist *d, const mt_config *c, const char *split, const char *dataset,
                    mt_model *model)
@@ -25,8 +89,8 @@ int mt_family_open(mt_family *f, const mt_dist *d, const mt_config *c, const cha
     const char *path = dataset ? dataset : c->dataset;
     char err[MT_ERR_LEN] = "";
     int in_split = 0; /* err is a message about the split's contents */
-    /* Every rank reads the split it needs; they agree before going on. */
-    int ok = mt_dataset_read_split(path, split, &f->split, err, sizeof err) == 0;
+    /* One copy of the pixels per node, or every rank its own; the ranks agree before going on. */
+    int ok = read_pixels(f, d, path, split, err, sizeof err) == 0;
     if (ok) {
         f->set = (mt_image_set){.images = f->split.images,
                                 .class_offsets = f->split.class_offsets,
@@ -76,6 +140,11 @@ void mt_family_fill(const mt_family *f, mt_task_buffer *b, mt_stream purpose, ui
 void mt_family_close(mt_family *f)
 {
     if (!f) return;
+    if (f->shared) { /* collective over the node: every rank closes the family together */
+        f->split.images = NULL; /* the window's memory, not the split's */
+        MPI_Win_free(&f->win);
+        MPI_Comm_free(&f->node);
+    }
     mt_split_free(&f->split);
     memset(f, 0, sizeof *f);
 }

@@ -3,8 +3,12 @@
  * builds, and how it fills a task. Shared by `train` and `eval`.
  *
  *   sinusoid   no data; MLP 1-hidden-hidden-1; tasks from the sinusoid generator
- *   fewshot    one split of an HDF5 dataset, loaded by every rank; Conv4 with the images'
- *              shape and task.ways outputs; tasks from the N-way K-shot sampler
+ *   fewshot    one split of an HDF5 dataset; Conv4 with the images' shape and task.ways
+ *              outputs; tasks from the N-way K-shot sampler. The split's pixels are held
+ *              once per node: the node's first rank reads them into an MPI shared-memory
+ *              window that the node's other ranks map (every rank reads the small arrays:
+ *              labels, class offsets and names). MT_DATASET_PRIVATE=1 in the environment
+ *              gives every rank its own copy instead (and a failed window falls back to it).
  */
 #ifndef MT_FAMILY_H
 #define MT_FAMILY_H
@@ -19,7 +23,10 @@
 typedef struct {
     const mt_config *cfg;
     int fewshot;
-    mt_split split;    /* fewshot: the loaded split */
+    mt_split split;    /* fewshot: the loaded split (split.images points into the window when shared) */
+    int shared;        /* fewshot: the pixels live in win, one copy per node */
+    MPI_Win win;       /* shared: the window holding them, over the node's ranks (node) */
+    MPI_Comm node;
     mt_image_set set;  /* fewshot: the sampler's view of it */
     int n_support, n_query; /* examples per task */
     int in, out;       /* values per example of inputs and targets */

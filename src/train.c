@@ -489,6 +489,27 @@ static double peak_rss_mib(const mt_dist *d, double *own)
     return (double)mt_dist_max_int(d, (int)kib) / 1024.0;
 }
 
+/* Collective: the memory all ranks use now, in MiB: their proportional set sizes summed
+ * (Linux /proc/self/smaps_rollup: a page shared by k processes counts 1/k for each, so a
+ * dataset shared by a node's ranks counts once per node, not once per rank); -1 where a
+ * rank cannot read it. */
+static double pss_sum_mib(const mt_dist *d)
+{
+    double kib = -1.0;
+    long v;
+    FILE *f = fopen("/proc/self/smaps_rollup", "r");
+    char line[256];
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "Pss: %ld kB", &v) == 1) {
+            kib = (double)v;
+            break;
+        }
+    if (f) fclose(f);
+    double sum[2] = {kib, kib < 0 ? 1.0 : 0.0}; /* the total, and how many ranks could not tell */
+    mt_dist_sum_double(d, sum, 2);
+    return sum[1] > 0 ? -1.0 : sum[0] / 1024.0;
+}
+
 /* Collective: the model c builds fits one MPI call and this rank's share of the node's
  * memory (the dataset's image shape read from its header, not the images). 0, or exit 2. */
 static int check_size(const mt_dist *d, const mt_config *c)
@@ -739,7 +760,7 @@ int mt_train_run(const mt_dist *d, const mt_config *config, const mt_train_opts 
     mt_progress_finish(&progress);
     if ((rc = save_checkpoint(d, &ts, end, path, sizeof path)) != 0) goto done;
     double rss_own;
-    const double rss_max = peak_rss_mib(d, &rss_own);
+    const double rss_max = peak_rss_mib(d, &rss_own), pss_sum = pss_sum_mib(d);
     if (d->rank == 0) {
         double elapsed = mt_now() - t_start;
         fprintf(out, "%s: %ld iterations in %.1f s (%.0f tasks/s); query loss %.4g before, %.4g after adaptation",
@@ -748,6 +769,10 @@ int mt_train_run(const mt_dist *d, const mt_config *config, const mt_train_opts 
         if (last.has_accuracy) fprintf(out, "; accuracy %.1f%% -> %.1f%%", 100 * last.acc_pre, 100 * last.acc_post);
         fprintf(out, "\n  peak memory (resident set) per rank: %.1f MiB at most, %.1f MiB on rank 0\n", rss_max,
                 rss_own);
+        if (pss_sum >= 0)
+            fprintf(out, "  memory of all %d rank%s now: %.1f MiB (proportional set sizes summed: a page shared by "
+                         "k ranks counts once)\n",
+                    d->size, d->size == 1 ? "" : "s", pss_sum);
         fprintf(out, "  checkpoint %s\n  evaluate with: metatrain eval %s\n", path, path);
         fflush(out);
     }

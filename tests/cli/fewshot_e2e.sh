@@ -156,4 +156,28 @@ run "$BIN" train --set task.family=fewshot --set task.dataset="$TMP/tiny.h5" --s
 expect_exit 2 "fewshot with the mlp"
 check "fewshot with the mlp: says conv4 is needed" grep -q "arch = conv4" "$TMP/err"
 
+# One copy of the pixels per node: 4 ranks on this node share the split through an MPI window
+# instead of holding 4 copies. 37,500 images of 28x28 (28.0 MiB of pixels) in the training
+# split; the ranks' memory summed (proportional set sizes, printed by train) must be at least
+# 2 copies' worth (56 MiB) below that of 4 private copies (which would save 3 copies, 84 MiB),
+# and θ the same bits either way.
+"$MAKE_IMAGES" idx-classes "$TMP/mem.idx" 50000 28 28 40 || exit 1
+"$MAKE_IMAGES" idx-labels "$TMP/mem_lab.idx" 50000 40 || exit 1
+run "$BIN" data import idx "$TMP/mem.idx" "$TMP/mem_lab.idx" --split train=0-29 --split test=30-39 \
+    -o "$TMP/mem.h5" --quiet
+expect_exit 0 "import 50,000 images"
+mem=(--set task.family=fewshot --set model.arch=conv4 --set task.dataset="$TMP/mem.h5" --set model.filters=4
+     --set meta.meta_batch=4 --set run.iterations=3 --progress none)
+node_mib() { sed -n 's/.*memory of all 4 ranks now: \([0-9.]*\) MiB.*/\1/p' "$TMP/out"; }
+run "${MPIRUN[@]}" -np 4 "$BIN" train "${mem[@]}" --set run.dir="$TMP/shared"
+expect_exit 0 "4 ranks, one shared copy of the pixels"
+shared=$(node_mib)
+run "${MPIRUN[@]}" -np 4 -x MT_DATASET_PRIVATE=1 "$BIN" train "${mem[@]}" --set run.dir="$TMP/private"
+expect_exit 0 "4 ranks, a private copy each (MT_DATASET_PRIVATE=1)"
+private=$(node_mib)
+check "shared pixels: the 4 ranks use $shared MiB, private copies $private MiB (want >= 56 MiB less)" \
+    awk -v s="${shared:-0}" -v p="${private:-0}" 'BEGIN { exit !(s > 0 && p > 0 && s + 56 <= p) }'
+check "shared or private pixels: the same θ" "$CKPT_DIFF" "$TMP/shared/ckpt-00000003.h5" \
+    "$TMP/private/ckpt-00000003.h5" --tol 0
+
 finish
