@@ -108,6 +108,20 @@ int mt_cli_add_set(const mt_dist *d, char **sets, int *n_sets, const char *v)
     return 0;
 }
 
+int mt_cli_config_arg(const mt_dist *d, const char *cmd, const char *arg, const char **config)
+{
+    if (arg[0] == '-') {
+        mt_cli_error(d, "unknown option '%s' (see metatrain %s --help)", arg, cmd);
+        return MT_EXIT_USAGE;
+    }
+    if (*config) {
+        mt_cli_error(d, "more than one CONFIG given ('%s' and '%s')", *config, arg);
+        return MT_EXIT_USAGE;
+    }
+    *config = arg;
+    return 0;
+}
+
 int mt_parse_long(const char *s, long lo, long hi, long *out)
 {
     char *end;

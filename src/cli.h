@@ -49,6 +49,11 @@ int mt_cli_option(int argc, char **argv, int *i, const char *name, const char **
  * Returns 0, or MT_EXIT_USAGE after printing the error. */
 int mt_cli_add_set(const mt_dist *d, char **sets, int *n_sets, const char *v);
 
+/* An argument of `metatrain CMD` that no option took: an unknown option is an error, the
+ * first other one is the CONFIG (*config), a second one an error. Returns 0, or
+ * MT_EXIT_USAGE after printing the error. */
+int mt_cli_config_arg(const mt_dist *d, const char *cmd, const char *arg, const char **config);
+
 /* Parses a whole non-negative decimal long (for CLI values); returns 0, or -1. */
 int mt_parse_long(const char *s, long lo, long hi, long *out);
 

@@ -122,13 +122,7 @@ static int parse_args(const mt_dist *d, int argc, char **argv, train_args *a)
                 mt_cli_error(d, "--progress takes auto, bar, lines or none");
                 return MT_EXIT_USAGE;
             }
-        } else if (arg[0] == '-') {
-            mt_cli_error(d, "unknown option '%s' (see metatrain train --help)", arg);
-            return MT_EXIT_USAGE;
-        } else if (!a->config_path) {
-            a->config_path = arg;
-        } else {
-            mt_cli_error(d, "more than one CONFIG given ('%s' and '%s')", a->config_path, arg);
+        } else if (mt_cli_config_arg(d, "train", arg, &a->config_path) != 0) {
             return MT_EXIT_USAGE;
         }
     }
