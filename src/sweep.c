@@ -35,6 +35,10 @@
 #include "sweeplog.h"
 #include "train.h"
 
+/* Forward: defined with the plan below. */
+typedef struct sweep_plan sweep_plan;
+static int record(const sweep_plan *p, const mt_sweep_record *r, const int *running, char *err, size_t errlen);
+
 /* Copies src into dst[len], cut short if it does not fit. */
 static void copy_text(char *dst, size_t len, const char *src)
 {
@@ -149,7 +153,7 @@ static int parse_args(const mt_dist *d, int argc, char **argv, sweep_args *a)
 
 /* ---- the plan ---------------------------------------------------------------------- */
 
-typedef struct {
+struct sweep_plan {
     mt_config base;
     mt_sweep_spec spec;
     mt_sweep_point *pts;
@@ -157,7 +161,7 @@ typedef struct {
     long target[MT_SWEEP_MAX_RUNGS];
     int n_rungs;
     int classify; /* fewshot: accuracy, higher is better */
-} sweep_plan;
+};
 
 /* Collective: rank 0 reads CONFIG, every rank parses it and the --set overrides the same way. */
 static int load_plan(const mt_dist *d, const sweep_args *a, sweep_plan *p)
@@ -239,6 +243,23 @@ static int point_config(const sweep_plan *p, long i, mt_config *c, char *err, si
 
 static const char *metric_name(const sweep_plan *p) { return p->classify ? "accuracy" : "mse"; }
 
+/* Rank 0: under the sweep lock, appends r (if any) to the journal and rewrites sweep.csv
+ * from the whole journal (it may hold other jobs' rows: --point array tasks). running[i]
+ * (optional) marks points being trained. Returns 0, or -1 with err. */
+static int record(const sweep_plan *p, const mt_sweep_record *r, const int *running, char *err, size_t errlen)
+{
+    int fd = mt_sweep_log_lock(p->base.run_dir, err, errlen);
+    mt_sweep_record *recs = NULL;
+    long n = -1;
+    int ok = fd >= 0 && (!r || mt_sweep_log_append(p->base.run_dir, r, err, errlen) == 0) &&
+             (n = mt_sweep_log_read(p->base.run_dir, &recs, err, errlen)) >= 0 &&
+             mt_sweep_csv_write(p->base.run_dir, &p->spec, p->pts, p->n, recs, n, metric_name(p), running, err,
+                                errlen) == 0;
+    mt_sweep_log_unlock(fd);
+    free(recs);
+    return ok ? 0 : -1;
+}
+
 static void print_plan(const sweep_plan *p, int world, int groups, int R)
 {
     const mt_sweep_spec *s = &p->spec;
@@ -291,7 +312,6 @@ typedef struct {
     int *waiting;    /* [groups] asked for work, not answered yet */
     int *finished;   /* [groups] told there is no more work */
     int *stop_sent;  /* [groups] */
-    int n_done, n_failed, n_stopped;
     char err[MT_ERR_LEN]; /* first I/O failure writing the journal or the table */
     int io_failed;
     double t0;
@@ -371,18 +391,8 @@ static int sched_next(scheduler *s, int *point, int *rung)
 /* Appends r to the journal and rewrites sweep.csv, under the sweep lock. */
 static void sched_write(scheduler *s, const mt_sweep_record *r)
 {
-    const sweep_plan *p = s->plan;
     char err[MT_ERR_LEN] = "";
-    int fd = mt_sweep_log_lock(p->base.run_dir, err, sizeof err);
-    mt_sweep_record *recs = NULL;
-    long n = -1;
-    int ok = fd >= 0 && (!r || mt_sweep_log_append(p->base.run_dir, r, err, sizeof err) == 0) &&
-             (n = mt_sweep_log_read(p->base.run_dir, &recs, err, sizeof err)) >= 0 &&
-             mt_sweep_csv_write(p->base.run_dir, &p->spec, p->pts, p->n, recs, n, metric_name(p), s->busy, err,
-                                sizeof err) == 0;
-    mt_sweep_log_unlock(fd);
-    free(recs);
-    if (!ok && !s->io_failed) {
+    if (record(s->plan, r, s->busy, err, sizeof err) != 0 && !s->io_failed) {
         s->io_failed = 1;
         snprintf(s->err, sizeof s->err, "%s", err);
         fprintf(stderr, "metatrain: error: %s; stopping the sweep\n", err);
@@ -396,11 +406,7 @@ static void sched_result(scheduler *s, int group, const mt_sweep_record *r)
     const long i = point_index(s->plan, r->id);
     if (i >= 0) s->busy[i] = 0;
     sched_apply(s, r);
-    if (strcmp(r->status, "stopped") == 0) {
-        s->stop = 1;
-        s->n_stopped++;
-    } else if (strcmp(r->status, "failed") == 0) s->n_failed++;
-    else if (r->rung == s->plan->n_rungs - 1) s->n_done++;
+    if (strcmp(r->status, "stopped") == 0) s->stop = 1;
     sched_write(s, r);
     const sweep_plan *p = s->plan;
     const double scale = p->classify ? 100.0 : 1.0;
@@ -806,15 +812,7 @@ static int sweep_one(const mt_dist *d, const sweep_args *a, const sweep_plan *p,
     char err[MT_ERR_LEN] = "";
     int ok = 1;
     if (d->rank == 0) {
-        int fd = mt_sweep_log_lock(p->base.run_dir, err, sizeof err);
-        mt_sweep_record *recs = NULL;
-        long n = -1;
-        ok = fd >= 0 && mt_sweep_log_append(p->base.run_dir, &rec, err, sizeof err) == 0 &&
-             (n = mt_sweep_log_read(p->base.run_dir, &recs, err, sizeof err)) >= 0 &&
-             mt_sweep_csv_write(p->base.run_dir, &p->spec, p->pts, p->n, recs, n, metric_name(p), NULL, err,
-                                sizeof err) == 0;
-        mt_sweep_log_unlock(fd);
-        free(recs);
+        ok = record(p, &rec, NULL, err, sizeof err) == 0;
         printf("%s: %s%s%s; table %s/sweep.csv\n", rec.id, rec.status, rec.message[0] ? ": " : "", rec.message,
                p->base.run_dir);
         fflush(stdout);
