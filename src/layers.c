@@ -311,6 +311,31 @@ void mt_relu_rbackward(float *restrict rdx, const float *restrict rdy, const flo
     for (int i = 0; i < n; i++) rdx[i] = x[i] > 0.0f ? rdy[i] : 0.0f;
 }
 
+/* ---- leaky-relu --------------------------------------------------------------------- */
+
+void mt_leaky_relu_forward(float *restrict y, const float *restrict x, int n, float slope)
+{
+    for (int i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : slope * x[i];
+}
+
+void mt_leaky_relu_backward(float *restrict dx, const float *restrict dy, const float *restrict x, int n,
+                            float slope)
+{
+    for (int i = 0; i < n; i++) dx[i] = x[i] > 0.0f ? dy[i] : slope * dy[i];
+}
+
+void mt_leaky_relu_rforward(float *restrict ry, const float *restrict rx, const float *restrict x, int n,
+                            float slope)
+{
+    for (int i = 0; i < n; i++) ry[i] = x[i] > 0.0f ? rx[i] : slope * rx[i];
+}
+
+void mt_leaky_relu_rbackward(float *restrict rdx, const float *restrict rdy, const float *restrict x, int n,
+                             float slope)
+{
+    for (int i = 0; i < n; i++) rdx[i] = x[i] > 0.0f ? rdy[i] : slope * rdy[i];
+}
+
 /* ---- mse ---------------------------------------------------------------------------- */
 
 float mt_mse_forward(const float *p, const float *t, int N, int D)

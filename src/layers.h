@@ -11,13 +11,15 @@
  * forward + backward + rforward + rbackward, i.e. about two gradients, and exact (no finite
  * differences). R(dL/dw) summed over the layers *is* H·v.
  *
- * Each fast kernel (CBLAS) has a plain-loop reference twin, *_ref, with the same contract;
- * the reference is the tests' oracle and is never called in training.
+ * The linear layer's fast kernels (CBLAS) have plain-loop reference twins, *_ref, with the
+ * same contract; the references are the tests' oracle and are never called in training.
+ * relu, leaky-relu and mse are plain elementwise loops already. The image layers (conv,
+ * batchnorm, pools, flatten) and the cross-entropy loss are in conv.h.
  *
  * Dimension letters used in shape comments:
  *   N  rows in the batch (support or query points of one task)
  *   I  input features, O output features (of a linear layer)
- *   D  features of an elementwise layer or loss
+ *   D  features of an elementwise layer or loss (elementwise layers take n = N·D)
  * All arrays are row-major float32. Output pointers never alias inputs. A NULL gradient
  * output means "not needed" (e.g. dL/dx of the first layer); a NULL R-input means zero.
  */
@@ -61,6 +63,17 @@ void mt_relu_forward(float *y, const float *x, int n);
 void mt_relu_backward(float *dx, const float *dy, const float *x, int n);
 void mt_relu_rforward(float *ry, const float *rx, const float *x, int n);
 void mt_relu_rbackward(float *rdx, const float *rdy, const float *x, int n);
+
+/* ---- leaky-relu: y = x for x > 0, slope·x otherwise, elementwise over n values ---------
+ * As PyTorch's LeakyReLU(negative_slope): the derivative is 1 where x > 0 and slope
+ * elsewhere (x = 0 included). Piecewise linear, so the R-passes again only scale by the
+ * mask of x: rforward is ry = rx·(x > 0 ? 1 : slope), rbackward rdx = rdy·(the same).
+ * slope 0 is relu. */
+
+void mt_leaky_relu_forward(float *y, const float *x, int n, float slope);
+void mt_leaky_relu_backward(float *dx, const float *dy, const float *x, int n, float slope);
+void mt_leaky_relu_rforward(float *ry, const float *rx, const float *x, int n, float slope);
+void mt_leaky_relu_rbackward(float *rdx, const float *rdy, const float *x, int n, float slope);
 
 /* ---- mse loss: L = 1/(N·D) Σ (p − t)² ------------------------------------------------- */
 

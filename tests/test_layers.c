@@ -8,7 +8,9 @@
  *   2. every backward, rforward and rbackward pass against central finite differences (FD)
  *      of the pass it differentiates: backward against FD of a scalar probe of forward,
  *      rforward against FD of forward along a direction, rbackward against FD of backward
- *      along a direction.
+ *      along a direction;
+ *   3. leaky-relu's slope: the FD derivative on the negative side is the slope, x = 0
+ *      takes the slope (PyTorch's convention), slope 0 is relu and slope 1 the identity.
  *
  * Not tested here: the model's composition of the layers and the meta-gradients
  * (test_meta.c), agreement with PyTorch (test_reference.c).
@@ -23,10 +25,10 @@
  *                check prints max |fast − ref| / Σ|terms| against 2n·u. A wrong index or a
  *                missing term gives O(1).
  *
- *   FD           linear is bilinear in (x, w), relu piecewise linear, mse quadratic, so a
- *                central difference has no truncation error at all (the ε² term cancels),
- *                as long as relu inputs stay ≥ 0.1 away from the kink while moving by at
- *                most ε·|direction| ≤ 0.01 (they do). What remains is rounding: outputs
+ *   FD           linear is bilinear in (x, w), relu and leaky-relu piecewise linear, mse
+ *                quadratic, so a central difference has no truncation error at all (the ε²
+ *                term cancels), as long as (leaky-)relu inputs stay ≥ 0.1 away from the kink
+ *                while moving by at most ε·|direction| ≤ 0.01 (they do). What remains is rounding: outputs
  *                of magnitude ~1 carry absolute errors of a few u·Σ|terms| (Σ|terms| ≲ 10
  *                here), and the difference quotient divides them by 2ε. With ε = 1e-2 that
  *                is ≲ 40·6e-8·10 / 2e-2 ≈ 1e-3 in the worst case and ~1e-5 for typical
@@ -368,6 +370,116 @@ static void check_relu(int n, uint64_t seed)
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free(all[i]);
 }
 
+/* ---- leaky-relu ----------------------------------------------------------------------- */
+
+typedef struct {
+    int n;
+    float slope;
+    float *x, *y;
+    const float *c;
+} leaky_ctx;
+
+static double leaky_probe(void *p)
+{
+    leaky_ctx *k = p;
+    mt_leaky_relu_forward(k->y, k->x, k->n, k->slope);
+    return tu_probe(k->c, k->y, (size_t)k->n);
+}
+
+/* The four passes against FD (inputs ≥ RELU_MARGIN from the kink, as for relu: exact up to
+ * rounding), the forward against its definition, and the slope's meaning: the derivative
+ * on the negative side is the slope (FD there is ≈ slope, not 0 or 1), x = 0 takes the
+ * negative side's slope as PyTorch does, slope 0 is relu bit for bit in every pass and
+ * slope 1 the identity. */
+static void check_leaky_relu(int n, float slope, uint64_t seed)
+{
+    float *x = tu_vec(n), *y = tu_vec(n), *c = tu_vec(n), *rx = tu_vec(n), *rdy = tu_vec(n);
+    float *xp = tu_vec(n), *xm = tu_vec(n), *cp = tu_vec(n), *cm = tu_vec(n), *yp = tu_vec(n), *ym = tu_vec(n);
+    float *an = tu_vec(n), *fd = tu_vec(n), *ref = tu_vec(n);
+    char tag[48], label[128];
+    snprintf(tag, sizeof tag, "leaky-relu n=%d slope=%g", n, slope);
+
+    away_from_zero(x, n, RELU_MARGIN, seed, 31);
+    tu_random(c, n, -1, 1, seed, 32);
+    tu_random(rx, n, -1, 1, seed, 33);
+    tu_random(rdy, n, -1, 1, seed, 34);
+
+    /* forward: exact, x or slope·x */
+    mt_leaky_relu_forward(y, x, n, slope);
+    int exact = 1, positive = 0;
+    for (int i = 0; i < n; i++) {
+        exact &= y[i] == (x[i] > 0 ? x[i] : slope * x[i]);
+        positive += x[i] > 0;
+    }
+    snprintf(label, sizeof label, "%s forward = x > 0 ? x : slope*x exactly (%d of %d positive)", tag, positive, n);
+    tu_expect(exact && positive > 0 && positive < n, label);
+
+    /* backward(dy = c) against FD of the probe Σ c⊙f(x) */
+    leaky_ctx k = {n, slope, x, y, c};
+    mt_leaky_relu_backward(an, c, x, n, slope);
+    fd_gradient(x, (size_t)n, EPS_FD, leaky_probe, &k, fd);
+    snprintf(label, sizeof label, "%s backward vs FD", tag);
+    tu_check(label, tu_rel_diff(an, fd, n), TOL_FD);
+
+    /* the negative side alone: dx/dy there is the slope, measured by FD */
+    double worst = 0.0;
+    for (int i = 0; i < n; i++)
+        if (x[i] < 0) worst = fmax(worst, fabs((double)fd[i] - (double)slope * c[i]));
+    snprintf(label, sizeof label, "%s FD on x < 0 is slope*dy (absolute)", tag);
+    tu_check(label, worst, TOL_FD);
+
+    /* rforward against FD of forward along rx */
+    tu_moved(xp, x, EPS_FD, rx, n), tu_moved(xm, x, -EPS_FD, rx, n);
+    mt_leaky_relu_forward(yp, xp, n, slope);
+    mt_leaky_relu_forward(ym, xm, n, slope);
+    tu_quotient(fd, yp, ym, EPS_FD, n);
+    mt_leaky_relu_rforward(an, rx, x, n, slope);
+    snprintf(label, sizeof label, "%s rforward vs FD of forward", tag);
+    tu_check(label, tu_rel_diff(an, fd, n), TOL_FD);
+
+    /* rbackward against FD of backward(dy + ε·rdy, x + ε·rx) */
+    tu_moved(cp, c, EPS_FD, rdy, n), tu_moved(cm, c, -EPS_FD, rdy, n);
+    mt_leaky_relu_backward(yp, cp, xp, n, slope);
+    mt_leaky_relu_backward(ym, cm, xm, n, slope);
+    tu_quotient(fd, yp, ym, EPS_FD, n);
+    mt_leaky_relu_rbackward(an, rdy, x, n, slope);
+    snprintf(label, sizeof label, "%s rbackward vs FD of backward", tag);
+    tu_check(label, tu_rel_diff(an, fd, n), TOL_FD);
+
+    /* at x = 0 exactly the derivative is the slope (PyTorch: x > 0 ? dy : slope·dy) */
+    const float zero = 0.0f, one = 1.0f;
+    float d0 = 0.0f, r0 = 0.0f;
+    mt_leaky_relu_backward(&d0, &one, &zero, 1, slope);
+    mt_leaky_relu_rbackward(&r0, &one, &zero, 1, slope);
+    snprintf(label, sizeof label, "%s at x = 0: backward and rbackward give slope*dy", tag);
+    tu_expect(d0 == slope && r0 == slope, label);
+
+    /* slope 0 is relu, bit for bit, in all four passes */
+    int same = 1;
+    mt_leaky_relu_forward(an, x, n, 0.0f), mt_relu_forward(ref, x, n);
+    for (int i = 0; i < n; i++) same &= an[i] == ref[i];
+    mt_leaky_relu_backward(an, c, x, n, 0.0f), mt_relu_backward(ref, c, x, n);
+    for (int i = 0; i < n; i++) same &= an[i] == ref[i];
+    mt_leaky_relu_rforward(an, rx, x, n, 0.0f), mt_relu_rforward(ref, rx, x, n);
+    for (int i = 0; i < n; i++) same &= an[i] == ref[i];
+    mt_leaky_relu_rbackward(an, rdy, x, n, 0.0f), mt_relu_rbackward(ref, rdy, x, n);
+    for (int i = 0; i < n; i++) same &= an[i] == ref[i];
+    snprintf(label, sizeof label, "leaky-relu n=%d slope 0 = relu in every pass", n);
+    tu_expect(same, label);
+
+    /* slope 1 is the identity: y = x, dx = dy */
+    int ident = 1;
+    mt_leaky_relu_forward(an, x, n, 1.0f);
+    for (int i = 0; i < n; i++) ident &= an[i] == x[i];
+    mt_leaky_relu_backward(an, c, x, n, 1.0f);
+    for (int i = 0; i < n; i++) ident &= an[i] == c[i];
+    snprintf(label, sizeof label, "leaky-relu n=%d slope 1 = identity", n);
+    tu_expect(ident, label);
+
+    float *all[] = {x, y, c, rx, rdy, xp, xm, cp, cm, yp, ym, an, fd, ref};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) free(all[i]);
+}
+
 /* ---- mse ------------------------------------------------------------------------------ */
 
 typedef struct {
@@ -441,6 +553,8 @@ int main(void)
     check_linear_fd(shapes[2], 202);
     check_relu(10 * 40, 300);
     check_relu(7 * 5, 301);
+    check_leaky_relu(10 * 40, 0.1f, 310); /* ResNet-12's slope */
+    check_leaky_relu(7 * 5, 0.3f, 311);
     check_mse(7, 3, 400);
     check_mse(10, 1, 401);
     return tu_finish();
