@@ -1,8 +1,10 @@
-/* conv.c — conv 3×3, batchnorm, max-pool 2×2, flatten and softmax cross-entropy: the four
- * passes of each (see conv.h) and the plain-loop *_ref twins kept as the tests' oracle.
- * Conv goes through im2col + cblas_sgemm over chunks of images; batchnorm and
- * cross-entropy are per-channel / per-row loops with double accumulators. Not here: the
- * linear and relu layers (layers.c) and the model that chains them (model.c). */
+/* conv.c — conv2d (k×k, stride, padding), batchnorm, max-pool 2×2, global average pool,
+ * flatten and softmax cross-entropy: the four passes of each (see conv.h) and the
+ * plain-loop *_ref twins kept as the tests' oracle. Conv goes through im2col +
+ * cblas_sgemm over chunks of images, except the 1×1 stride-1 unpadded case, which is one
+ * sgemm on the caller's arrays; batchnorm and cross-entropy are per-channel / per-row
+ * loops with double accumulators. Not here: the linear, relu and leaky-relu layers
+ * (layers.c) and the model that chains them (model.c). */
 #include "conv.h"
 
 #include <assert.h>
@@ -13,106 +15,160 @@
 
 #undef I /* OpenBLAS's cblas.h pulls in <complex.h>; no imaginary unit here */
 
-/* ---- conv: im2col + sgemm ----------------------------------------------------------- */
+/* ---- conv: geometry and chunks ------------------------------------------------------ */
 
-#define KSIZE 9                      /* 3×3 taps per input channel */
 #define CHUNK_FLOATS ((size_t)1 << 22) /* column floats per chunk: 4Mi = 16 MiB */
 
-/* Preconditions shared by every conv pass. Shapes come from the model layout, so they are
- * invariants here; sgemm's leading dimensions are ints, hence the bounds. */
-static void conv_check_shape(int N, int C, int H, int W, int F)
+int mt_conv_geom_init(mt_conv_geom *g, int C, int H, int W, int F, int k, int stride, int pad)
 {
-    assert(N > 0 && C > 0 && H > 0 && W > 0 && F > 0);
-    assert((size_t)N * H * W <= INT_MAX && (size_t)C * KSIZE <= INT_MAX);
-    (void)N, (void)C, (void)H, (void)W, (void)F;
+    memset(g, 0, sizeof *g);
+    if (C <= 0 || H <= 0 || W <= 0 || F <= 0 || k <= 0 || stride <= 0 || pad < 0 || pad >= k) return -1;
+    const long long span_h = (long long)H + 2LL * pad - k, span_w = (long long)W + 2LL * pad - k;
+    if (span_h < 0 || span_w < 0) return -1; /* the kernel is larger than the padded plane */
+    const long long Ho = span_h / stride + 1, Wo = span_w / stride + 1;
+    /* one image's planes and one column's length must fit sgemm's int dimensions */
+    if ((long long)H * W > INT_MAX || Ho * Wo > INT_MAX || (long long)C * k * k > INT_MAX) return -1;
+    *g = (mt_conv_geom){.C = C, .H = H, .W = W, .F = F, .k = k, .stride = stride, .pad = pad, .Ho = (int)Ho,
+                        .Wo = (int)Wo};
+    return 0;
 }
 
-int mt_conv_chunk_images(int N, int C, int H, int W)
+/* The 1×1 fast path: x[C, N·H·W] is already the column matrix, and y has the same planes. */
+static int is_pointwise(const mt_conv_geom *g) { return g->k == 1 && g->stride == 1 && g->pad == 0; }
+
+/* Preconditions shared by every conv pass: g from mt_conv_geom_init, and the batch within
+ * sgemm's int leading dimensions. Shapes come from the model layout, so these are
+ * invariants here. */
+static void conv_check(int N, const mt_conv_geom *g)
 {
-    const size_t per_image = (size_t)C * KSIZE * H * W;
+    assert(N > 0 && g->C > 0 && g->F > 0 && g->k > 0 && g->stride > 0 && g->pad >= 0 && g->pad < g->k);
+    assert(g->Ho == (g->H + 2 * g->pad - g->k) / g->stride + 1 && g->Wo == (g->W + 2 * g->pad - g->k) / g->stride + 1);
+    assert((size_t)N * g->Ho * g->Wo <= INT_MAX && (size_t)N * g->H * g->W <= INT_MAX);
+    (void)N, (void)g;
+}
+
+int mt_conv_chunk_images(int N, const mt_conv_geom *g)
+{
+    if (is_pointwise(g)) return N;
+    const size_t per_image = (size_t)g->C * g->k * g->k * g->Ho * g->Wo;
     size_t n = CHUNK_FLOATS / per_image;
     if (n < 1) n = 1;
     return n < (size_t)N ? (int)n : N;
 }
 
-size_t mt_conv_scratch_floats(int N, int C, int H, int W)
+size_t mt_conv_scratch_floats(int N, const mt_conv_geom *g)
 {
-    return (size_t)C * KSIZE * H * W * mt_conv_chunk_images(N, C, H, W);
+    if (is_pointwise(g)) return 0;
+    return (size_t)g->C * g->k * g->k * g->Ho * g->Wo * mt_conv_chunk_images(N, g);
 }
 
-/* cols[C·9, nc·H·W] = the 3×3 neighbourhoods (zero outside the plane) of images n0 …
- * n0+nc−1 of x[C,N,H,W]. Row (c, kh, kw), column (image, h, w) holds
- * x[c, n0+image, h+kh−1, w+kw−1]. */
-static void im2col(float *restrict cols, const float *restrict x, int N, int C, int H, int W, int n0, int nc)
+/* ---- conv: im2col + sgemm ----------------------------------------------------------- */
+
+/* The outputs o in [0, n_out) whose input o·stride + tap − pad lies inside [0, n_in), for
+ * one kernel tap along one axis: the half-open range [*lo, *hi), empty when *lo == *hi.
+ * Outside it the tap reads padding. */
+static void tap_range(int tap, int stride, int pad, int n_in, int n_out, int *lo, int *hi)
 {
-    const size_t HW = (size_t)H * W, ld = (size_t)nc * HW;
-    for (int c = 0; c < C; c++)
-        for (int kh = 0; kh < 3; kh++)
-            for (int kw = 0; kw < 3; kw++) {
-                float *row = cols + ((size_t)c * KSIZE + kh * 3 + kw) * ld;
+    const int off = tap - pad; /* input index = o·stride + off */
+    int l = off >= 0 ? 0 : (-off + stride - 1) / stride;
+    int h = n_in - 1 - off < 0 ? 0 : (n_in - 1 - off) / stride + 1;
+    if (h > n_out) h = n_out;
+    if (l > h) l = h;
+    *lo = l, *hi = h;
+}
+
+/* cols[C·k², nc·Ho·Wo] = the k×k windows (zero outside the plane) of images n0 … n0+nc−1
+ * of x[C,N,H,W]. Row (c, kh, kw), column (image, oh, ow) holds
+ * x[c, n0+image, oh·stride + kh − pad, ow·stride + kw − pad]. */
+static void im2col(float *restrict cols, const float *restrict x, int N, const mt_conv_geom *g, int n0, int nc)
+{
+    const int k = g->k, s = g->stride, W = g->W, Ho = g->Ho, Wo = g->Wo;
+    const size_t HW = (size_t)g->H * W, HWo = (size_t)Ho * Wo, ld = (size_t)nc * HWo;
+    for (int c = 0; c < g->C; c++)
+        for (int kh = 0; kh < k; kh++) {
+            int oh_lo, oh_hi;
+            tap_range(kh, s, g->pad, g->H, Ho, &oh_lo, &oh_hi);
+            for (int kw = 0; kw < k; kw++) {
+                int ow_lo, ow_hi;
+                tap_range(kw, s, g->pad, W, Wo, &ow_lo, &ow_hi);
+                const int off = kw - g->pad;
+                float *row = cols + (((size_t)c * k + kh) * k + kw) * ld;
                 for (int i = 0; i < nc; i++) {
                     const float *img = x + ((size_t)c * N + n0 + i) * HW;
-                    for (int h = 0; h < H; h++) {
-                        float *out = row + i * HW + (size_t)h * W;
-                        const int ih = h + kh - 1;
-                        if (ih < 0 || ih >= H) {
-                            memset(out, 0, sizeof(float) * W);
+                    for (int oh = 0; oh < Ho; oh++) {
+                        float *out = row + i * HWo + (size_t)oh * Wo;
+                        if (oh < oh_lo || oh >= oh_hi || ow_lo == ow_hi) {
+                            memset(out, 0, sizeof(float) * Wo);
                             continue;
                         }
-                        const float *in = img + (size_t)ih * W;
-                        if (kw == 0) { /* out[w] = in[w − 1] */
-                            out[0] = 0.0f;
-                            memcpy(out + 1, in, sizeof(float) * (W - 1));
-                        } else if (kw == 1) {
-                            memcpy(out, in, sizeof(float) * W);
-                        } else { /* out[w] = in[w + 1] */
-                            memcpy(out, in + 1, sizeof(float) * (W - 1));
-                            out[W - 1] = 0.0f;
-                        }
+                        const float *in = img + (size_t)(oh * s + kh - g->pad) * W;
+                        memset(out, 0, sizeof(float) * ow_lo);
+                        if (s == 1)
+                            memcpy(out + ow_lo, in + ow_lo + off, sizeof(float) * (ow_hi - ow_lo));
+                        else
+                            for (int ow = ow_lo; ow < ow_hi; ow++) out[ow] = in[ow * s + off];
+                        memset(out + ow_hi, 0, sizeof(float) * (Wo - ow_hi));
                     }
                 }
             }
+        }
 }
 
-/* dx[C,N,H,W] += the adjoint of im2col applied to cols[C·9, nc·H·W] (images n0 … n0+nc−1):
- * every column entry is added back to the input pixel it was copied from. */
-static void col2im_add(float *restrict dx, const float *restrict cols, int N, int C, int H, int W, int n0,
-                       int nc)
+/* dx[C,N,H,W] += the adjoint of im2col applied to cols[C·k², nc·Ho·Wo] (images n0 …
+ * n0+nc−1): every column entry is added back to the input pixel it was copied from, taps
+ * in (kh, kw) order. */
+static void col2im_add(float *restrict dx, const float *restrict cols, int N, const mt_conv_geom *g, int n0, int nc)
 {
-    const size_t HW = (size_t)H * W, ld = (size_t)nc * HW;
-    for (int c = 0; c < C; c++)
-        for (int kh = 0; kh < 3; kh++)
-            for (int kw = 0; kw < 3; kw++) {
-                const float *row = cols + ((size_t)c * KSIZE + kh * 3 + kw) * ld;
-                const int dw = kw - 1, w_lo = dw < 0 ? 1 : 0, w_hi = dw > 0 ? W - 1 : W;
+    const int k = g->k, s = g->stride, W = g->W, Ho = g->Ho, Wo = g->Wo;
+    const size_t HW = (size_t)g->H * W, HWo = (size_t)Ho * Wo, ld = (size_t)nc * HWo;
+    for (int c = 0; c < g->C; c++)
+        for (int kh = 0; kh < k; kh++) {
+            int oh_lo, oh_hi;
+            tap_range(kh, s, g->pad, g->H, Ho, &oh_lo, &oh_hi);
+            for (int kw = 0; kw < k; kw++) {
+                int ow_lo, ow_hi;
+                tap_range(kw, s, g->pad, W, Wo, &ow_lo, &ow_hi);
+                const int off = kw - g->pad;
+                const float *row = cols + (((size_t)c * k + kh) * k + kw) * ld;
                 for (int i = 0; i < nc; i++) {
                     float *img = dx + ((size_t)c * N + n0 + i) * HW;
-                    for (int h = 0; h < H; h++) {
-                        const int ih = h + kh - 1;
-                        if (ih < 0 || ih >= H) continue;
-                        const float *in = row + i * HW + (size_t)h * W;
-                        float *out = img + (size_t)ih * W + dw;
-                        for (int w = w_lo; w < w_hi; w++) out[w] += in[w];
+                    for (int oh = oh_lo; oh < oh_hi; oh++) {
+                        const float *in = row + i * HWo + (size_t)oh * Wo;
+                        float *out = img + (size_t)(oh * s + kh - g->pad) * W;
+                        for (int ow = ow_lo; ow < ow_hi; ow++) out[ow * s + off] += in[ow];
                     }
                 }
             }
+        }
 }
 
-/* y[F, chunk columns] (+)= a[F, C·9] · cols[C·9, nc·HW]; y points at the chunk's first
- * column of a [F, N·HW] matrix (leading dimension ldy = N·HW). */
+/* The column matrix [C·k², nc·Ho·Wo] of images n0 … n0+nc−1 of a[C,N,H,W]: on the 1×1 fast
+ * path a itself (its one chunk is the whole batch), else im2col into scratch. */
+static const float *columns(float *scratch, const float *a, int N, const mt_conv_geom *g, int n0, int nc)
+{
+    if (is_pointwise(g)) {
+        assert(n0 == 0 && nc == N);
+        return a;
+    }
+    im2col(scratch, a, N, g, n0, nc);
+    return scratch;
+}
+
+/* y[F, chunk columns] (+)= a[F, C·k²] · cols[C·k², ncols]; y points at the chunk's first
+ * column of a [F, N·Ho·Wo] matrix (leading dimension ldy = N·Ho·Wo). */
 static void gemm_w_cols(float *y, int ldy, const float *a, const float *cols, int F, int CK, int ncols, float beta)
 {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, F, ncols, CK, 1.0f, a, CK, cols, ncols, beta, y, ldy);
 }
 
-/* dw[F, C·9] (+)= dy[F, chunk columns] · cols[C·9, nc·HW]ᵀ */
+/* dw[F, C·k²] (+)= dy[F, chunk columns] · cols[C·k², ncols]ᵀ */
 static void gemm_dy_colsT(float *dw, const float *dy, int ldy, const float *cols, int F, int CK, int ncols,
                           float beta)
 {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, F, CK, ncols, 1.0f, dy, ldy, cols, ncols, beta, dw, CK);
 }
 
-/* cols[C·9, nc·HW] (+)= w[F, C·9]ᵀ · dy[F, chunk columns] */
+/* cols[C·k², ncols] (+)= w[F, C·k²]ᵀ · dy[F, chunk columns] */
 static void gemm_wT_dy(float *cols, const float *w, const float *dy, int ldy, int F, int CK, int ncols, float beta)
 {
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, CK, ncols, F, 1.0f, w, CK, dy, ldy, beta, cols, ncols);
@@ -139,202 +195,204 @@ static void channel_sums(float *db, const float *dy, int F, size_t M)
     }
 }
 
-void mt_conv_forward(float *y, const float *x, const float *w, const float *b, int N, int C, int H, int W,
-                     int F, float *scratch)
+void mt_conv_forward(float *y, const float *x, const float *w, const float *b, int N, const mt_conv_geom *g,
+                     float *scratch)
 {
-    conv_check_shape(N, C, H, W, F);
-    const int HW = H * W, ldy = N * HW, CK = C * KSIZE, chunk = mt_conv_chunk_images(N, C, H, W);
-    fill_channels(y, b, F, (size_t)ldy);
+    conv_check(N, g);
+    const int HWo = g->Ho * g->Wo, ldy = N * HWo, CK = g->C * g->k * g->k, chunk = mt_conv_chunk_images(N, g);
+    fill_channels(y, b, g->F, (size_t)ldy);
     for (int n0 = 0; n0 < N; n0 += chunk) {
         const int nc = N - n0 < chunk ? N - n0 : chunk;
-        im2col(scratch, x, N, C, H, W, n0, nc);
-        gemm_w_cols(y + (size_t)n0 * HW, ldy, w, scratch, F, CK, nc * HW, 1.0f);
+        const float *cols = columns(scratch, x, N, g, n0, nc);
+        gemm_w_cols(y + (size_t)n0 * HWo, ldy, w, cols, g->F, CK, nc * HWo, 1.0f);
     }
 }
 
 void mt_conv_backward(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w, int N,
-                      int C, int H, int W, int F, float *scratch)
+                      const mt_conv_geom *g, float *scratch)
 {
-    conv_check_shape(N, C, H, W, F);
-    const int HW = H * W, ldy = N * HW, CK = C * KSIZE, chunk = mt_conv_chunk_images(N, C, H, W);
-    if (dx) memset(dx, 0, sizeof(float) * C * (size_t)ldy);
+    conv_check(N, g);
+    const int HWo = g->Ho * g->Wo, ldy = N * HWo, CK = g->C * g->k * g->k, chunk = mt_conv_chunk_images(N, g);
+    const int pointwise = is_pointwise(g);
+    if (dx && !pointwise) memset(dx, 0, sizeof(float) * g->C * (size_t)N * g->H * g->W);
     for (int n0 = 0; n0 < N; n0 += chunk) {
         const int nc = N - n0 < chunk ? N - n0 : chunk;
-        const float *dyc = dy + (size_t)n0 * HW;
+        const float *dyc = dy + (size_t)n0 * HWo;
         if (dw) {
-            im2col(scratch, x, N, C, H, W, n0, nc);
-            gemm_dy_colsT(dw, dyc, ldy, scratch, F, CK, nc * HW, n0 == 0 ? 0.0f : 1.0f);
+            const float *cols = columns(scratch, x, N, g, n0, nc);
+            gemm_dy_colsT(dw, dyc, ldy, cols, g->F, CK, nc * HWo, n0 == 0 ? 0.0f : 1.0f);
         }
-        if (dx) {
-            gemm_wT_dy(scratch, w, dyc, ldy, F, CK, nc * HW, 0.0f);
-            col2im_add(dx, scratch, N, C, H, W, n0, nc);
+        if (dx) { /* the 1×1 path writes dx directly: its columns are dx's own layout */
+            gemm_wT_dy(pointwise ? dx : scratch, w, dyc, ldy, g->F, CK, nc * HWo, 0.0f);
+            if (!pointwise) col2im_add(dx, scratch, N, g, n0, nc);
         }
     }
-    if (dw) channel_sums(db, dy, F, (size_t)ldy);
+    if (dw && db) channel_sums(db, dy, g->F, (size_t)ldy);
 }
 
 void mt_conv_rforward(float *ry, const float *x, const float *rx, const float *w, const float *vw,
-                      const float *vb, int N, int C, int H, int W, int F, float *scratch)
+                      const float *vb, int N, const mt_conv_geom *g, float *scratch)
 {
-    conv_check_shape(N, C, H, W, F);
-    const int HW = H * W, ldy = N * HW, CK = C * KSIZE, chunk = mt_conv_chunk_images(N, C, H, W);
-    fill_channels(ry, vb, F, (size_t)ldy);
+    conv_check(N, g);
+    const int HWo = g->Ho * g->Wo, ldy = N * HWo, CK = g->C * g->k * g->k, chunk = mt_conv_chunk_images(N, g);
+    fill_channels(ry, vb, g->F, (size_t)ldy);
     for (int n0 = 0; n0 < N; n0 += chunk) {
         const int nc = N - n0 < chunk ? N - n0 : chunk;
-        float *ryc = ry + (size_t)n0 * HW;
-        im2col(scratch, x, N, C, H, W, n0, nc);
-        gemm_w_cols(ryc, ldy, vw, scratch, F, CK, nc * HW, 1.0f);
-        if (rx) {
-            im2col(scratch, rx, N, C, H, W, n0, nc);
-            gemm_w_cols(ryc, ldy, w, scratch, F, CK, nc * HW, 1.0f);
-        }
+        float *ryc = ry + (size_t)n0 * HWo;
+        gemm_w_cols(ryc, ldy, vw, columns(scratch, x, N, g, n0, nc), g->F, CK, nc * HWo, 1.0f);
+        if (rx) gemm_w_cols(ryc, ldy, w, columns(scratch, rx, N, g, n0, nc), g->F, CK, nc * HWo, 1.0f);
     }
 }
 
 void mt_conv_rbackward(float *rdx, float *rdw, float *rdb, const float *dy, const float *rdy, const float *x,
-                       const float *rx, const float *w, const float *vw, int N, int C, int H, int W, int F,
+                       const float *rx, const float *w, const float *vw, int N, const mt_conv_geom *g,
                        float *scratch)
 {
-    conv_check_shape(N, C, H, W, F);
-    const int HW = H * W, ldy = N * HW, CK = C * KSIZE, chunk = mt_conv_chunk_images(N, C, H, W);
-    if (rdx) memset(rdx, 0, sizeof(float) * C * (size_t)ldy);
+    conv_check(N, g);
+    const int HWo = g->Ho * g->Wo, ldy = N * HWo, CK = g->C * g->k * g->k, chunk = mt_conv_chunk_images(N, g);
+    const int pointwise = is_pointwise(g);
+    if (rdx && !pointwise) memset(rdx, 0, sizeof(float) * g->C * (size_t)N * g->H * g->W);
     for (int n0 = 0; n0 < N; n0 += chunk) {
         const int nc = N - n0 < chunk ? N - n0 : chunk;
-        const float *dyc = dy + (size_t)n0 * HW, *rdyc = rdy + (size_t)n0 * HW;
-        im2col(scratch, x, N, C, H, W, n0, nc);
-        gemm_dy_colsT(rdw, rdyc, ldy, scratch, F, CK, nc * HW, n0 == 0 ? 0.0f : 1.0f);
-        if (rx) {
-            im2col(scratch, rx, N, C, H, W, n0, nc);
-            gemm_dy_colsT(rdw, dyc, ldy, scratch, F, CK, nc * HW, 1.0f);
-        }
+        const float *dyc = dy + (size_t)n0 * HWo, *rdyc = rdy + (size_t)n0 * HWo;
+        gemm_dy_colsT(rdw, rdyc, ldy, columns(scratch, x, N, g, n0, nc), g->F, CK, nc * HWo, n0 == 0 ? 0.0f : 1.0f);
+        if (rx) gemm_dy_colsT(rdw, dyc, ldy, columns(scratch, rx, N, g, n0, nc), g->F, CK, nc * HWo, 1.0f);
         if (rdx) {
-            gemm_wT_dy(scratch, w, rdyc, ldy, F, CK, nc * HW, 0.0f);
-            gemm_wT_dy(scratch, vw, dyc, ldy, F, CK, nc * HW, 1.0f);
-            col2im_add(rdx, scratch, N, C, H, W, n0, nc);
+            float *cols = pointwise ? rdx : scratch;
+            gemm_wT_dy(cols, w, rdyc, ldy, g->F, CK, nc * HWo, 0.0f);
+            gemm_wT_dy(cols, vw, dyc, ldy, g->F, CK, nc * HWo, 1.0f);
+            if (!pointwise) col2im_add(rdx, scratch, N, g, n0, nc);
         }
     }
-    channel_sums(rdb, rdy, F, (size_t)ldy);
+    if (rdb) channel_sums(rdb, rdy, g->F, (size_t)ldy);
 }
 
 /* ---- conv, reference ---------------------------------------------------------------- */
 
-/* Index of x[c, n, h, w] in CNHW, and of w[f, c, kh, kw] in OIHW. */
-#define AT_CNHW(c, n, h, w) ((((size_t)(c) * N + (n)) * H + (h)) * W + (w))
-#define AT_W(f, c, kh, kw) ((((size_t)(f) * C + (c)) * 3 + (kh)) * 3 + (kw))
+/* Index of x[c, n, h, w] in CNHW [C,N,H,W], of y[f, n, oh, ow] in [F,N,Ho,Wo], and of
+ * w[f, c, kh, kw] in OIHW (g and N in scope). */
+#define AT_X(c, n, h, w) ((((size_t)(c) * N + (n)) * g->H + (h)) * g->W + (w))
+#define AT_Y(f, n, h, w) ((((size_t)(f) * N + (n)) * g->Ho + (h)) * g->Wo + (w))
+#define AT_W(f, c, kh, kw) ((((size_t)(f) * g->C + (c)) * g->k + (kh)) * g->k + (kw))
 
-/* Σ_{c,kh,kw} k[f,c,kh,kw] · a[c, n, h+kh−1, w+kw−1] over the in-plane taps */
-static float ref_tap_sum(const float *a, const float *k, int f, int n, int h, int w, int N, int C, int H, int W)
+/* Σ_{c,kh,kw} k[f,c,kh,kw] · a[c, n, oh·s+kh−p, ow·s+kw−p] over the in-plane taps */
+static float ref_tap_sum(const float *a, const float *kern, int f, int n, int oh, int ow, int N,
+                         const mt_conv_geom *g)
 {
     float s = 0.0f;
-    for (int c = 0; c < C; c++)
-        for (int kh = 0; kh < 3; kh++)
-            for (int kw = 0; kw < 3; kw++) {
-                const int ih = h + kh - 1, iw = w + kw - 1;
-                if (ih >= 0 && ih < H && iw >= 0 && iw < W) s += k[AT_W(f, c, kh, kw)] * a[AT_CNHW(c, n, ih, iw)];
+    for (int c = 0; c < g->C; c++)
+        for (int kh = 0; kh < g->k; kh++)
+            for (int kw = 0; kw < g->k; kw++) {
+                const int ih = oh * g->stride + kh - g->pad, iw = ow * g->stride + kw - g->pad;
+                if (ih >= 0 && ih < g->H && iw >= 0 && iw < g->W) s += kern[AT_W(f, c, kh, kw)] * a[AT_X(c, n, ih, iw)];
             }
     return s;
 }
 
-/* Σ_{f,kh,kw} k[f,c,kh,kw] · g[f, n, h−kh+1, w−kw+1]: the transposed convolution at x[c,n,h,w] */
-static float ref_tap_sum_T(const float *g, const float *k, int c, int n, int h, int w, int N, int C, int H, int W,
-                           int F)
+/* Σ_{f,kh,kw} k[f,c,kh,kw] · gr[f, n, oh, ow] over the outputs whose window puts tap
+ * (kh, kw) on x[c,n,h,w] (oh·s = h+p−kh, ow·s = w+p−kw): the transposed convolution */
+static float ref_tap_sum_T(const float *gr, const float *kern, int c, int n, int h, int w, int N,
+                           const mt_conv_geom *g)
 {
     float s = 0.0f;
-    for (int f = 0; f < F; f++)
-        for (int kh = 0; kh < 3; kh++)
-            for (int kw = 0; kw < 3; kw++) {
-                const int oh = h - kh + 1, ow = w - kw + 1;
-                if (oh >= 0 && oh < H && ow >= 0 && ow < W) s += k[AT_W(f, c, kh, kw)] * g[AT_CNHW(f, n, oh, ow)];
+    for (int f = 0; f < g->F; f++)
+        for (int kh = 0; kh < g->k; kh++)
+            for (int kw = 0; kw < g->k; kw++) {
+                const int th = h + g->pad - kh, tw = w + g->pad - kw;
+                if (th < 0 || tw < 0 || th % g->stride || tw % g->stride) continue;
+                const int oh = th / g->stride, ow = tw / g->stride;
+                if (oh < g->Ho && ow < g->Wo) s += kern[AT_W(f, c, kh, kw)] * gr[AT_Y(f, n, oh, ow)];
             }
     return s;
 }
 
-/* Σ_{n,h,w} g[f,n,h,w] · a[c, n, h+kh−1, w+kw−1]: the correlation a weight gradient needs */
-static float ref_corr(const float *g, const float *a, int f, int c, int kh, int kw, int N, int H, int W)
+/* Σ_{n,oh,ow} gr[f,n,oh,ow] · a[c, n, oh·s+kh−p, ow·s+kw−p]: the correlation a weight
+ * gradient needs */
+static float ref_corr(const float *gr, const float *a, int f, int c, int kh, int kw, int N, const mt_conv_geom *g)
 {
     float s = 0.0f;
     for (int n = 0; n < N; n++)
-        for (int h = 0; h < H; h++)
-            for (int w = 0; w < W; w++) {
-                const int ih = h + kh - 1, iw = w + kw - 1;
-                if (ih >= 0 && ih < H && iw >= 0 && iw < W) s += g[AT_CNHW(f, n, h, w)] * a[AT_CNHW(c, n, ih, iw)];
+        for (int oh = 0; oh < g->Ho; oh++)
+            for (int ow = 0; ow < g->Wo; ow++) {
+                const int ih = oh * g->stride + kh - g->pad, iw = ow * g->stride + kw - g->pad;
+                if (ih >= 0 && ih < g->H && iw >= 0 && iw < g->W) s += gr[AT_Y(f, n, oh, ow)] * a[AT_X(c, n, ih, iw)];
             }
     return s;
 }
 
-/* Σ_{n,h,w} g[f,n,h,w] in double (the fast passes' db uses double too) */
-static float ref_channel_sum(const float *g, int f, int N, int H, int W)
+/* Σ_{n,oh,ow} gr[f,n,oh,ow] in double (the fast passes' db uses double too) */
+static float ref_channel_sum(const float *gr, int f, int N, const mt_conv_geom *g)
 {
+    const size_t M = (size_t)N * g->Ho * g->Wo;
     double s = 0.0;
-    for (size_t j = 0; j < (size_t)N * H * W; j++) s += g[(size_t)f * N * H * W + j];
+    for (size_t j = 0; j < M; j++) s += gr[(size_t)f * M + j];
     return (float)s;
 }
 
-void mt_conv_forward_ref(float *y, const float *x, const float *w, const float *b, int N, int C, int H, int W,
-                         int F)
+void mt_conv_forward_ref(float *y, const float *x, const float *w, const float *b, int N, const mt_conv_geom *g)
 {
-    for (int f = 0; f < F; f++)
+    for (int f = 0; f < g->F; f++)
         for (int n = 0; n < N; n++)
-            for (int h = 0; h < H; h++)
-                for (int ww = 0; ww < W; ww++)
-                    y[AT_CNHW(f, n, h, ww)] = (b ? b[f] : 0.0f) + ref_tap_sum(x, w, f, n, h, ww, N, C, H, W);
+            for (int oh = 0; oh < g->Ho; oh++)
+                for (int ow = 0; ow < g->Wo; ow++)
+                    y[AT_Y(f, n, oh, ow)] = (b ? b[f] : 0.0f) + ref_tap_sum(x, w, f, n, oh, ow, N, g);
 }
 
 void mt_conv_backward_ref(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,
-                          int N, int C, int H, int W, int F)
+                          int N, const mt_conv_geom *g)
 {
     if (dx)
-        for (int c = 0; c < C; c++)
+        for (int c = 0; c < g->C; c++)
             for (int n = 0; n < N; n++)
-                for (int h = 0; h < H; h++)
-                    for (int ww = 0; ww < W; ww++)
-                        dx[AT_CNHW(c, n, h, ww)] = ref_tap_sum_T(dy, w, c, n, h, ww, N, C, H, W, F);
+                for (int h = 0; h < g->H; h++)
+                    for (int ww = 0; ww < g->W; ww++) dx[AT_X(c, n, h, ww)] = ref_tap_sum_T(dy, w, c, n, h, ww, N, g);
     if (!dw) return;
-    for (int f = 0; f < F; f++) {
-        for (int c = 0; c < C; c++)
-            for (int kh = 0; kh < 3; kh++)
-                for (int kw = 0; kw < 3; kw++) dw[AT_W(f, c, kh, kw)] = ref_corr(dy, x, f, c, kh, kw, N, H, W);
-        db[f] = ref_channel_sum(dy, f, N, H, W);
+    for (int f = 0; f < g->F; f++) {
+        for (int c = 0; c < g->C; c++)
+            for (int kh = 0; kh < g->k; kh++)
+                for (int kw = 0; kw < g->k; kw++) dw[AT_W(f, c, kh, kw)] = ref_corr(dy, x, f, c, kh, kw, N, g);
+        if (db) db[f] = ref_channel_sum(dy, f, N, g);
     }
 }
 
 void mt_conv_rforward_ref(float *ry, const float *x, const float *rx, const float *w, const float *vw,
-                          const float *vb, int N, int C, int H, int W, int F)
+                          const float *vb, int N, const mt_conv_geom *g)
 {
-    for (int f = 0; f < F; f++)
+    for (int f = 0; f < g->F; f++)
         for (int n = 0; n < N; n++)
-            for (int h = 0; h < H; h++)
-                for (int ww = 0; ww < W; ww++) {
-                    float s = (vb ? vb[f] : 0.0f) + ref_tap_sum(x, vw, f, n, h, ww, N, C, H, W);
-                    if (rx) s += ref_tap_sum(rx, w, f, n, h, ww, N, C, H, W);
-                    ry[AT_CNHW(f, n, h, ww)] = s;
+            for (int oh = 0; oh < g->Ho; oh++)
+                for (int ow = 0; ow < g->Wo; ow++) {
+                    float s = (vb ? vb[f] : 0.0f) + ref_tap_sum(x, vw, f, n, oh, ow, N, g);
+                    if (rx) s += ref_tap_sum(rx, w, f, n, oh, ow, N, g);
+                    ry[AT_Y(f, n, oh, ow)] = s;
                 }
 }
 
 void mt_conv_rbackward_ref(float *rdx, float *rdw, float *rdb, const float *dy, const float *rdy,
-                           const float *x, const float *rx, const float *w, const float *vw, int N, int C, int H,
-                           int W, int F)
+                           const float *x, const float *rx, const float *w, const float *vw, int N,
+                           const mt_conv_geom *g)
 {
     if (rdx)
-        for (int c = 0; c < C; c++)
+        for (int c = 0; c < g->C; c++)
             for (int n = 0; n < N; n++)
-                for (int h = 0; h < H; h++)
-                    for (int ww = 0; ww < W; ww++)
-                        rdx[AT_CNHW(c, n, h, ww)] = ref_tap_sum_T(rdy, w, c, n, h, ww, N, C, H, W, F) +
-                                                    ref_tap_sum_T(dy, vw, c, n, h, ww, N, C, H, W, F);
-    for (int f = 0; f < F; f++) {
-        for (int c = 0; c < C; c++)
-            for (int kh = 0; kh < 3; kh++)
-                for (int kw = 0; kw < 3; kw++) {
-                    float s = ref_corr(rdy, x, f, c, kh, kw, N, H, W);
-                    if (rx) s += ref_corr(dy, rx, f, c, kh, kw, N, H, W);
+                for (int h = 0; h < g->H; h++)
+                    for (int ww = 0; ww < g->W; ww++)
+                        rdx[AT_X(c, n, h, ww)] =
+                            ref_tap_sum_T(rdy, w, c, n, h, ww, N, g) + ref_tap_sum_T(dy, vw, c, n, h, ww, N, g);
+    for (int f = 0; f < g->F; f++) {
+        for (int c = 0; c < g->C; c++)
+            for (int kh = 0; kh < g->k; kh++)
+                for (int kw = 0; kw < g->k; kw++) {
+                    float s = ref_corr(rdy, x, f, c, kh, kw, N, g);
+                    if (rx) s += ref_corr(dy, rx, f, c, kh, kw, N, g);
                     rdw[AT_W(f, c, kh, kw)] = s;
                 }
-        rdb[f] = ref_channel_sum(rdy, f, N, H, W);
+        if (rdb) rdb[f] = ref_channel_sum(rdy, f, N, g);
     }
 }
 
-#undef AT_CNHW
+#undef AT_X
+#undef AT_Y
 #undef AT_W
 
 /* ---- batchnorm, fast ---------------------------------------------------------------- */
@@ -642,6 +700,31 @@ void mt_flatten_backward(float *restrict dx, const float *restrict dy, int N, in
     for (int c = 0; c < C; c++)
         for (int n = 0; n < N; n++)
             memcpy(dx + ((size_t)c * N + n) * HW, dy + ((size_t)n * C + c) * HW, sizeof(float) * HW);
+}
+
+/* ---- global average pool ------------------------------------------------------------ */
+
+void mt_gap_forward(float *restrict y, const float *restrict x, int N, int C, int HW)
+{
+    assert(N > 0 && C > 0 && HW > 0);
+    for (int c = 0; c < C; c++)
+        for (int n = 0; n < N; n++) {
+            const float *plane = x + ((size_t)c * N + n) * HW;
+            double s = 0.0;
+            for (int i = 0; i < HW; i++) s += plane[i];
+            y[(size_t)n * C + c] = (float)(s / HW);
+        }
+}
+
+void mt_gap_backward(float *restrict dx, const float *restrict dy, int N, int C, int HW)
+{
+    assert(N > 0 && C > 0 && HW > 0);
+    for (int c = 0; c < C; c++)
+        for (int n = 0; n < N; n++) {
+            float *plane = dx + ((size_t)c * N + n) * HW;
+            const float v = dy[(size_t)n * C + c] / (float)HW;
+            for (int i = 0; i < HW; i++) plane[i] = v;
+        }
 }
 
 /* ---- softmax cross-entropy ---------------------------------------------------------- */

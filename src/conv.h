@@ -1,5 +1,6 @@
 /*
- * conv.h — the layers of the Conv4 few-shot model (conv 3×3, batchnorm, max-pool 2×2,
+ * conv.h — the image layers of the Conv4 and ResNet-12 few-shot models (conv2d with any
+ * square kernel, stride and zero padding; batchnorm; max-pool 2×2; global average pool;
  * flatten) and the softmax cross-entropy loss, with the same four passes as layers.h:
  *
  *   forward    y = f(x; w)
@@ -7,29 +8,32 @@
  *   rforward   Pearlmutter's R-operator on the forward pass, R(y) = d/dε f(x + ε·R(x); w + ε·v)
  *   rbackward  the R-operator on the backward pass: R(dL/dx), R(dL/dw)
  *
- * so a Hessian-vector product of the Conv4 loss is one pass of each, exact (no finite
- * differences). Linear and relu layers come from layers.h.
+ * so a Hessian-vector product of a loss built from them is one pass of each, exact (no
+ * finite differences). Linear, relu and leaky-relu layers come from layers.h.
  *
  * Layout. Activations of the conv-family layers are CNHW, [C][N][H][W], channel-major over
  * the whole batch: one channel's values over all images are contiguous, so batchnorm's
  * statistics run over M = N·H·W contiguous values and a conv layer is one GEMM over all
- * images (im2col). Weights are OIHW, w[F,C,3,3], as in PyTorch. flatten turns CNHW into
- * the row-major [N, C·H·W] matrix a linear layer takes, in PyTorch's per-image (c,h,w)
- * order, so weights load from and compare with PyTorch unchanged.
+ * images (im2col). Weights are OIHW, w[F,C,k,k], as in PyTorch. flatten and global average
+ * pool turn CNHW into the row-major [N, ·] matrix a linear layer takes, flatten in
+ * PyTorch's per-image (c,h,w) order, so weights load from and compare with PyTorch
+ * unchanged.
  *
  * Dimension letters used in shape comments:
  *   N  images in the batch          C  input channels        F  output channels (filters)
- *   H, W  height and width of the input planes (conv keeps them: stride 1, padding 1)
+ *   H, W  height and width of the input planes;  Ho, Wo  of a conv's output planes
+ *   k  conv kernel side (k×k taps)
  *   M  values per channel, N·H·W (batchnorm)
  *   P  planes, C·N (max-pool works plane by plane)
+ *   HW  values per plane, H·W (flatten, global average pool)
  *   K  classes (cross-entropy)
  * All arrays are float32 unless stated. Output pointers never alias inputs. As in layers.h,
  * a NULL gradient output means "not needed" and a NULL R-input means zero.
  *
  * Each fast kernel has a plain-loop *_ref twin with the same contract (conv, batchnorm,
- * cross-entropy; max-pool and flatten are plain loops already): the twins are the tests'
- * oracle and are never called in training. No function here allocates: the conv passes
- * take a scratch buffer sized by mt_conv_scratch_floats.
+ * cross-entropy; max-pool, global average pool and flatten are plain loops already): the
+ * twins are the tests' oracle and are never called in training. No function here
+ * allocates: the conv passes take a scratch buffer sized by mt_conv_scratch_floats.
  */
 #ifndef MT_CONV_H
 #define MT_CONV_H
@@ -37,56 +41,83 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* ---- conv2d 3×3, stride 1, zero padding 1 --------------------------------------------
- *   y[F,N,H,W] = w[F,C,3,3] ⋆ x[C,N,H,W] + b[F]
+/* ---- conv2d: k×k kernel, stride, zero padding, optional bias ---------------------------
+ *   y[F,N,Ho,Wo] = w[F,C,k,k] ⋆ x[C,N,H,W] + b[F],
+ *   y[f,n,oh,ow] = b[f] + Σ_{c,kh,kw} w[f,c,kh,kw] · x[c, n, oh·stride + kh − pad, ow·stride + kw − pad]
+ * with x zero outside its planes (PyTorch's Conv2d, dilation 1, groups 1). The shape of a
+ * layer is an mt_conv_geom, filled and validated once by mt_conv_geom_init.
  *
- * The fast passes unfold the input into columns (im2col, [C·9, n·H·W] for a chunk of n
+ * The fast passes unfold the input into columns (im2col, [C·k², n·Ho·Wo] for a chunk of n
  * images) and multiply with cblas_sgemm, writing a chunk's columns of y in place through
- * the leading dimension. Chunks bound the scratch memory on large images: a chunk holds as
- * many images as fit in 4Mi floats of columns (16 MiB), at least one and at most N.
- * Weight gradients are summed over the chunks in order, so their float rounding depends on
- * the chunk size (and on sgemm's blocking); nothing else does, and the results are
- * deterministic for a given shape and BLAS thread count. The scratch contents on entry are
- * ignored and on return unspecified. */
+ * the leading dimension; the backward passes multiply by wᵀ into the same column buffer
+ * and add it back onto the input pixels (col2im). Chunks bound the scratch memory on large
+ * images: a chunk holds as many images as fit in 4Mi floats of columns (16 MiB), at least
+ * one and at most N. Weight gradients are summed over the chunks in order, so their float
+ * rounding depends on the chunk size (and on sgemm's blocking); nothing else does, and the
+ * results are deterministic for a given shape and BLAS thread count.
+ *
+ * Fast path: a 1×1 kernel with stride 1 and no padding needs no im2col. x[C, N·H·W] is
+ * already its column matrix and y has x's planes, so each product is one sgemm over the
+ * whole batch straight between the caller's arrays (dx included), the chunk is all N
+ * images and the scratch needed is 0 floats (scratch may then be NULL).
+ *
+ * The scratch contents on entry are ignored and on return unspecified. Bias: b NULL means
+ * no bias (forward); db NULL skips the bias gradient even when dw is given; vb NULL is a
+ * zero bias direction; rdb NULL skips R(db). */
 
-/* Images per chunk for a batch of N images of C×H×W: min(N, max(1, 4Mi / (C·9·H·W))). */
-int mt_conv_chunk_images(int N, int C, int H, int W);
+typedef struct {
+    int C, H, W;           /* input planes of one image: C channels of H×W */
+    int F, k, stride, pad; /* F output channels, k×k kernel, stride, zero padding */
+    int Ho, Wo;            /* output planes: (H + 2·pad − k)/stride + 1, likewise W */
+} mt_conv_geom;
 
-/* Floats the scratch argument of every conv pass must hold for this shape (one chunk's
- * column buffer, C·9·H·W · mt_conv_chunk_images). Non-decreasing in N, so scratch sized for
- * the largest batch serves every smaller one. */
-size_t mt_conv_scratch_floats(int N, int C, int H, int W);
+/* Fills g; returns 0, or -1 (g zeroed) if a size is not positive, pad < 0, pad >= k, or
+ * the output is empty (k > H + 2·pad or k > W + 2·pad), or one image's H·W, Ho·Wo or C·k²
+ * exceeds INT_MAX (sgemm's dimensions are ints). */
+int mt_conv_geom_init(mt_conv_geom *g, int C, int H, int W, int F, int k, int stride, int pad);
 
-/* y[F,N,H,W] = w ⋆ x + b   (x[C,N,H,W], w[F,C,3,3], b[F]) */
-void mt_conv_forward(float *y, const float *x, const float *w, const float *b, int N, int C, int H, int W,
-                     int F, float *scratch);
+/* Images per chunk for a batch of N: min(N, max(1, 4Mi / (C·k²·Ho·Wo))); N on the 1×1
+ * fast path. */
+int mt_conv_chunk_images(int N, const mt_conv_geom *g);
+
+/* Floats the scratch argument of every conv pass must hold for this shape: one chunk's
+ * column buffer, C·k²·Ho·Wo · mt_conv_chunk_images, and 0 on the 1×1 fast path.
+ * Non-decreasing in N, so scratch sized for the largest batch serves every smaller one. */
+size_t mt_conv_scratch_floats(int N, const mt_conv_geom *g);
+
+/* y[F,N,Ho,Wo] = w ⋆ x + b   (x[C,N,H,W], w[F,C,k,k], b[F] or NULL) */
+void mt_conv_forward(float *y, const float *x, const float *w, const float *b, int N, const mt_conv_geom *g,
+                     float *scratch);
 
 /* dx[C,N,H,W] = wᵀ ⋆ dy (skipped when dx is NULL: the first layer);
- * dw[F,C,3,3] = Σ_{n,h,w} dy ⊗ x-window;  db[F] = Σ_{n,h,w} dy[f]  (both skipped when dw is
- * NULL, as in mt_linear_backward). dy[F,N,H,W]. */
+ * dw[F,C,k,k] = Σ_{n,oh,ow} dy ⊗ x-window;  db[F] = Σ_{n,oh,ow} dy[f]  (both skipped when
+ * dw is NULL, as in mt_linear_backward; db alone skipped when db is NULL).
+ * dy[F,N,Ho,Wo]. */
 void mt_conv_backward(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w, int N,
-                      int C, int H, int W, int F, float *scratch);
+                      const mt_conv_geom *g, float *scratch);
 
-/* ry[F,N,H,W] = vw ⋆ x + w ⋆ rx + vb   (rx[C,N,H,W] NULL: zero; vb[F] NULL: zero) */
+/* ry[F,N,Ho,Wo] = vw ⋆ x + w ⋆ rx + vb   (rx[C,N,H,W] NULL: zero; vb[F] NULL: zero) */
 void mt_conv_rforward(float *ry, const float *x, const float *rx, const float *w, const float *vw,
-                      const float *vb, int N, int C, int H, int W, int F, float *scratch);
+                      const float *vb, int N, const mt_conv_geom *g, float *scratch);
 
 /* rdx[C,N,H,W] = wᵀ ⋆ rdy + vwᵀ ⋆ dy (skipped when rdx is NULL);
- * rdw[F,C,3,3] = rdy ⊗ x + dy ⊗ rx (rx NULL: zero);  rdb[F] = Σ rdy.  dy, rdy [F,N,H,W]. */
+ * rdw[F,C,k,k] = rdy ⊗ x + dy ⊗ rx (rx NULL: zero);  rdb[F] = Σ rdy (skipped when rdb is
+ * NULL).  dy, rdy [F,N,Ho,Wo]. */
 void mt_conv_rbackward(float *rdx, float *rdw, float *rdb, const float *dy, const float *rdy, const float *x,
-                       const float *rx, const float *w, const float *vw, int N, int C, int H, int W, int F,
+                       const float *rx, const float *w, const float *vw, int N, const mt_conv_geom *g,
                        float *scratch);
 
-/* Direct 7-loop convolutions, no im2col, no scratch: the oracle. Same contracts. */
-void mt_conv_forward_ref(float *y, const float *x, const float *w, const float *b, int N, int C, int H, int W,
-                         int F);
+/* Direct loops over every output and tap straight from the definition above (the
+ * transposed convolution by solving oh·stride = h + pad − kh), no im2col, no chunks, no
+ * fast path, no scratch: the oracle. Same contracts. */
+void mt_conv_forward_ref(float *y, const float *x, const float *w, const float *b, int N, const mt_conv_geom *g);
 void mt_conv_backward_ref(float *dx, float *dw, float *db, const float *dy, const float *x, const float *w,
-                          int N, int C, int H, int W, int F);
+                          int N, const mt_conv_geom *g);
 void mt_conv_rforward_ref(float *ry, const float *x, const float *rx, const float *w, const float *vw,
-                          const float *vb, int N, int C, int H, int W, int F);
+                          const float *vb, int N, const mt_conv_geom *g);
 void mt_conv_rbackward_ref(float *rdx, float *rdw, float *rdb, const float *dy, const float *rdy,
-                           const float *x, const float *rx, const float *w, const float *vw, int N, int C, int H,
-                           int W, int F);
+                           const float *x, const float *rx, const float *w, const float *vw, int N,
+                           const mt_conv_geom *g);
 
 /* ---- batchnorm with batch statistics (training mode, as MAML uses it) ------------------
  * Per channel c over its M = N·H·W values:
@@ -156,6 +187,14 @@ void mt_maxpool_rbackward(float *rdx, const float *rdy, const int32_t *argmax, i
 
 void mt_flatten_forward(float *y, const float *x, int N, int C, int HW);
 void mt_flatten_backward(float *dx, const float *dy, int N, int C, int HW);
+
+/* ---- global average pool: CNHW [C,N,HW] → rows [N, C] ---------------------------------
+ * y[n, c] = (1/HW) Σ_i x[c, n, i], summed in double and rounded once; backward spreads
+ * dx[c, n, i] = dy[n, c] / HW over every position. Both are linear, so the R-passes are
+ * the same functions (rforward = mt_gap_forward on rx, rbackward = mt_gap_backward on rdy). */
+
+void mt_gap_forward(float *y, const float *x, int N, int C, int HW);
+void mt_gap_backward(float *dx, const float *dy, int N, int C, int HW);
 
 /* ---- softmax cross-entropy over K classes ---------------------------------------------
  * z[N,K] logits; labels[N] are class indices stored as floats (exactly 0 … K−1; the

@@ -169,6 +169,16 @@ void mt_model_tensor(const mt_model *m, int i, mt_tensor_info *out)
     assert(!"tensor index out of range");
 }
 
+/* The geometry of a conv layer: Conv4's 3×3, stride 1, padding 1. */
+static mt_conv_geom conv_geom(const mt_layer *L)
+{
+    mt_conv_geom g;
+    const int rc = mt_conv_geom_init(&g, L->in_c, L->in_h, L->in_w, L->out_c, 3, 1, 1);
+    assert(rc == 0);
+    (void)rc;
+    return g;
+}
+
 /* ---- workspace --------------------------------------------------------------------- */
 
 mt_workspace *mt_workspace_init(const mt_model *m, int max_rows)
@@ -182,7 +192,8 @@ mt_workspace *mt_workspace_init(const mt_model *m, int max_rows)
         total += 4 * (size_t)max_rows * L->out;
         if (L->kind == MT_LAYER_BN) total += 4 * (size_t)L->out_c;
         if (L->kind == MT_LAYER_CONV) {
-            size_t need = mt_conv_scratch_floats(max_rows, L->in_c, L->in_h, L->in_w);
+            const mt_conv_geom g = conv_geom(L);
+            size_t need = mt_conv_scratch_floats(max_rows, &g);
             if (need > scratch) scratch = need;
         }
     }
@@ -234,9 +245,11 @@ float mt_model_forward(const mt_model *m, mt_workspace *ws, const float *theta, 
         switch (L->kind) {
         case MT_LAYER_LINEAR: mt_linear_forward(out, in, W(L, theta), B(L, theta), N, L->in, L->out); break;
         case MT_LAYER_RELU: mt_relu_forward(out, in, N * L->out); break;
-        case MT_LAYER_CONV:
-            mt_conv_forward(out, in, W(L, theta), B(L, theta), N, L->in_c, L->in_h, L->in_w, L->out_c, ws->scratch);
+        case MT_LAYER_CONV: {
+            const mt_conv_geom g = conv_geom(L);
+            mt_conv_forward(out, in, W(L, theta), B(L, theta), N, &g, ws->scratch);
             break;
+        }
         case MT_LAYER_BN:
             mt_bn_forward(out, ws->stats[l], in, W(L, theta), B(L, theta), L->out_c, N * L->out_h * L->out_w);
             break;
@@ -264,11 +277,11 @@ void mt_model_backward(const mt_model *m, mt_workspace *ws, const float *theta, 
         switch (L->kind) {
         case MT_LAYER_LINEAR: mt_linear_backward(din, gw, gb, dout, in, W(L, theta), N, L->in, L->out); break;
         case MT_LAYER_RELU: assert(din); mt_relu_backward(din, dout, in, N * L->out); break;
-        case MT_LAYER_CONV:
-            if (gw || din)
-                mt_conv_backward(din, gw, gb, dout, in, W(L, theta), N, L->in_c, L->in_h, L->in_w, L->out_c,
-                                 ws->scratch);
+        case MT_LAYER_CONV: {
+            const mt_conv_geom g = conv_geom(L);
+            if (gw || din) mt_conv_backward(din, gw, gb, dout, in, W(L, theta), N, &g, ws->scratch);
             break;
+        }
         case MT_LAYER_BN:
             assert(din);
             mt_bn_backward(din, gw, gb, dout, in, ws->stats[l], W(L, theta), L->out_c, N * L->out_h * L->out_w);
@@ -292,10 +305,11 @@ void mt_model_rforward(const mt_model *m, mt_workspace *ws, const float *theta, 
             mt_linear_rforward(rout, in, rin, W(L, theta), W(L, v), B(L, v), N, L->in, L->out);
             break;
         case MT_LAYER_RELU: assert(rin); mt_relu_rforward(rout, rin, in, N * L->out); break;
-        case MT_LAYER_CONV:
-            mt_conv_rforward(rout, in, rin, W(L, theta), W(L, v), B(L, v), N, L->in_c, L->in_h, L->in_w, L->out_c,
-                             ws->scratch);
+        case MT_LAYER_CONV: {
+            const mt_conv_geom g = conv_geom(L);
+            mt_conv_rforward(rout, in, rin, W(L, theta), W(L, v), B(L, v), N, &g, ws->scratch);
             break;
+        }
         case MT_LAYER_BN:
             mt_bn_rforward(rout, ws->stats[l] + 2 * L->out_c, in, rin, ws->stats[l], W(L, theta), W(L, v), B(L, v),
                            L->out_c, N * L->out_h * L->out_w);
@@ -327,10 +341,12 @@ void mt_model_rbackward(const mt_model *m, mt_workspace *ws, const float *theta,
                                 L->out);
             break;
         case MT_LAYER_RELU: assert(rdin); mt_relu_rbackward(rdin, rdout, in, N * L->out); break;
-        case MT_LAYER_CONV:
-            mt_conv_rbackward(rdin, Wm(L, hv), Bm(L, hv), dout, rdout, in, rin, W(L, theta), W(L, v), N, L->in_c,
-                              L->in_h, L->in_w, L->out_c, ws->scratch);
+        case MT_LAYER_CONV: {
+            const mt_conv_geom g = conv_geom(L);
+            mt_conv_rbackward(rdin, Wm(L, hv), Bm(L, hv), dout, rdout, in, rin, W(L, theta), W(L, v), N, &g,
+                              ws->scratch);
             break;
+        }
         case MT_LAYER_BN:
             assert(rdin);
             mt_bn_rbackward(rdin, Wm(L, hv), Bm(L, hv), dout, rdout, in, rin, ws->stats[l], ws->stats[l] + 2 * L->out_c,

@@ -1,16 +1,25 @@
 /*
- * test_conv.c — the Conv4 layers of conv.h (conv 3×3, batchnorm, max-pool 2×2, flatten) and
- * the softmax cross-entropy, each pass against two oracles, and their composition:
+ * test_conv.c — the image layers of conv.h (conv2d with kernel, stride and padding,
+ * batchnorm, max-pool 2×2, global average pool, flatten) and the softmax cross-entropy,
+ * each pass against two oracles, and their composition:
  *
  *   1. fast = ref: every fast conv, batchnorm and cross-entropy pass against its *_ref twin,
- *      with the optional outputs (dx, rdx, dw, dγ) and R-inputs (rx, vb, vβ) NULL and not;
- *      conv on shapes with odd sizes, on the first Conv4 layer at Fashion-MNIST size
- *      (10 images 1×28×28 → 8 channels), and on one big enough to run in several chunks
- *      of images (6 × 16×84×84, chunks of 4 + 2) with a scratch buffer of exactly
- *      mt_conv_scratch_floats floats, poisoned with NaN before every call;
+ *      with the optional outputs (dx, rdx, dw, db, dγ) and R-inputs (rx, vb, vβ) NULL and
+ *      not; conv on 21 geometries (main lists them): Conv4's 3×3 stride 1 padding 1 on odd
+ *      sizes, at Fashion-MNIST size and on one big enough to run in several chunks of
+ *      images (6 × 16×84×84, chunks of 4 + 2); the 1×1 stride-1 fast path (given a NULL
+ *      scratch, so a use of it crashes); 3×3 s2 p1 and 1×1 s2 p0 on odd and even planes,
+ *      one of them multi-chunk (6 × 64×84×84); other kernels, strides and paddings,
+ *      including taps wholly in the padding; half of them without bias (b, db, vb, rdb
+ *      all NULL). The scratch buffer holds exactly mt_conv_scratch_floats floats,
+ *      poisoned with NaN before every call. mt_conv_geom_init's output sizes and
+ *      refusals are checked against PyTorch's formula;
  *   2. finite differences (FD): every backward pass against central differences of a scalar
  *      probe L = Σ c⊙y of its forward, every rforward against FD of forward along the
- *      direction, every rbackward against FD of backward along the direction;
+ *      direction, every rbackward against FD of backward along the direction (conv on 8
+ *      geometries, with and without bias); global average pool's forward against a
+ *      plain loop and its backward as the adjoint <dy, gap(x)> = <gap'(dy), x> and
+ *      against FD;
  *   3. a chain conv → bn → relu → maxpool → flatten → linear → xent: its gradient (composed
  *      backward passes) against FD of the loss, its Hessian-vector product (composed
  *      R-passes) against FD of the gradient, and the symmetry u·Hv = v·Hu.
@@ -24,8 +33,14 @@
  *                against direct loops); each result is within γ_n·Σ|terms| of the exact
  *                sum whatever the order (Higham §3.1), so they differ by at most
  *                2γ_n·Σ|terms|. Σ|terms| is the reference run on absolute values; the check
- *                prints max |fast − ref| / Σ|terms| against 2n·u. A wrong tap, a missing
- *                term or a misplaced chunk gives O(1).
+ *                prints max |fast − ref| / Σ|terms| against 2n·u, with n the most terms an
+ *                output can have (C·k² (+1 for a bias) per output, F·k² per input pixel of
+ *                dx, N·Ho·Wo per weight). A wrong tap, a missing term or a misplaced chunk
+ *                gives O(1).
+ *   gap          The forward sums in double and rounds once; the loop it is checked
+ *                against sums in long double in the other order: they differ by one float
+ *                rounding, ≤ 2u of the mean of |x| (tu_sum_tol(1)). The adjoint identity:
+ *                see check_gap.
  *   bn, xent fast = ref   The references work in double from the same float inputs (and the
  *                same float statistics), so they are the exact values up to one final
  *                rounding. The fast passes evaluate a short expression per element (≤ 12
@@ -36,7 +51,7 @@
  *                double sum). A wrong sign or a missing term gives ≳ 1e-2.
  *   FD           We check max|an − fd| / max|fd| against 1e-3 everywhere; the steps are
  *                chosen so that truncation and rounding both stay ≲ 2e-4:
- *                - conv is bilinear, maxpool and flatten linear (away from ties): no
+ *                - conv is bilinear, maxpool, gap and flatten linear (away from ties): no
  *                  truncation error at all. ε = 1e-2 as in test_layers.c; maxpool inputs
  *                  are at least 1e-2 apart and move by at most ε_pool = 1e-3, so no window
  *                  changes its maximum (checked). Rounding: a few u on outputs of size
@@ -136,14 +151,34 @@ static void free_all(float **bufs, size_t n)
 /* ---- conv: fast = ref ----------------------------------------------------------------- */
 
 typedef struct {
-    int N, C, H, W, F;
+    int N, C, H, W, F;   /* batch, input planes, output channels */
+    int k, stride, pad;  /* kernel, stride, padding */
+    int bias;            /* 0: every bias argument NULL (b, db, vb, rdb) */
 } conv_shape;
+
+static mt_conv_geom shape_geom(conv_shape s)
+{
+    mt_conv_geom g;
+    if (mt_conv_geom_init(&g, s.C, s.H, s.W, s.F, s.k, s.stride, s.pad) != 0) {
+        fprintf(stderr, "test_conv: bad conv shape in the test table\n");
+        exit(1);
+    }
+    return g;
+}
+
+static void shape_tag(char *tag, size_t len, conv_shape s)
+{
+    snprintf(tag, len, "conv %dx%dx%dx%d->%d k%d s%d p%d%s", s.N, s.C, s.H, s.W, s.F, s.k, s.stride, s.pad,
+             s.bias ? "" : " nobias");
+}
 
 static void check_conv_fast_vs_ref(conv_shape s, uint64_t seed)
 {
-    const int N = s.N, C = s.C, H = s.H, W = s.W, F = s.F;
-    const size_t M = (size_t)N * H * W, nx = (size_t)C * M, ny = (size_t)F * M, nw = (size_t)F * C * 9;
-    const size_t ns = mt_conv_scratch_floats(N, C, H, W);
+    const mt_conv_geom geom = shape_geom(s), *g = &geom;
+    const int N = s.N, C = s.C, F = s.F, KK = s.k * s.k;
+    const size_t M = (size_t)N * g->Ho * g->Wo, nx = (size_t)C * N * s.H * s.W, ny = (size_t)F * M,
+                 nw = (size_t)F * C * KK;
+    const size_t ns = mt_conv_scratch_floats(N, g);
     float *x = tu_vec(nx), *w = tu_vec(nw), *b = tu_vec(F), *dy = tu_vec(ny);
     float *rx = tu_vec(nx), *vw = tu_vec(nw), *vb = tu_vec(F), *rdy = tu_vec(ny);
     float *ax = tu_vec(nx), *aw = tu_vec(nw), *ab = tu_vec(F), *ady = tu_vec(ny);
@@ -152,9 +187,15 @@ static void check_conv_fast_vs_ref(conv_shape s, uint64_t seed)
     float *f_dx = tu_vec(nx), *r_dx = tu_vec(nx), *bnd_dx = tu_vec(nx);
     float *f_dw = tu_vec(nw), *r_dw = tu_vec(nw), *bnd_dw = tu_vec(nw);
     float *f_db = tu_vec(F), *r_db = tu_vec(F), *bnd_db = tu_vec(F);
-    float *scratch = tu_vec(ns);
-    char tag[48], label[128];
-    snprintf(tag, sizeof tag, "conv %dx%dx%dx%d->%d", N, C, H, W, F);
+    float *scratch_buf = tu_vec(ns);
+    /* the 1×1 fast path needs no scratch: it gets NULL, so a use would crash */
+    float *scratch = ns ? scratch_buf : NULL;
+    /* without bias every bias argument is NULL, and a bias output (db, rdb) compares as 0 */
+    const int nb = s.bias ? F : 0;
+    float *B = s.bias ? b : NULL, *VB = s.bias ? vb : NULL, *AB = s.bias ? ab : NULL, *AVB = s.bias ? avb : NULL;
+    float *FDB = s.bias ? f_db : NULL, *RDB = s.bias ? r_db : NULL, *BDB = s.bias ? bnd_db : NULL;
+    char tag[64], label[160];
+    shape_tag(tag, sizeof tag, s);
 
     tu_random(x, nx, -1, 1, seed, 1);
     tu_random(w, nw, -1, 1, seed, 2);
@@ -166,117 +207,136 @@ static void check_conv_fast_vs_ref(conv_shape s, uint64_t seed)
     tu_random(rdy, ny, -1, 1, seed, 8);
     tu_abs_copy(ax, x, nx), tu_abs_copy(aw, w, nw), tu_abs_copy(ab, b, F), tu_abs_copy(ady, dy, ny);
     tu_abs_copy(arx, rx, nx), tu_abs_copy(avw, vw, nw), tu_abs_copy(avb, vb, F), tu_abs_copy(ardy, rdy, ny);
-    const int chunk = mt_conv_chunk_images(N, C, H, W);
-    printf("     %s: %d image%s per chunk, %d chunk%s, scratch %zu floats\n", tag, chunk, chunk == 1 ? "" : "s",
-           (N + chunk - 1) / chunk, N > chunk ? "s" : "", ns);
+    const int chunk = mt_conv_chunk_images(N, g);
+    printf("     %s: out %dx%d, %d image%s per chunk, %d chunk%s, scratch %zu floats\n", tag, g->Ho, g->Wo, chunk,
+           chunk == 1 ? "" : "s", (N + chunk - 1) / chunk, N > chunk ? "s" : "", ns);
 
-    /* forward: C·9 + 1 terms per output */
-    tu_poison(f_y, ny), tu_poison(scratch, ns);
-    mt_conv_forward(f_y, x, w, b, N, C, H, W, F, scratch);
-    mt_conv_forward_ref(r_y, x, w, b, N, C, H, W, F);
-    mt_conv_forward_ref(bnd_y, ax, aw, ab, N, C, H, W, F);
+    /* Term counts: an output sums C·k² taps (+ bias); an input pixel receives at most F·k²
+     * (fewer with stride > 1, so F·k² bounds it); a weight tap and a bias sum over the
+     * N·Ho·Wo outputs. */
+    const size_t t_fwd = (size_t)C * KK + (s.bias ? 1 : 0), t_dx = (size_t)F * KK;
+
+    /* forward */
+    tu_poison(f_y, ny), tu_poison(scratch_buf, ns);
+    mt_conv_forward(f_y, x, w, B, N, g, scratch);
+    mt_conv_forward_ref(r_y, x, w, B, N, g);
+    mt_conv_forward_ref(bnd_y, ax, aw, AB, N, g);
     snprintf(label, sizeof label, "%s forward fast = ref", tag);
-    tu_check(label, tu_bounded_diff(f_y, r_y, bnd_y, ny), tu_sum_tol((size_t)C * 9 + 1));
+    tu_check(label, tu_bounded_diff(f_y, r_y, bnd_y, ny), tu_sum_tol(t_fwd));
 
-    /* backward: dx F·9 terms, dw and db N·H·W */
-    tu_poison(f_dx, nx), tu_poison(f_dw, nw), tu_poison(f_db, F), tu_poison(scratch, ns);
-    mt_conv_backward(f_dx, f_dw, f_db, dy, x, w, N, C, H, W, F, scratch);
-    mt_conv_backward_ref(r_dx, r_dw, r_db, dy, x, w, N, C, H, W, F);
-    mt_conv_backward_ref(bnd_dx, bnd_dw, bnd_db, ady, ax, aw, N, C, H, W, F);
+    /* backward */
+    tu_poison(f_dx, nx), tu_poison(f_dw, nw), tu_poison(f_db, F), tu_poison(scratch_buf, ns);
+    mt_conv_backward(f_dx, f_dw, FDB, dy, x, w, N, g, scratch);
+    mt_conv_backward_ref(r_dx, r_dw, RDB, dy, x, w, N, g);
+    mt_conv_backward_ref(bnd_dx, bnd_dw, BDB, ady, ax, aw, N, g);
     snprintf(label, sizeof label, "%s backward dx fast = ref", tag);
-    tu_check(label, tu_bounded_diff(f_dx, r_dx, bnd_dx, nx), tu_sum_tol((size_t)F * 9));
+    tu_check(label, tu_bounded_diff(f_dx, r_dx, bnd_dx, nx), tu_sum_tol(t_dx));
     snprintf(label, sizeof label, "%s backward dw fast = ref", tag);
     tu_check(label, tu_bounded_diff(f_dw, r_dw, bnd_dw, nw), tu_sum_tol(M));
-    snprintf(label, sizeof label, "%s backward db fast = ref", tag);
-    tu_check(label, tu_bounded_diff(f_db, r_db, bnd_db, F), tu_sum_tol(M));
+    if (s.bias) {
+        snprintf(label, sizeof label, "%s backward db fast = ref", tag);
+        tu_check(label, tu_bounded_diff(f_db, r_db, bnd_db, F), tu_sum_tol(M));
+    }
 
-    /* backward with dx NULL (the first layer): dw and db as before, bit for bit */
+    /* backward with dx NULL (the first layer): dw and db as before, bit for bit; and with
+     * db NULL as well: dw still as before */
     float *keep_dw = tu_vec(nw), *keep_db = tu_vec(F);
     memcpy(keep_dw, f_dw, nw * sizeof *f_dw), memcpy(keep_db, f_db, F * sizeof *f_db);
-    tu_poison(f_dw, nw), tu_poison(f_db, F), tu_poison(scratch, ns);
-    mt_conv_backward(NULL, f_dw, f_db, dy, x, w, N, C, H, W, F, scratch);
+    tu_poison(f_dw, nw), tu_poison(f_db, F), tu_poison(scratch_buf, ns);
+    mt_conv_backward(NULL, f_dw, FDB, dy, x, w, N, g, scratch);
     snprintf(label, sizeof label, "%s backward dx=NULL: same dw, db", tag);
-    tu_expect(all_equal(f_dw, keep_dw, nw) && all_equal(f_db, keep_db, F), label);
+    tu_expect(all_equal(f_dw, keep_dw, nw) && all_equal(f_db, keep_db, nb), label);
+    tu_poison(f_dw, nw), tu_poison(scratch_buf, ns);
+    mt_conv_backward(NULL, f_dw, NULL, dy, x, w, N, g, scratch);
+    snprintf(label, sizeof label, "%s backward dx=db=NULL: same dw", tag);
+    tu_expect(all_equal(f_dw, keep_dw, nw), label);
 
     /* backward with dw NULL: dx as before, db untouched */
     for (int f = 0; f < F; f++) f_db[f] = 12345.0f;
-    tu_poison(f_dx, nx), tu_poison(scratch, ns);
-    mt_conv_backward(f_dx, NULL, f_db, dy, x, w, N, C, H, W, F, scratch);
+    tu_poison(f_dx, nx), tu_poison(scratch_buf, ns);
+    mt_conv_backward(f_dx, NULL, f_db, dy, x, w, N, g, scratch);
     int untouched = 1;
     for (int f = 0; f < F; f++) untouched &= f_db[f] == 12345.0f;
     snprintf(label, sizeof label, "%s backward dw=NULL: dx = ref, db untouched", tag);
-    tu_expect(untouched && tu_bounded_diff(f_dx, r_dx, bnd_dx, nx) <= tu_sum_tol((size_t)F * 9), label);
+    tu_expect(untouched && tu_bounded_diff(f_dx, r_dx, bnd_dx, nx) <= tu_sum_tol(t_dx), label);
 
-    /* rforward: 2·C·9 + 1 terms */
-    tu_poison(f_y, ny), tu_poison(scratch, ns);
-    mt_conv_rforward(f_y, x, rx, w, vw, vb, N, C, H, W, F, scratch);
-    mt_conv_rforward_ref(r_y, x, rx, w, vw, vb, N, C, H, W, F);
-    mt_conv_rforward_ref(bnd_y, ax, arx, aw, avw, avb, N, C, H, W, F);
+    /* rforward: two sums of C·k² taps (+ the bias direction) */
+    tu_poison(f_y, ny), tu_poison(scratch_buf, ns);
+    mt_conv_rforward(f_y, x, rx, w, vw, VB, N, g, scratch);
+    mt_conv_rforward_ref(r_y, x, rx, w, vw, VB, N, g);
+    mt_conv_rforward_ref(bnd_y, ax, arx, aw, avw, AVB, N, g);
     snprintf(label, sizeof label, "%s rforward fast = ref", tag);
-    tu_check(label, tu_bounded_diff(f_y, r_y, bnd_y, ny), tu_sum_tol((size_t)2 * C * 9 + 1));
+    tu_check(label, tu_bounded_diff(f_y, r_y, bnd_y, ny), tu_sum_tol(2 * t_fwd));
 
     /* rforward with rx NULL and vb NULL (the first layer: the data does not move) */
-    tu_poison(f_y, ny), tu_poison(scratch, ns);
-    mt_conv_rforward(f_y, x, NULL, w, vw, NULL, N, C, H, W, F, scratch);
-    mt_conv_forward_ref(r_y, x, vw, NULL, N, C, H, W, F); /* = vw ⋆ x */
-    mt_conv_forward_ref(bnd_y, ax, avw, NULL, N, C, H, W, F);
+    tu_poison(f_y, ny), tu_poison(scratch_buf, ns);
+    mt_conv_rforward(f_y, x, NULL, w, vw, NULL, N, g, scratch);
+    mt_conv_forward_ref(r_y, x, vw, NULL, N, g); /* = vw ⋆ x */
+    mt_conv_forward_ref(bnd_y, ax, avw, NULL, N, g);
     snprintf(label, sizeof label, "%s rforward rx=vb=NULL = ref vw*x", tag);
-    tu_check(label, tu_bounded_diff(f_y, r_y, bnd_y, ny), tu_sum_tol((size_t)C * 9));
+    tu_check(label, tu_bounded_diff(f_y, r_y, bnd_y, ny), tu_sum_tol((size_t)C * KK));
     tu_poison(f_y, ny);
-    mt_conv_rforward_ref(f_y, x, NULL, w, vw, NULL, N, C, H, W, F);
+    mt_conv_rforward_ref(f_y, x, NULL, w, vw, NULL, N, g);
     snprintf(label, sizeof label, "%s rforward_ref rx=vb=NULL = ref vw*x", tag);
-    tu_check(label, tu_bounded_diff(f_y, r_y, bnd_y, ny), tu_sum_tol((size_t)C * 9));
+    tu_check(label, tu_bounded_diff(f_y, r_y, bnd_y, ny), tu_sum_tol((size_t)C * KK));
 
-    /* rbackward: rdx 2·F·9 terms, rdw 2·N·H·W, rdb N·H·W */
-    tu_poison(f_dx, nx), tu_poison(f_dw, nw), tu_poison(f_db, F), tu_poison(scratch, ns);
-    mt_conv_rbackward(f_dx, f_dw, f_db, dy, rdy, x, rx, w, vw, N, C, H, W, F, scratch);
-    mt_conv_rbackward_ref(r_dx, r_dw, r_db, dy, rdy, x, rx, w, vw, N, C, H, W, F);
-    mt_conv_rbackward_ref(bnd_dx, bnd_dw, bnd_db, ady, ardy, ax, arx, aw, avw, N, C, H, W, F);
+    /* rbackward: rdx 2·F·k² terms at most, rdw 2·N·Ho·Wo, rdb N·Ho·Wo */
+    tu_poison(f_dx, nx), tu_poison(f_dw, nw), tu_poison(f_db, F), tu_poison(scratch_buf, ns);
+    mt_conv_rbackward(f_dx, f_dw, FDB, dy, rdy, x, rx, w, vw, N, g, scratch);
+    mt_conv_rbackward_ref(r_dx, r_dw, RDB, dy, rdy, x, rx, w, vw, N, g);
+    mt_conv_rbackward_ref(bnd_dx, bnd_dw, BDB, ady, ardy, ax, arx, aw, avw, N, g);
     snprintf(label, sizeof label, "%s rbackward rdx fast = ref", tag);
-    tu_check(label, tu_bounded_diff(f_dx, r_dx, bnd_dx, nx), tu_sum_tol((size_t)2 * F * 9));
+    tu_check(label, tu_bounded_diff(f_dx, r_dx, bnd_dx, nx), tu_sum_tol(2 * t_dx));
     snprintf(label, sizeof label, "%s rbackward rdw fast = ref", tag);
     tu_check(label, tu_bounded_diff(f_dw, r_dw, bnd_dw, nw), tu_sum_tol(2 * M));
-    snprintf(label, sizeof label, "%s rbackward rdb fast = ref", tag);
-    tu_check(label, tu_bounded_diff(f_db, r_db, bnd_db, F), tu_sum_tol(M));
+    if (s.bias) {
+        snprintf(label, sizeof label, "%s rbackward rdb fast = ref", tag);
+        tu_check(label, tu_bounded_diff(f_db, r_db, bnd_db, F), tu_sum_tol(M));
+    }
 
     /* rbackward with rdx NULL and rx NULL (the first layer): rdw = rdy ⊗ x only, which is
      * the backward_ref's dw with dy := rdy */
-    tu_poison(f_dw, nw), tu_poison(f_db, F), tu_poison(scratch, ns);
-    mt_conv_rbackward(NULL, f_dw, f_db, dy, rdy, x, NULL, w, vw, N, C, H, W, F, scratch);
-    mt_conv_backward_ref(NULL, r_dw, r_db, rdy, x, w, N, C, H, W, F);
-    mt_conv_backward_ref(NULL, bnd_dw, bnd_db, ardy, ax, aw, N, C, H, W, F);
+    tu_poison(f_dw, nw), tu_poison(f_db, F), tu_poison(scratch_buf, ns);
+    mt_conv_rbackward(NULL, f_dw, FDB, dy, rdy, x, NULL, w, vw, N, g, scratch);
+    mt_conv_backward_ref(NULL, r_dw, RDB, rdy, x, w, N, g);
+    mt_conv_backward_ref(NULL, bnd_dw, BDB, ardy, ax, aw, N, g);
     snprintf(label, sizeof label, "%s rbackward rdx=rx=NULL: rdw, rdb", tag);
-    tu_check(label, fmax(tu_bounded_diff(f_dw, r_dw, bnd_dw, nw), tu_bounded_diff(f_db, r_db, bnd_db, F)), tu_sum_tol(M));
+    tu_check(label, fmax(tu_bounded_diff(f_dw, r_dw, bnd_dw, nw), tu_bounded_diff(f_db, r_db, bnd_db, nb)),
+             tu_sum_tol(M));
     tu_poison(f_dw, nw), tu_poison(f_db, F);
-    mt_conv_rbackward_ref(NULL, f_dw, f_db, dy, rdy, x, NULL, w, vw, N, C, H, W, F);
+    mt_conv_rbackward_ref(NULL, f_dw, FDB, dy, rdy, x, NULL, w, vw, N, g);
     snprintf(label, sizeof label, "%s rbackward_ref NULLs = ref backward on rdy", tag);
-    tu_check(label, fmax(tu_bounded_diff(f_dw, r_dw, bnd_dw, nw), tu_bounded_diff(f_db, r_db, bnd_db, F)), tu_sum_tol(M));
+    tu_check(label, fmax(tu_bounded_diff(f_dw, r_dw, bnd_dw, nw), tu_bounded_diff(f_db, r_db, bnd_db, nb)),
+             tu_sum_tol(M));
 
     FREE_ALL(x, w, b, dy, rx, vw, vb, rdy, ax, aw, ab, ady, arx, avw, avb, ardy, f_y, r_y, bnd_y, f_dx, r_dx,
-             bnd_dx, f_dw, r_dw, bnd_dw, f_db, r_db, bnd_db, scratch, keep_dw, keep_db);
+             bnd_dx, f_dw, r_dw, bnd_dw, f_db, r_db, bnd_db, scratch_buf, keep_dw, keep_db);
 }
 
 /* ---- conv: passes against finite differences ------------------------------------------ */
 
 typedef struct {
-    conv_shape s;
-    float *x, *w, *b, *y, *scratch;
-    const float *c; /* probe weights [F,N,H,W] */
+    const mt_conv_geom *g;
+    int N;
+    float *x, *w, *b, *y, *scratch; /* b NULL: no bias */
+    const float *c;                 /* probe weights [F,N,Ho,Wo] */
 } conv_ctx;
 
 static double conv_probe(void *p)
 {
     conv_ctx *k = p;
-    const conv_shape s = k->s;
-    mt_conv_forward(k->y, k->x, k->w, k->b, s.N, s.C, s.H, s.W, s.F, k->scratch);
-    return tu_probe(k->c, k->y, (size_t)s.F * s.N * s.H * s.W);
+    mt_conv_forward(k->y, k->x, k->w, k->b, k->N, k->g, k->scratch);
+    return tu_probe(k->c, k->y, (size_t)k->g->F * k->N * k->g->Ho * k->g->Wo);
 }
 
 static void check_conv_fd(conv_shape s, uint64_t seed)
 {
-    const int N = s.N, C = s.C, H = s.H, W = s.W, F = s.F;
-    const size_t M = (size_t)N * H * W, nx = (size_t)C * M, ny = (size_t)F * M, nw = (size_t)F * C * 9;
-    float *x = tu_vec(nx), *w = tu_vec(nw), *b = tu_vec(F), *c = tu_vec(ny), *y = tu_vec(ny), *scratch = tu_vec(mt_conv_scratch_floats(N, C, H, W));
+    const mt_conv_geom geom = shape_geom(s), *g = &geom;
+    const int N = s.N, C = s.C, F = s.F;
+    const size_t M = (size_t)N * g->Ho * g->Wo, nx = (size_t)C * N * s.H * s.W, ny = (size_t)F * M,
+                 nw = (size_t)F * C * s.k * s.k;
+    const size_t ns = mt_conv_scratch_floats(N, g);
+    float *x = tu_vec(nx), *w = tu_vec(nw), *b = tu_vec(F), *c = tu_vec(ny), *y = tu_vec(ny), *scratch_buf = tu_vec(ns);
     float *rx = tu_vec(nx), *vw = tu_vec(nw), *vb = tu_vec(F), *rdy = tu_vec(ny);
     float *xp = tu_vec(nx), *wp = tu_vec(nw), *bp = tu_vec(F), *dyp = tu_vec(ny);
     float *xm = tu_vec(nx), *wm = tu_vec(nw), *bm = tu_vec(F), *dym = tu_vec(ny);
@@ -284,8 +344,12 @@ static void check_conv_fd(conv_shape s, uint64_t seed)
     float *fd_x = tu_vec(nx), *fd_w = tu_vec(nw), *fd_b = tu_vec(F), *fd_y = tu_vec(ny);
     float *p_x = tu_vec(nx), *p_w = tu_vec(nw), *p_b = tu_vec(F), *p_y = tu_vec(ny);
     float *m_x = tu_vec(nx), *m_w = tu_vec(nw), *m_b = tu_vec(F), *m_y = tu_vec(ny);
-    char tag[48], label[128];
-    snprintf(tag, sizeof tag, "conv %dx%dx%dx%d->%d", N, C, H, W, F);
+    float *scratch = ns ? scratch_buf : NULL;
+    /* without bias: b, vb, db, rdb all NULL (and the moved biases too) */
+    float *B = s.bias ? b : NULL, *VB = s.bias ? vb : NULL, *BP = s.bias ? bp : NULL, *BM = s.bias ? bm : NULL;
+    float *ANB = s.bias ? an_b : NULL, *PB = s.bias ? p_b : NULL, *MB = s.bias ? m_b : NULL;
+    char tag[64], label[160];
+    shape_tag(tag, sizeof tag, s);
 
     tu_random(x, nx, -1, 1, seed, 11);
     tu_random(w, nw, -1, 1, seed, 12);
@@ -297,61 +361,167 @@ static void check_conv_fd(conv_shape s, uint64_t seed)
     tu_random(rdy, ny, -1, 1, seed, 18);
 
     /* backward(dy = c) is the gradient of the probe */
-    conv_ctx k = {s, x, w, b, y, scratch, c};
-    mt_conv_backward(an_x, an_w, an_b, c, x, w, N, C, H, W, F, scratch);
+    conv_ctx k = {g, N, x, w, B, y, scratch, c};
+    mt_conv_backward(an_x, an_w, ANB, c, x, w, N, g, scratch);
     fd_gradient(x, nx, EPS_FD, conv_probe, &k, fd_x);
     fd_gradient(w, nw, EPS_FD, conv_probe, &k, fd_w);
-    fd_gradient(b, F, EPS_FD, conv_probe, &k, fd_b);
     snprintf(label, sizeof label, "%s backward dx vs FD", tag);
     tu_check(label, tu_rel_diff(an_x, fd_x, nx), TOL_FD);
     snprintf(label, sizeof label, "%s backward dw vs FD", tag);
     tu_check(label, tu_rel_diff(an_w, fd_w, nw), TOL_FD);
-    snprintf(label, sizeof label, "%s backward db vs FD", tag);
-    tu_check(label, tu_rel_diff(an_b, fd_b, F), TOL_FD);
+    if (s.bias) {
+        fd_gradient(b, F, EPS_FD, conv_probe, &k, fd_b);
+        snprintf(label, sizeof label, "%s backward db vs FD", tag);
+        tu_check(label, tu_rel_diff(an_b, fd_b, F), TOL_FD);
+    }
 
     /* rforward: d/dε forward(x + ε·rx, w + ε·vw, b + ε·vb) */
     tu_moved(xp, x, EPS_FD, rx, nx), tu_moved(wp, w, EPS_FD, vw, nw), tu_moved(bp, b, EPS_FD, vb, F);
     tu_moved(xm, x, -EPS_FD, rx, nx), tu_moved(wm, w, -EPS_FD, vw, nw), tu_moved(bm, b, -EPS_FD, vb, F);
-    mt_conv_forward(p_y, xp, wp, bp, N, C, H, W, F, scratch);
-    mt_conv_forward(m_y, xm, wm, bm, N, C, H, W, F, scratch);
+    mt_conv_forward(p_y, xp, wp, BP, N, g, scratch);
+    mt_conv_forward(m_y, xm, wm, BM, N, g, scratch);
     tu_quotient(fd_y, p_y, m_y, EPS_FD, ny);
-    mt_conv_rforward(an_y, x, rx, w, vw, vb, N, C, H, W, F, scratch);
+    mt_conv_rforward(an_y, x, rx, w, vw, VB, N, g, scratch);
     snprintf(label, sizeof label, "%s rforward vs FD of forward", tag);
     tu_check(label, tu_rel_diff(an_y, fd_y, ny), TOL_FD);
 
     /* rx NULL: x stays put */
-    mt_conv_forward(p_y, x, wp, bp, N, C, H, W, F, scratch);
-    mt_conv_forward(m_y, x, wm, bm, N, C, H, W, F, scratch);
+    mt_conv_forward(p_y, x, wp, BP, N, g, scratch);
+    mt_conv_forward(m_y, x, wm, BM, N, g, scratch);
     tu_quotient(fd_y, p_y, m_y, EPS_FD, ny);
-    mt_conv_rforward(an_y, x, NULL, w, vw, vb, N, C, H, W, F, scratch);
+    mt_conv_rforward(an_y, x, NULL, w, vw, VB, N, g, scratch);
     snprintf(label, sizeof label, "%s rforward rx=NULL vs FD", tag);
     tu_check(label, tu_rel_diff(an_y, fd_y, ny), TOL_FD);
 
     /* rbackward: d/dε backward(dy + ε·rdy, x + ε·rx, w + ε·vw) */
     tu_moved(dyp, c, EPS_FD, rdy, ny), tu_moved(dym, c, -EPS_FD, rdy, ny);
-    mt_conv_backward(p_x, p_w, p_b, dyp, xp, wp, N, C, H, W, F, scratch);
-    mt_conv_backward(m_x, m_w, m_b, dym, xm, wm, N, C, H, W, F, scratch);
+    mt_conv_backward(p_x, p_w, PB, dyp, xp, wp, N, g, scratch);
+    mt_conv_backward(m_x, m_w, MB, dym, xm, wm, N, g, scratch);
     tu_quotient(fd_x, p_x, m_x, EPS_FD, nx);
     tu_quotient(fd_w, p_w, m_w, EPS_FD, nw);
-    tu_quotient(fd_b, p_b, m_b, EPS_FD, F);
-    mt_conv_rbackward(an_x, an_w, an_b, c, rdy, x, rx, w, vw, N, C, H, W, F, scratch);
+    tu_quotient(fd_b, p_b, m_b, EPS_FD, s.bias ? F : 0);
+    mt_conv_rbackward(an_x, an_w, ANB, c, rdy, x, rx, w, vw, N, g, scratch);
     snprintf(label, sizeof label, "%s rbackward rdx vs FD of backward", tag);
     tu_check(label, tu_rel_diff(an_x, fd_x, nx), TOL_FD);
     snprintf(label, sizeof label, "%s rbackward rdw vs FD of backward", tag);
     tu_check(label, tu_rel_diff(an_w, fd_w, nw), TOL_FD);
-    snprintf(label, sizeof label, "%s rbackward rdb vs FD of backward", tag);
-    tu_check(label, tu_rel_diff(an_b, fd_b, F), TOL_FD);
+    if (s.bias) {
+        snprintf(label, sizeof label, "%s rbackward rdb vs FD of backward", tag);
+        tu_check(label, tu_rel_diff(an_b, fd_b, F), TOL_FD);
+    }
 
     /* rx NULL (x fixed) and rdx NULL */
-    mt_conv_backward(NULL, p_w, p_b, dyp, x, wp, N, C, H, W, F, scratch);
-    mt_conv_backward(NULL, m_w, m_b, dym, x, wm, N, C, H, W, F, scratch);
+    mt_conv_backward(NULL, p_w, PB, dyp, x, wp, N, g, scratch);
+    mt_conv_backward(NULL, m_w, MB, dym, x, wm, N, g, scratch);
     tu_quotient(fd_w, p_w, m_w, EPS_FD, nw);
-    mt_conv_rbackward(NULL, an_w, an_b, c, rdy, x, NULL, w, vw, N, C, H, W, F, scratch);
+    mt_conv_rbackward(NULL, an_w, ANB, c, rdy, x, NULL, w, vw, N, g, scratch);
     snprintf(label, sizeof label, "%s rbackward rx=rdx=NULL rdw vs FD", tag);
     tu_check(label, tu_rel_diff(an_w, fd_w, nw), TOL_FD);
 
-    FREE_ALL(x, w, b, c, y, scratch, rx, vw, vb, rdy, xp, wp, bp, dyp, xm, wm, bm, dym, an_x, an_w, an_b, an_y,
+    FREE_ALL(x, w, b, c, y, scratch_buf, rx, vw, vb, rdy, xp, wp, bp, dyp, xm, wm, bm, dym, an_x, an_w, an_b, an_y,
              fd_x, fd_w, fd_b, fd_y, p_x, p_w, p_b, p_y, m_x, m_w, m_b, m_y);
+}
+
+/* ---- conv geometry -------------------------------------------------------------------- */
+
+/* mt_conv_geom_init against PyTorch's output size ⌊(H + 2p − k)/s⌋ + 1, and its refusals. */
+static void check_conv_geom(void)
+{
+    mt_conv_geom g;
+    int ok = mt_conv_geom_init(&g, 3, 7, 6, 5, 3, 2, 1) == 0 && g.Ho == 4 && g.Wo == 3 && g.C == 3 && g.H == 7 &&
+             g.W == 6 && g.F == 5 && g.k == 3 && g.stride == 2 && g.pad == 1;
+    ok &= mt_conv_geom_init(&g, 64, 84, 84, 64, 3, 1, 1) == 0 && g.Ho == 84 && g.Wo == 84;
+    ok &= mt_conv_geom_init(&g, 4, 84, 83, 8, 1, 2, 0) == 0 && g.Ho == 42 && g.Wo == 42;
+    ok &= mt_conv_geom_init(&g, 1, 5, 5, 1, 3, 1, 0) == 0 && g.Ho == 3 && g.Wo == 3;
+    ok &= mt_conv_geom_init(&g, 1, 1, 1, 1, 3, 3, 2) == 0 && g.Ho == 1 && g.Wo == 1;
+    tu_expect(ok, "conv geom: Ho, Wo = (H + 2p - k)/s + 1 (7x6 k3 s2 p1 -> 4x3; 84 k1 s2 -> 42; 5 k3 p0 -> 3)");
+    int bad = 1;
+    bad &= mt_conv_geom_init(&g, 0, 5, 5, 1, 3, 1, 1) == -1;  /* C = 0 */
+    bad &= mt_conv_geom_init(&g, 1, 5, 5, 0, 3, 1, 1) == -1;  /* F = 0 */
+    bad &= mt_conv_geom_init(&g, 1, 5, -1, 1, 3, 1, 1) == -1; /* W < 0 */
+    bad &= mt_conv_geom_init(&g, 1, 5, 5, 1, 0, 1, 0) == -1;  /* k = 0 */
+    bad &= mt_conv_geom_init(&g, 1, 5, 5, 1, 3, 0, 1) == -1;  /* stride 0 */
+    bad &= mt_conv_geom_init(&g, 1, 5, 5, 1, 3, 1, -1) == -1; /* pad < 0 */
+    bad &= mt_conv_geom_init(&g, 1, 5, 5, 1, 3, 1, 3) == -1;  /* pad = k */
+    bad &= mt_conv_geom_init(&g, 1, 5, 5, 1, 1, 1, 1) == -1;  /* pad = k (1×1) */
+    bad &= mt_conv_geom_init(&g, 1, 1, 5, 1, 3, 1, 0) == -1;  /* kernel taller than the plane */
+    bad &= mt_conv_geom_init(&g, 1, 5, 2, 1, 5, 2, 1) == -1;  /* kernel wider than the padded plane */
+    tu_expect(bad && g.Ho == 0 && g.k == 0, "conv geom: bad sizes, pad >= k, empty output -> -1 (g zeroed)");
+
+    /* the 1×1 fast path: one pass, no scratch; a strided 1×1 still goes through im2col */
+    mt_conv_geom_init(&g, 640, 5, 5, 640, 1, 1, 0);
+    tu_expect(mt_conv_chunk_images(75, &g) == 75 && mt_conv_scratch_floats(75, &g) == 0,
+              "conv 1x1 s1 p0: one chunk of all N images, 0 scratch floats");
+    mt_conv_geom_init(&g, 3, 8, 8, 4, 1, 2, 0);
+    tu_expect(mt_conv_scratch_floats(2, &g) == (size_t)3 * 4 * 4 * 2, "conv 1x1 s2: im2col scratch C*Ho*Wo*N");
+}
+
+/* ---- global average pool -------------------------------------------------------------- */
+
+typedef struct {
+    int N, C, HW;
+    float *x, *y;
+    const float *c; /* probe weights [N,C] */
+} gap_ctx;
+
+static double gap_probe(void *p)
+{
+    gap_ctx *k = p;
+    mt_gap_forward(k->y, k->x, k->N, k->C, k->HW);
+    return tu_probe(k->c, k->y, (size_t)k->N * k->C);
+}
+
+/* Forward against a plain loop (in long double, summing each plane backwards), backward as
+ * the adjoint of forward and against FD. */
+static void check_gap(int N, int C, int HW, uint64_t seed)
+{
+    const size_t nx = (size_t)C * N * HW, ny = (size_t)N * C;
+    float *x = tu_vec(nx), *y = tu_vec(ny), *ref = tu_vec(ny), *bnd = tu_vec(ny), *dy = tu_vec(ny), *dx = tu_vec(nx);
+    float *fd = tu_vec(nx);
+    char tag[48], label[128];
+    snprintf(tag, sizeof tag, "gap N=%d C=%d HW=%d", N, C, HW);
+    tu_random(x, nx, -1, 1, seed, 81);
+    tu_random(dy, ny, -1, 1, seed, 82);
+
+    tu_poison(y, ny);
+    mt_gap_forward(y, x, N, C, HW);
+    for (int n = 0; n < N; n++)
+        for (int c = 0; c < C; c++) {
+            long double s = 0, a = 0;
+            for (int i = HW - 1; i >= 0; i--) {
+                s += x[((size_t)c * N + n) * HW + i];
+                a += fabsf(x[((size_t)c * N + n) * HW + i]);
+            }
+            ref[(size_t)n * C + c] = (float)(s / HW);
+            bnd[(size_t)n * C + c] = (float)(a / HW);
+        }
+    snprintf(label, sizeof label, "%s forward = loop mean, y[n,c] of plane (c,n)", tag);
+    tu_check(label, tu_bounded_diff(y, ref, bnd, ny), tu_sum_tol(1));
+
+    /* <dy, gap(x)> = <gap_backward(dy), x>. Each y and each dx carries one float rounding
+     * (≤ u of Σ|x|/HW, of |dy|/HW), so the two sides differ by ≤ 2u·B, B = Σ|dy|·|x|/HW,
+     * plus double sums (~n·2^-53): tolerance 4u relative to B. */
+    tu_poison(dx, nx);
+    mt_gap_backward(dx, dy, N, C, HW);
+    double lhs = 0, rhs = 0, B = 0;
+    for (size_t j = 0; j < ny; j++) lhs += (double)dy[j] * y[j];
+    for (int c = 0; c < C; c++)
+        for (int n = 0; n < N; n++)
+            for (int i = 0; i < HW; i++) {
+                const size_t at = ((size_t)c * N + n) * HW + i;
+                rhs += (double)dx[at] * x[at];
+                B += fabs((double)dy[(size_t)n * C + c] * x[at]) / HW;
+            }
+    snprintf(label, sizeof label, "%s backward is the adjoint: |<dy,gap x> - <gap' dy,x>| / B", tag);
+    tu_check(label, fabs(lhs - rhs) / B, 4 * UNIT_ROUNDOFF);
+
+    /* backward(dy) against FD of the probe Σ dy⊙gap(x): linear, so exact up to rounding */
+    gap_ctx k = {N, C, HW, x, y, dy};
+    fd_gradient(x, nx, EPS_FD, gap_probe, &k, fd);
+    snprintf(label, sizeof label, "%s backward vs FD", tag);
+    tu_check(label, tu_rel_diff(dx, fd, nx), TOL_FD);
+
+    FREE_ALL(x, y, ref, bnd, dy, dx, fd);
 }
 
 /* ---- batchnorm ------------------------------------------------------------------------ */
@@ -827,6 +997,7 @@ typedef struct {
     float r1[CH_F * CH_M], rst[2 * CH_F], r2[CH_F * CH_M], r3[CH_F * CH_M], r4[CH_F * CH_M / 4], r5[CH_N * CH_D];
     float rz[CH_N * CH_K], rdz[CH_N * CH_K], rd5[CH_N * CH_D], rd4[CH_F * CH_M / 4], rd3[CH_F * CH_M];
     float rd2[CH_F * CH_M], rd1[CH_F * CH_M];
+    mt_conv_geom geom; /* the conv: 3×3, stride 1, padding 1 */
     float *scratch;
     float *theta;                                     /* where FD moves the parameters */
     unsigned char mask0[CH_F * CH_M];                 /* relu mask and argmax at the base */
@@ -837,7 +1008,7 @@ typedef struct {
 
 static float chain_forward(chain *ch, const float *th)
 {
-    mt_conv_forward(ch->a1, ch->x, th + O_W1, th + O_B1, CH_N, CH_C, CH_H, CH_W, CH_F, ch->scratch);
+    mt_conv_forward(ch->a1, ch->x, th + O_W1, th + O_B1, CH_N, &ch->geom, ch->scratch);
     mt_bn_forward(ch->a2, ch->st, ch->a1, th + O_G, th + O_BE, CH_F, CH_M);
     mt_relu_forward(ch->a3, ch->a2, CH_F * CH_M);
     mt_maxpool_forward(ch->a4, ch->am, ch->a3, CH_F * CH_N, CH_H, CH_W);
@@ -854,7 +1025,7 @@ static void chain_backward(chain *ch, const float *th, float *g)
     mt_maxpool_backward(ch->d3, ch->d4, ch->am, CH_F * CH_N, CH_H, CH_W);
     mt_relu_backward(ch->d2, ch->d3, ch->a2, CH_F * CH_M);
     mt_bn_backward(ch->d1, g + O_G, g + O_BE, ch->d2, ch->a1, ch->st, th + O_G, CH_F, CH_M);
-    mt_conv_backward(NULL, g + O_W1, g + O_B1, ch->d1, ch->x, th + O_W1, CH_N, CH_C, CH_H, CH_W, CH_F, ch->scratch);
+    mt_conv_backward(NULL, g + O_W1, g + O_B1, ch->d1, ch->x, th + O_W1, CH_N, &ch->geom, ch->scratch);
 }
 
 /* hv = H(θ)·v: forward, backward, then the R-passes in the same order */
@@ -862,7 +1033,7 @@ static void chain_hvp(chain *ch, const float *th, const float *v, float *g, floa
 {
     chain_forward(ch, th);
     chain_backward(ch, th, g);
-    mt_conv_rforward(ch->r1, ch->x, NULL, th + O_W1, v + O_W1, v + O_B1, CH_N, CH_C, CH_H, CH_W, CH_F, ch->scratch);
+    mt_conv_rforward(ch->r1, ch->x, NULL, th + O_W1, v + O_W1, v + O_B1, CH_N, &ch->geom, ch->scratch);
     mt_bn_rforward(ch->r2, ch->rst, ch->a1, ch->r1, ch->st, th + O_G, v + O_G, v + O_BE, CH_F, CH_M);
     mt_relu_rforward(ch->r3, ch->r2, ch->a2, CH_F * CH_M);
     mt_maxpool_rforward(ch->r4, ch->r3, ch->am, CH_F * CH_N, CH_H, CH_W);
@@ -876,8 +1047,8 @@ static void chain_hvp(chain *ch, const float *th, const float *v, float *g, floa
     mt_relu_rbackward(ch->rd2, ch->rd3, ch->a2, CH_F * CH_M);
     mt_bn_rbackward(ch->rd1, hv + O_G, hv + O_BE, ch->d2, ch->rd2, ch->a1, ch->r1, ch->st, ch->rst, th + O_G,
                     v + O_G, CH_F, CH_M);
-    mt_conv_rbackward(NULL, hv + O_W1, hv + O_B1, ch->d1, ch->rd1, ch->x, NULL, th + O_W1, v + O_W1, CH_N, CH_C,
-                      CH_H, CH_W, CH_F, ch->scratch);
+    mt_conv_rbackward(NULL, hv + O_W1, hv + O_B1, ch->d1, ch->rd1, ch->x, NULL, th + O_W1, v + O_W1, CH_N, &ch->geom,
+                      ch->scratch);
 }
 
 /* Records the relu mask and pool argmax of the last forward as the base point's, and how
@@ -945,7 +1116,8 @@ static void check_chain(uint64_t first)
     float *th = tu_vec(CH_P), *u = tu_vec(CH_P), *v = tu_vec(CH_P), *g = tu_vec(CH_P), *fd = tu_vec(CH_P);
     float *hv = tu_vec(CH_P), *hu = tu_vec(CH_P), *gp = tu_vec(CH_P), *gm = tu_vec(CH_P), *thp = tu_vec(CH_P), *thm = tu_vec(CH_P);
     char label[128];
-    ch->scratch = tu_vec(mt_conv_scratch_floats(CH_N, CH_C, CH_H, CH_W));
+    ch->geom = shape_geom((conv_shape){CH_N, CH_C, CH_H, CH_W, CH_F, 3, 1, 1, 1});
+    ch->scratch = tu_vec(mt_conv_scratch_floats(CH_N, &ch->geom));
     ch->theta = th;
 
     uint64_t seed = first;
@@ -1002,19 +1174,48 @@ static void check_chain(uint64_t first)
 
 int main(void)
 {
-    /* conv shapes: odd sizes; Conv4's first layer on a 10-image Fashion-MNIST batch; one
-     * image of 1×1 (every tap but the centre is padding); and 6 images of 16×84×84, whose
-     * columns (16·9·84·84 floats per image) run in chunks of 4 + 2 images. */
-    const conv_shape shapes[] = {{3, 2, 5, 4, 3}, {10, 1, 28, 28, 8}, {2, 3, 1, 1, 2}, {6, 16, 84, 84, 2}};
-    const conv_shape big = shapes[3];
-    const int chunk = mt_conv_chunk_images(big.N, big.C, big.H, big.W);
-    tu_expect(chunk > 1 && chunk < big.N && big.N % chunk != 0,
-              "conv 6x16x84x84 runs in several chunks, the last one partial");
-    tu_expect(mt_conv_chunk_images(5, 64, 256, 256) == 1 && mt_conv_chunk_images(3, 1, 4, 4) == 3,
+    /* conv shapes {N, C, H, W, F, k, stride, pad, bias}. Conv4's 3×3 s1 p1: odd sizes; its
+     * first layer on a 10-image Fashion-MNIST batch; one image of 1×1 (every tap but the
+     * centre is padding); 6 images of 16×84×84, whose columns (16·9·84·84 floats per image)
+     * run in chunks of 4 + 2 images. ResNet-12's 1×1 s1 p0 shortcut (the fast path, with
+     * and without bias). Strided: 3×3 s2 p1 and 1×1 s2 p0 on odd and even planes, and
+     * 6 × 64×84×84 at 3×3 s2 p1 (64·9·42·42 floats per image: chunks of 4 + 2). Other
+     * kernels: 5×5 p2, 3×3 p0 (valid), 5×5 p4 on a 1×2 plane (whole rows and columns of
+     * taps fall in the padding), 3×3 s3 p2, 7×7 s2 p3, 2×2 s2 (an even kernel). */
+    const conv_shape shapes[] = {
+        {3, 2, 5, 4, 3, 3, 1, 1, 1},    {10, 1, 28, 28, 8, 3, 1, 1, 1}, {2, 3, 1, 1, 2, 3, 1, 1, 1},
+        {6, 16, 84, 84, 2, 3, 1, 1, 1}, {3, 2, 5, 4, 3, 3, 1, 1, 0},    {2, 3, 1, 1, 2, 3, 1, 1, 0},
+        {3, 4, 5, 3, 6, 1, 1, 0, 1},    {2, 5, 7, 6, 3, 1, 1, 0, 0},    {75, 8, 5, 5, 16, 1, 1, 0, 0},
+        {3, 2, 7, 6, 3, 3, 2, 1, 1},    {2, 3, 8, 8, 4, 3, 2, 1, 0},    {2, 2, 1, 1, 3, 3, 2, 1, 0},
+        {3, 3, 7, 5, 2, 1, 2, 0, 1},    {2, 2, 6, 6, 3, 1, 2, 0, 0},    {6, 64, 84, 84, 2, 3, 2, 1, 0},
+        {2, 2, 6, 5, 3, 5, 1, 2, 1},    {2, 2, 5, 6, 2, 3, 1, 0, 0},    {2, 2, 1, 2, 3, 5, 1, 4, 1},
+        {2, 2, 7, 8, 2, 3, 3, 2, 0},    {2, 3, 11, 10, 4, 7, 2, 3, 0},  {2, 2, 5, 5, 3, 2, 2, 0, 1},
+    };
+    check_conv_geom();
+    for (int i = 0; i < 2; i++) {
+        const conv_shape big = shapes[i ? 14 : 3];
+        const mt_conv_geom bg = shape_geom(big);
+        const int chunk = mt_conv_chunk_images(big.N, &bg);
+        char label[96];
+        snprintf(label, sizeof label, "conv 6x%dx84x84 k3 s%d runs in several chunks, the last one partial", big.C,
+                 big.stride);
+        tu_expect(chunk > 1 && chunk < big.N && big.N % chunk != 0, label);
+    }
+    mt_conv_geom g_huge, g_tiny;
+    mt_conv_geom_init(&g_huge, 64, 256, 256, 8, 3, 1, 1), mt_conv_geom_init(&g_tiny, 1, 4, 4, 8, 3, 1, 1);
+    tu_expect(mt_conv_chunk_images(5, &g_huge) == 1 && mt_conv_chunk_images(3, &g_tiny) == 3,
               "conv chunks: at least one image, at most N");
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) check_conv_fast_vs_ref(shapes[i], 100 + i);
-    check_conv_fd((conv_shape){3, 2, 5, 4, 3}, 200);
-    check_conv_fd((conv_shape){2, 1, 3, 3, 2}, 201);
+    const conv_shape fd_shapes[] = {
+        {3, 2, 5, 4, 3, 3, 1, 1, 1}, {2, 1, 3, 3, 2, 3, 1, 1, 1}, {2, 3, 4, 3, 2, 1, 1, 0, 1},
+        {2, 3, 3, 4, 2, 1, 1, 0, 0}, {2, 2, 7, 6, 3, 3, 2, 1, 0}, {2, 2, 5, 5, 2, 3, 2, 1, 1},
+        {2, 2, 5, 5, 3, 1, 2, 0, 1}, {2, 2, 7, 8, 2, 5, 3, 2, 0},
+    };
+    for (size_t i = 0; i < sizeof fd_shapes / sizeof fd_shapes[0]; i++) check_conv_fd(fd_shapes[i], 200 + i);
+
+    check_gap(3, 4, 25, 800);
+    check_gap(2, 5, 1, 801); /* 1×1 planes: the pool is the identity permutation to rows */
+    check_gap(1, 3, 7, 802);
 
     check_bn_fast_vs_ref(3, 7, 300);
     check_bn_fast_vs_ref(4, 144, 301);
