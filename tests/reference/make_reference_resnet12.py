@@ -26,12 +26,16 @@ theta_2), every leaky-ReLU input is at least MARGIN = 1e-4 from 0 and every
 max-pool window's winner at least 1e-4 above the runner-up. Unlike ReLU,
 leaky ReLU passes gradient on both sides, so every unit and every pool
 window counts (there are no dead windows to skip). Float32 errors of these
-activations are ~1e-7 at theta_0 and up to ~4e-5 after two inner steps
-(--check measures them: every margin is >= 30x its own float32 error).
+activations are ~1e-7 at theta_0 and up to ~2e-5 after two inner steps
+(--check measures them: every margin is >= 24x its own float32 error).
 
-The inner learning rate is 0.1, not Conv4's 0.4: the support Hessian here
-has |H v| / |v| ~ 26 and with 0.4 the inner steps overshoot (the query loss
-rises at every step); with 0.1 the K=2 query loss falls below its start.
+The inner learning rate is 0.05, not Conv4's 0.4: the support Hessian here
+has |H v| / |v| ~ 26, and the larger the step the more the float32 error of
+the inner steps is amplified in the meta-gradients. PyTorch run in float32 on
+the stored inputs differs from the stored values by at most 4e-6 (normwise,
+fomaml_k2_grad; 3e-6 for maml_k1/k2_grad and the HVP, 1.4e-6 for the
+gradient) at 0.05, against 2e-5 for maml_k2_grad at 0.1, more than the C
+test's 1e-5.
 
 Model (ResNet-12, as in MetaOptNet / the MAML-family papers, here with small
 widths), images [N, C, H, W] = uint8 / 255:
@@ -73,7 +77,7 @@ Records, in order:
         images are copies shifted by up to 2 pixels plus noise (sd 0.06),
         clipped to [0, 1] and rounded to k / 255. The query images stay exact
         multiples of 1/255; the support images are then moved by at most
-        ~1.3e-4 per pixel by widen_margins (so they are near, not on, k / 255).
+        ~1.4e-4 per pixel by widen_margins (so they are near, not on, k / 255).
     loss_support [1], grad_support [P], hvp_support [P],
     loss_query [1], acc_query [1] (fraction of query images classified correctly at theta)
     for K in (1, 2):
@@ -108,7 +112,7 @@ WIDTHS = (4, 5, 6, 8)
 WAYS = 5
 SHOTS, QUERY = 1, 2
 N_SUPPORT, N_QUERY = WAYS * SHOTS, WAYS * QUERY
-INNER_LR = 0.1
+INNER_LR = 0.05
 KS = (1, 2)
 BN_EPS = 1e-5
 SLOPE = 0.1
