@@ -17,6 +17,12 @@
  * with tests/reference/conv4_fewshot.bin (tests/reference/make_reference_conv4.py): loss,
  * accuracy, gradient, HVP, and the MAML and FOMAML meta-gradients for K = 1 and K = 2.
  *
+ * And for ResNet-12 (four stages of three conv-batchnorm-leaky-ReLU blocks with a 1×1 conv +
+ * batchnorm shortcut, residual add, max-pool; global average pool, linear head) with
+ * tests/reference/resnet12_fewshot.bin (tests/reference/make_reference_resnet12.py): widths
+ * 4,5,6,8 on 28×28 images, the same quantities and tolerances as Conv4 (PyTorch in float32
+ * differs from this fixture by at most 4e-6, make_reference_resnet12.py).
+ *
  * mt_adam_step is checked against torch.optim.Adam (tests/reference/adam_steps.bin, written by
  * tests/reference/make_adam_fixture.py): 37 parameters, 20 steps of fixed gradients (zeros,
  * 1e-20, 1e4, sign changes, random magnitudes 1e-3..1e3) under five configurations (the
@@ -52,6 +58,7 @@
 
 #define FIXTURE_NAME "mlp_sinusoid.bin"
 #define CONV4_FIXTURE_NAME "conv4_fewshot.bin"
+#define RESNET12_FIXTURE_NAME "resnet12_fewshot.bin"
 #define ADAM_FIXTURE_NAME "adam_steps.bin"
 #define NAME_LEN 32     /* bytes of a record's name field */
 #define HEADER_LEN 36   /* name + int32 count */
@@ -78,9 +85,10 @@ typedef struct {
 /* Prints "test_reference: <path>: <problem>" with a hint, and exits 1. */
 static _Noreturn void bad_fixture(const char *path, const char *problem)
 {
-    const char *script = strstr(path, CONV4_FIXTURE_NAME) ? "make_reference_conv4.py"
-                         : strstr(path, ADAM_FIXTURE_NAME) ? "make_adam_fixture.py"
-                                                           : "make_reference.py";
+    const char *script = strstr(path, CONV4_FIXTURE_NAME)      ? "make_reference_conv4.py"
+                         : strstr(path, RESNET12_FIXTURE_NAME) ? "make_reference_resnet12.py"
+                         : strstr(path, ADAM_FIXTURE_NAME)     ? "make_adam_fixture.py"
+                                                               : "make_reference.py";
     fprintf(stderr,
             "test_reference: %s: %s\n"
             "  (regenerate with: /usr/bin/python3 tests/reference/%s %s)\n",
@@ -369,6 +377,76 @@ static void check_conv4(const char *path)
     fixture_free(&f);
 }
 
+/* ResNet-12: the same checks as Conv4, on the model built by mt_model_resnet12. */
+static void check_resnet12(const char *path)
+{
+    fixture f;
+    fixture_read(&f, path);
+    printf("fixture %s: %d records\n", path, f.n);
+    const float *config = fixture_get(&f, "config", 11);
+    const int C = config_int(&f, config, 0, "C"), H = config_int(&f, config, 1, "H");
+    const int W = config_int(&f, config, 2, "W");
+    int widths[4];
+    for (int s = 0; s < 4; s++) widths[s] = config_int(&f, config, 3 + s, "width");
+    const int ways = config_int(&f, config, 7, "ways");
+    const int ns = config_int(&f, config, 8, "n_support"), nq = config_int(&f, config, 9, "n_query");
+    const float inner_lr = config[10];
+    if (!(inner_lr > 0.0f && inner_lr < 10.0f)) bad_fixture(path, "config[10] (inner_lr) is not in (0, 10)");
+
+    mt_model m;
+    if (mt_model_resnet12(&m, C, H, W, widths, ways) != 0) bad_fixture(path, "config does not describe a ResNet-12");
+    const size_t P = m.n_params;
+    printf("model resnet12 %dx%dx%d, widths %d,%d,%d,%d, %d ways, P=%zu; %d support, %d query images; inner_lr %g\n",
+           C, H, W, widths[0], widths[1], widths[2], widths[3], ways, P, ns, nq, inner_lr);
+
+    const float *theta = fixture_get(&f, "theta", P), *v = fixture_get(&f, "v", P);
+    float *xs = to_cnhw(fixture_get(&f, "x_support", (size_t)ns * C * H * W), ns, C, H * W);
+    float *xq = to_cnhw(fixture_get(&f, "x_query", (size_t)nq * C * H * W), nq, C, H * W);
+    mt_task task = {.xs = xs,
+                    .ys = fixture_get(&f, "y_support", (size_t)ns),
+                    .xq = xq,
+                    .yq = fixture_get(&f, "y_query", (size_t)nq),
+                    .n_support = ns,
+                    .n_query = nq};
+    const int max_rows = ns > nq ? ns : nq;
+    mt_workspace *ws = mt_workspace_init(&m, max_rows);
+    float *g = mt_malloc(P * sizeof *g), *hv = mt_malloc(P * sizeof *hv);
+
+    const float loss_s = mt_model_loss_grad(&m, ws, theta, task.xs, task.ys, ns, g);
+    compare_loss("resnet12 support loss at theta", loss_s, *fixture_get(&f, "loss_support", 1));
+    compare("resnet12 support gradient at theta", g, fixture_get(&f, "grad_support", P), P, TOL_REF);
+    mt_model_hvp(&m, ws, theta, task.xs, task.ys, ns, v, hv);
+    compare("resnet12 support HVP at theta, H v", hv, fixture_get(&f, "hvp_support", P), P, TOL_REF);
+    const float loss_q = mt_model_forward(&m, ws, theta, task.xq, task.yq, nq);
+    compare_loss("resnet12 query loss at theta", loss_q, *fixture_get(&f, "loss_query", 1));
+    const float acc = (float)mt_model_correct(&m, ws, task.yq, nq) / (float)nq;
+    tu_check("resnet12 query accuracy at theta", fabsf(acc - *fixture_get(&f, "acc_query", 1)), 0.0);
+
+    mt_meta *mm = mt_meta_init(&m, 2, max_rows);
+    for (int K = 1; K <= 2; K++) {
+        char name[NAME_LEN], label[96];
+        mt_task_losses losses;
+        mt_meta_task_grad(mm, MT_ALGO_MAML, theta, inner_lr, K, &task, g, &losses);
+        snprintf(name, sizeof name, "maml_k%d_loss", K);
+        snprintf(label, sizeof label, "resnet12 K=%d query loss after adaptation", K);
+        compare_loss(label, losses.post, *fixture_get(&f, name, 1));
+        snprintf(name, sizeof name, "maml_k%d_grad", K);
+        snprintf(label, sizeof label, "resnet12 K=%d MAML meta-gradient", K);
+        compare(label, g, fixture_get(&f, name, P), P, TOL_REF);
+        mt_meta_task_grad(mm, MT_ALGO_FOMAML, theta, inner_lr, K, &task, g, NULL);
+        snprintf(name, sizeof name, "fomaml_k%d_grad", K);
+        snprintf(label, sizeof label, "resnet12 K=%d FOMAML meta-gradient", K);
+        compare(label, g, fixture_get(&f, name, P), P, TOL_REF);
+    }
+    mt_meta_free(mm);
+    mt_workspace_free(ws);
+    free(xs);
+    free(xq);
+    free(g);
+    free(hv);
+    fixture_free(&f);
+}
+
 /* ---- Adam against torch.optim.Adam -------------------------------------------------- */
 
 /* One configuration's reference trajectory: θ, m, v after every step, [steps × n] each. */
@@ -497,6 +575,8 @@ int main(int argc, char **argv)
     check_mlp(path);
     snprintf(path, sizeof path, "%s/%s", dir, CONV4_FIXTURE_NAME);
     check_conv4(path);
+    snprintf(path, sizeof path, "%s/%s", dir, RESNET12_FIXTURE_NAME);
+    check_resnet12(path);
     snprintf(path, sizeof path, "%s/%s", dir, ADAM_FIXTURE_NAME);
     check_adam(path);
     return tu_finish();
