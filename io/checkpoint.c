@@ -128,7 +128,7 @@ static uint32_t written_meta_crc32(const mt_checkpoint *ck, const mt_model *m)
     mt_checkpoint w = *ck;
     w.version = MT_CKPT_VERSION;
     snprintf(w.program_version, sizeof w.program_version, "%s", MT_VERSION);
-    w.input_shape[0] = m->layer[0].in_c, w.input_shape[1] = m->layer[0].in_h, w.input_shape[2] = m->layer[0].in_w;
+    w.input_shape[0] = m->in_c, w.input_shape[1] = m->in_h, w.input_shape[2] = m->in_w;
     w.n_tensors = mt_model_tensor_count(m);
     for (int i = 0; i < w.n_tensors; i++) mt_model_tensor(m, i, &tensors[i]);
     w.tensors = tensors;
@@ -304,7 +304,7 @@ static int create_layout(const char *partial, const mt_model *m, const mt_checkp
              mt_h5_attr_write_str(file, "config", ck->config ? ck->config : "") == 0 &&
              mt_h5_attr_write_str(file, "dataset", ck->dataset[0] ? ck->dataset : "none") == 0 &&
              mt_h5_attr_write_i64s(file, "input_shape",
-                                   (int64_t[3]){m->layer[0].in_c, m->layer[0].in_h, m->layer[0].in_w}, 3) == 0 &&
+                                   (int64_t[3]){m->in_c, m->in_h, m->in_w}, 3) == 0 &&
              mt_h5_attr_write_u64(file, "meta_crc32", written_meta_crc32(ck, m)) == 0 &&
              create_vector(file, "params", P, crc[0], &addr[0]) == 0 &&
              (!optim || (create_vector(file, "optim/m", P, crc[1], &addr[1]) == 0 &&
@@ -869,11 +869,10 @@ int mt_checkpoint_match_model(const mt_checkpoint *ck, const mt_model *m, char *
             return -1;
         }
     }
-    const mt_layer *in = &m->layer[0];
     if (ck->input_shape[0] > 0 &&
-        (ck->input_shape[0] != in->in_c || ck->input_shape[1] != in->in_h || ck->input_shape[2] != in->in_w)) {
+        (ck->input_shape[0] != m->in_c || ck->input_shape[1] != m->in_h || ck->input_shape[2] != m->in_w)) {
         snprintf(err, errlen, "checkpoint was trained on inputs of %dx%dx%d (CxHxW), the model takes %dx%dx%d",
-                 ck->input_shape[0], ck->input_shape[1], ck->input_shape[2], in->in_c, in->in_h, in->in_w);
+                 ck->input_shape[0], ck->input_shape[1], ck->input_shape[2], m->in_c, m->in_h, m->in_w);
         return -1;
     }
     return 0;

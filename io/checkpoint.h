@@ -51,7 +51,7 @@
 #define MT_CKPT_MAX_PARAMS 2147483647L /* INT_MAX: what one MPI call can move */
 #define MT_CKPT_MAX_STEP 4294967295L   /* the largest run.iterations */
 #define MT_CKPT_MAX_WORLD 16777216     /* ranks */
-#define MT_CKPT_MAX_TENSORS (2 * MT_MAX_LAYERS)
+#define MT_CKPT_MAX_TENSORS (2 * MT_MAX_OPS)
 #define MT_CKPT_MAX_CONFIG (16L << 20) /* bytes of config text */
 
 typedef struct {

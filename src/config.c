@@ -13,7 +13,7 @@
 #include "common.h"
 #include "tasks.h"
 
-typedef enum { KEY_STRING, KEY_CHOICE, KEY_INT, KEY_LONG, KEY_U64, KEY_FLOAT } key_type;
+typedef enum { KEY_STRING, KEY_CHOICE, KEY_INT, KEY_LONG, KEY_U64, KEY_FLOAT, KEY_WIDTHS } key_type;
 
 /* Bounds and value flags of a key. */
 enum {
@@ -24,7 +24,7 @@ enum {
 
 /* Which configurations a key applies to; a key that does not apply must keep its default
  * (mt_config_check) and cannot be given with --set (mt_config_check_set). */
-typedef enum { FOR_ALL, FOR_SINUSOID, FOR_FEWSHOT, FOR_MLP, FOR_CONV4 } key_scope;
+typedef enum { FOR_ALL, FOR_SINUSOID, FOR_FEWSHOT, FOR_MLP, FOR_CONV4, FOR_RESNET12 } key_scope;
 
 typedef struct {
     const char *section, *name;
@@ -86,11 +86,14 @@ static const key_spec keys[] = {
      "sinusoid: inputs x ~ U[x_min, x_max]"},
     {"task", "x_max", KEY_FLOAT, FIELD(x_max), -MAX_SINE, MAX_SINE, 0, NULL, FOR_SINUSOID,
      "sinusoid: the largest input (above x_min)"},
-    {"model", "arch", KEY_CHOICE, FIELD(arch), 0, 0, 0, "mlp|conv4", FOR_ALL,
-     "mlp (sinusoid; layers fc1, fc2, head) | conv4 (fewshot; conv1-4, bn1-4, head)"},
+    {"model", "arch", KEY_CHOICE, FIELD(arch), 0, 0, 0, "mlp|conv4|resnet12", FOR_ALL,
+     "mlp (sinusoid; fc1, fc2, head) | conv4 (fewshot; conv1-4, bn1-4, head) | resnet12 (fewshot; "
+     "stage1-4.conv1-3/bn1-3/shortcut/shortcut_bn, head)"},
     {"model", "hidden", KEY_INT, FIELD(hidden), 1, MAX_HIDDEN, 0, NULL, FOR_MLP,
      "mlp: width of the two hidden layers (h^2 + 4h + 1 parameters)"},
     {"model", "filters", KEY_INT, FIELD(filters), 1, 4096, 0, NULL, FOR_CONV4, "conv4: channels of every conv layer"},
+    {"model", "widths", KEY_WIDTHS, FIELD(widths), 1, 4096, 0, NULL, FOR_RESNET12,
+     "resnet12: channels of the four stages, four whole numbers separated by commas"},
     {"meta", "algo", KEY_CHOICE, FIELD(algo), 0, 0, 0, "maml|fomaml|reptile", FOR_ALL,
      "maml (exact second order) | fomaml (first order) | reptile"},
     {"meta", "inner_steps", KEY_INT, FIELD(inner_steps), 1, 10000, 0, NULL, FOR_ALL,
@@ -137,6 +140,7 @@ void mt_config_defaults(mt_config *c)
     snprintf(c->arch, sizeof c->arch, "mlp");
     c->hidden = 40;
     c->filters = 64;
+    memcpy(c->widths, (int[4]){64, 160, 320, 640}, sizeof c->widths);
     snprintf(c->algo, sizeof c->algo, "maml");
     c->inner_steps = 1;
     c->inner_lr = 0.01f;
@@ -323,6 +327,33 @@ static int assign(mt_config *c, const key_spec *k, const char *value, char *err,
                 k->section, k->name, value, (double)FLT_MIN, range);
         return -1;
     }
+    case KEY_WIDTHS: {
+        /* Four whole numbers in range, separated by commas (blanks around them allowed). */
+        int w[4], n = 0;
+        const char *p = value;
+        for (;;) {
+            char *stop;
+            while (is_blank((unsigned char)*p)) p++;
+            if (n == 4 || !(*p >= '0' && *p <= '9')) break;
+            errno = 0;
+            long v = strtol(p, &stop, 10);
+            if (errno == ERANGE || v < k->lo || v > k->hi) {
+                set_err(err, errlen, "[%s] %s = %s: every width must be in %s", k->section, k->name, value, range);
+                return -1;
+            }
+            w[n++] = (int)v;
+            for (p = stop; is_blank((unsigned char)*p); p++) {}
+            if (*p != ',') break;
+            p++;
+        }
+        if (n != 4 || *p != '\0') {
+            set_err(err, errlen, "[%s] %s = %s is not four whole numbers separated by commas (e.g. 64,160,320,640)",
+                    k->section, k->name, value);
+            return -1;
+        }
+        memcpy(field, w, sizeof w);
+        return 0;
+    }
     }
     return -1;
 }
@@ -498,6 +529,7 @@ static int applies(const mt_config *c, const key_spec *k)
     case FOR_FEWSHOT: return strcmp(c->family, "fewshot") == 0;
     case FOR_MLP: return strcmp(c->arch, "mlp") == 0;
     case FOR_CONV4: return strcmp(c->arch, "conv4") == 0;
+    case FOR_RESNET12: return strcmp(c->arch, "resnet12") == 0;
     }
     return 1;
 }
@@ -508,7 +540,9 @@ static void scope_text(const mt_config *c, const key_spec *k, char *out, size_t 
     if (k->scope == FOR_FEWSHOT || k->scope == FOR_SINUSOID)
         snprintf(out, len, "[task] family = %s (it is for %s only)", c->family,
                  k->scope == FOR_FEWSHOT ? "fewshot" : "sinusoid");
-    else snprintf(out, len, "[model] arch = %s (it is for %s only)", c->arch, k->scope == FOR_MLP ? "mlp" : "conv4");
+    else
+        snprintf(out, len, "[model] arch = %s (it is for %s only)", c->arch,
+                 k->scope == FOR_MLP ? "mlp" : k->scope == FOR_CONV4 ? "conv4" : "resnet12");
 }
 
 static void format_value(const mt_config *c, const key_spec *k, char *out, size_t len);
@@ -529,15 +563,28 @@ static uint64_t conv4_min_params(int filters, int ways)
     return (9 * f + f) + 3 * (9 * f * f + f) + 4 * (2 * f) + (f * w + w);
 }
 
+/* The fewest parameters ResNet-12 can have with these widths and ways (one input channel;
+ * the dataset's channels add to the first stage's convs). */
+static uint64_t resnet12_min_params(const int widths[4], int ways)
+{
+    uint64_t P = 0, in = 1;
+    for (int s = 0; s < 4; s++) {
+        const uint64_t w = (uint64_t)widths[s];
+        P += 9 * w * in + 2 * 9 * w * w + w * in + 4 * 2 * w; /* conv1-3, shortcut, 4 batchnorms */
+        in = w;
+    }
+    return P + in * (uint64_t)ways + (uint64_t)ways;
+}
+
 int mt_config_check(const mt_config *c, char *err, size_t errlen)
 {
     const int fewshot = strcmp(c->family, "fewshot") == 0;
-    if (fewshot && strcmp(c->arch, "conv4") != 0) {
-        set_err(err, errlen, "[task] family = fewshot needs [model] arch = conv4 (mlp is for sinusoid)");
+    if (fewshot && strcmp(c->arch, "mlp") == 0) {
+        set_err(err, errlen, "[task] family = fewshot needs [model] arch = conv4 or resnet12 (mlp is for sinusoid)");
         return -1;
     }
     if (!fewshot && strcmp(c->arch, "mlp") != 0) {
-        set_err(err, errlen, "[task] family = %s needs [model] arch = mlp (conv4 is for fewshot)", c->family);
+        set_err(err, errlen, "[task] family = %s needs [model] arch = mlp (%s is for fewshot)", c->family, c->arch);
         return -1;
     }
     if (fewshot && c->dataset[0] == '\0') {
@@ -565,10 +612,16 @@ int mt_config_check(const mt_config *c, char *err, size_t errlen)
                 why);
         return -1;
     }
-    const uint64_t P = fewshot ? conv4_min_params(c->filters, c->ways) : mlp_params(c->hidden);
+    const int resnet = strcmp(c->arch, "resnet12") == 0;
+    const uint64_t P = resnet    ? resnet12_min_params(c->widths, c->ways)
+                       : fewshot ? conv4_min_params(c->filters, c->ways)
+                                 : mlp_params(c->hidden);
     if (P > MT_CONFIG_MAX_PARAMS) {
         char what[96];
-        if (fewshot) snprintf(what, sizeof what, "[model] filters = %d with [task] ways = %d", c->filters, c->ways);
+        if (resnet)
+            snprintf(what, sizeof what, "[model] widths = %d,%d,%d,%d with [task] ways = %d", c->widths[0],
+                     c->widths[1], c->widths[2], c->widths[3], c->ways);
+        else if (fewshot) snprintf(what, sizeof what, "[model] filters = %d with [task] ways = %d", c->filters, c->ways);
         else snprintf(what, sizeof what, "[model] hidden = %d", c->hidden);
         set_err(err, errlen, "%s: the model would have %s%llu parameters, more than %llu (the most one MPI call moves)",
                 what, fewshot ? "at least " : "", (unsigned long long)P, (unsigned long long)MT_CONFIG_MAX_PARAMS);
@@ -688,7 +741,9 @@ int mt_config_check_size(const mt_config *c, size_t n_params, int world_size, si
         set_err(err, errlen, "the %s model has %zu parameters, more than %llu (the most one MPI call moves); use a "
                              "smaller %s",
                 c->arch, n_params, (unsigned long long)MT_CONFIG_MAX_PARAMS,
-                strcmp(c->arch, "mlp") == 0 ? "[model] hidden" : "[model] filters or images");
+                strcmp(c->arch, "mlp") == 0        ? "[model] hidden"
+                : strcmp(c->arch, "resnet12") == 0 ? "[model] widths or images"
+                                                   : "[model] filters or images");
         return -1;
     }
     const size_t need = mt_config_slab_bytes(n_params, c->meta_batch, world_size);
@@ -713,6 +768,11 @@ static void format_value(const mt_config *c, const key_spec *k, char *out, size_
     case KEY_LONG: snprintf(out, len, "%ld", *(const long *)field); break;
     case KEY_U64: snprintf(out, len, "%llu", (unsigned long long)*(const uint64_t *)field); break;
     case KEY_FLOAT: snprintf(out, len, "%.9g", (double)*(const float *)field); break; /* round-trips */
+    case KEY_WIDTHS: {
+        const int *w = (const int *)field;
+        snprintf(out, len, "%d,%d,%d,%d", w[0], w[1], w[2], w[3]);
+        break;
+    }
     }
 }
 
@@ -750,6 +810,7 @@ int mt_config_key_kind(const char *section, const char *name)
     switch (k->type) {
     case KEY_STRING:
     case KEY_CHOICE: return MT_KEY_KIND_STRING;
+    case KEY_WIDTHS: return MT_KEY_KIND_STRING;
     case KEY_INT:
     case KEY_LONG:
     case KEY_U64: return MT_KEY_KIND_INT;

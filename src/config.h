@@ -33,6 +33,7 @@ typedef struct {
     /* [model] */
     char arch[16];
     int hidden, filters;
+    int widths[4]; /* resnet12: channels of the four stages */
     /* [meta] */
     char algo[16];
     int inner_steps, eval_inner_steps, meta_batch;

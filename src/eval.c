@@ -211,7 +211,9 @@ static void evaluate(const mt_dist *d, const mt_family *family, const mt_model *
     out->classify = model->loss == MT_LOSS_XENT;
     out->inner_steps = inner_steps >= 0 ? inner_steps : cfg->eval_inner_steps;
     double *results = mt_calloc(2 * (size_t)tasks, sizeof(double));
-    mt_meta *meta = mt_meta_init(model, 0, family->n_support > family->n_query ? family->n_support : family->n_query);
+    /* Adaptation needs gradients of the support loss and forward passes of the query set: the
+     * least a meta workspace holds, the one reptile needs. */
+    mt_meta *meta = mt_meta_init(model, MT_ALGO_REPTILE, 0, family->n_support, family->n_query);
     mt_task_buffer tb;
     mt_family_buffer(family, &tb);
     int lo, hi;
@@ -281,7 +283,7 @@ int mt_eval_main(const mt_dist *d, int argc, char **argv)
     }
     /* The data's input shape against the checkpoint's: a layout alone cannot tell 16x16 images
      * from 28x28 ones when the parameter count happens to match. */
-    const mt_layer *in = &model.layer[0];
+    const mt_model *in = &model;
     if (d->rank == 0 && ck.input_shape[0] > 0 &&
         (ck.input_shape[0] != in->in_c || ck.input_shape[1] != in->in_h || ck.input_shape[2] != in->in_w)) {
         snprintf(err, sizeof err, "it was trained on inputs of %dx%dx%d (CxHxW), but %s has %dx%dx%d", ck.input_shape[0],

@@ -103,9 +103,9 @@ int mt_family_open(mt_family *f, const mt_dist *d, const mt_config *c, const cha
          * put in front when it is printed (not into err, which may already be full). */
         if (mt_fewshot_check(&f->set, c->ways, c->shots, c->query, err, sizeof err) != 0) ok = 0, in_split = 1;
     }
-    if (ok && mt_model_conv4(model, f->split.C, f->split.H, f->split.W, c->filters, c->ways) != 0) {
-        snprintf(err, sizeof err, "%s: images of %dx%d are too small for conv4 (at least 16x16)", path, f->split.H,
-                 f->split.W);
+    if (ok && mt_family_image_model(c, f->split.C, f->split.H, f->split.W, model) != 0) {
+        snprintf(err, sizeof err, "%s: images of %dx%d are too small for %s (at least 16x16)", path, f->split.H,
+                 f->split.W, c->arch);
         ok = 0;
     }
     if (!mt_dist_all(d, ok)) {
@@ -147,4 +147,10 @@ void mt_family_close(mt_family *f)
     }
     mt_split_free(&f->split);
     memset(f, 0, sizeof *f);
+}
+
+int mt_family_image_model(const mt_config *c, int C, int H, int W, mt_model *m)
+{
+    if (strcmp(c->arch, "resnet12") == 0) return mt_model_resnet12(m, C, H, W, c->widths, c->ways);
+    return mt_model_conv4(m, C, H, W, c->filters, c->ways);
 }

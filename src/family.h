@@ -47,4 +47,8 @@ void mt_family_buffer(const mt_family *f, mt_task_buffer *b);
 
 void mt_family_close(mt_family *f); /* accepts a zeroed family */
 
+/* Builds the few-shot model c names ([model] arch = conv4 or resnet12, with its widths and
+ * [task] ways) for images of C×H×W. Returns 0, or -1 if the images are too small. */
+int mt_family_image_model(const mt_config *c, int C, int H, int W, mt_model *m);
+
 #endif

@@ -9,7 +9,8 @@
  *              λ = ∇L_Q(θ_K);  for k = K−1 … 0:  λ ← λ − H_S(θ_k)(α λ);  g = λ
  *            Each H_S(θ_k)·u is an exact R-operator product (model.h). Only θ_0 … θ_K are
  *            kept (K+1 vectors of P floats); activations are recomputed per step, so memory
- *            does not grow with the activations of K steps.
+ *            does not grow with the activations of K steps. Only the support workspace
+ *            holds R-values: the query set is never differentiated twice.
  *   fomaml   g = ∇L_Q(θ_K)        (the Hessian terms dropped)
  *   reptile  g = θ − θ_K          (adaptation on the support set; Adam then moves θ toward θ_K)
  *
@@ -38,8 +39,14 @@ typedef struct {
 
 typedef struct mt_meta mt_meta;
 
-/* Workspace for up to inner_steps steps on batches of up to max_rows rows. */
-mt_meta *mt_meta_init(const mt_model *m, int inner_steps, int max_rows);
+/* Workspace for up to inner_steps steps of algo on support sets of up to n_support rows and
+ * query sets of up to n_query rows, sized for what algo needs: maml keeps θ_0 … θ_K and the
+ * support activations' R-values, fomaml and reptile two parameter vectors and no R-values;
+ * reptile does not backpropagate the query loss. A workspace for maml also serves fomaml and
+ * reptile, one for fomaml also serves reptile; mt_meta_adapt_eval works with any. */
+mt_meta *mt_meta_init(const mt_model *m, mt_algo algo, int inner_steps, int n_support, int n_query);
+/* Bytes of the activations and parameter vectors held (what mt_meta_init allocated). */
+size_t mt_meta_bytes(const mt_meta *mm);
 void mt_meta_free(mt_meta *mm); /* accepts NULL */
 
 /* g[P] = the task's meta-gradient for algo at θ[P] with inner_steps steps of size inner_lr

@@ -1,6 +1,8 @@
-/* model.c — the flat-θ model: layout, initialisation and the four passes over its layers
- * (see model.h). Each pass is one loop over the layer table dispatching to the kernels of
- * layers.c (linear, ReLU, MSE) and conv.c (conv, batchnorm, pool, flatten, cross-entropy). */
+/* model.c — the op graph (see model.h): building the models, the parameter layout, the
+ * initialisation, the workspace, and the four passes. Each op kind has its four passes side
+ * by side in one table (`op_table`), thin adapters over the kernels of layers.c (linear,
+ * ReLU, leaky ReLU, MSE) and conv.c (conv, batchnorm, pools, flatten, cross-entropy); each
+ * pass over the model is one loop over the ops through that table. */
 #include "model.h"
 
 #include <assert.h>
@@ -16,104 +18,399 @@
 
 struct mt_workspace {
     int max_rows;
-    float *slab;                /* one allocation holding the float arrays below */
-    float *y[MT_MAX_LAYERS];    /* layer outputs        [N, out_l] (CNHW for conv-family layers) */
-    float *dy[MT_MAX_LAYERS];   /* dL/d(outputs) */
-    float *ry[MT_MAX_LAYERS];   /* R(outputs) */
-    float *rdy[MT_MAX_LAYERS];  /* R(dL/d(outputs)) */
-    float *stats[MT_MAX_LAYERS];  /* batchnorm: μ, s [2C]; R(μ), R(s) [2C] follow */
-    int32_t *argmax[MT_MAX_LAYERS]; /* max-pool: chosen input per output [N, out_l] */
-    float *probs;               /* cross-entropy: softmax of the logits [N, out] */
-    float *scratch;             /* conv im2col buffers, shared by the conv layers */
+    mt_ws_passes passes;
+    size_t bytes;
+    float *slab;                  /* one allocation holding the float arrays below */
+    int32_t *islab;               /* and one holding the max-pool argmaxes */
+    float *y[MT_MAX_OPS];         /* node outputs        [N, out] (CNHW for image-shaped nodes) */
+    float *dy[MT_MAX_OPS];        /* dL/d(outputs)       (MT_WS_GRAD and up) */
+    float *ry[MT_MAX_OPS];        /* R(outputs)          (MT_WS_HVP) */
+    float *rdy[MT_MAX_OPS];       /* R(dL/d(outputs))    (MT_WS_HVP) */
+    float *stats[MT_MAX_OPS];     /* batchnorm: μ, s [2C]; R(μ), R(s) [2C] follow (MT_WS_HVP) */
+    int32_t *argmax[MT_MAX_OPS];  /* max-pool: chosen input per output [N, out] */
+    float *probs;                 /* cross-entropy: softmax of the logits [N, out] */
+    float *scratch;               /* conv im2col columns, shared by the conv ops */
+    float *tmp;                   /* a gradient headed for a node that already holds one */
+    unsigned char got[MT_MAX_OPS]; /* during a backward pass: node i holds a gradient */
 };
 
-/* ---- building ---------------------------------------------------------------------- */
+/* ---- one op's passes ---------------------------------------------------------------- */
 
-static mt_layer *add_layer(mt_model *m, const char *name, mt_layer_kind kind, int c, int h, int w)
+/* What one pass of one op reads and writes. Inputs are the nodes the op reads (x[1] only for
+ * add); NULL R-inputs are the data, which does not move with θ; NULL gradient outputs are not
+ * needed. acc[s] tells an op that accumulates (add) that dx[s] already holds a gradient. */
+typedef struct {
+    int N;
+    const float *x[2], *rx[2];
+    float *dx[2], *rdx[2];
+    int acc[2];
+    float *y, *ry;              /* the op's output and its R-value */
+    const float *dy, *rdy;      /* their gradients */
+    const float *theta, *v;     /* parameters and the R-direction, θ-shaped */
+    float *g;                   /* θ-shaped gradient or HVP out (NULL: not needed) */
+    float *stats;
+    int32_t *argmax;
+    float *scratch;
+} op_io;
+
+/* An op's weight and bias inside a θ-shaped vector (NULL vector: NULL). The bias is the last
+ * out_c values of the block: a linear or conv bias, or batchnorm's β. */
+static const float *Wc(const mt_op *o, const float *vec) { return vec ? vec + o->offset : NULL; }
+static float *Wm(const mt_op *o, float *vec) { return vec ? vec + o->offset : NULL; }
+static int has_beta(const mt_op *o) { return o->has_bias || o->kind == MT_OP_BN; }
+static const float *Bc(const mt_op *o, const float *vec)
 {
-    assert(m->n_layers < MT_MAX_LAYERS);
-    mt_layer *l = &m->layer[m->n_layers];
-    if (m->n_layers > 0) {
-        const mt_layer *prev = &m->layer[m->n_layers - 1];
-        l->in_c = prev->out_c, l->in_h = prev->out_h, l->in_w = prev->out_w;
-    } else {
-        l->in_c = c, l->in_h = h, l->in_w = w; /* the first layer's input is the model's */
+    return vec && has_beta(o) ? vec + o->offset + o->n_params - (size_t)o->out_c : NULL;
+}
+static float *Bm(const mt_op *o, float *vec)
+{
+    return vec && has_beta(o) ? vec + o->offset + o->n_params - (size_t)o->out_c : NULL;
+}
+
+static int spatial(const mt_op *o, int N) { return N * o->out_h * o->out_w; } /* batchnorm's M */
+
+static void linear_fwd(const mt_op *o, const op_io *a)
+{
+    mt_linear_forward(a->y, a->x[0], Wc(o, a->theta), Bc(o, a->theta), a->N, o->in, o->out);
+}
+static void linear_bwd(const mt_op *o, const op_io *a)
+{
+    mt_linear_backward(a->dx[0], Wm(o, a->g), Bm(o, a->g), a->dy, a->x[0], Wc(o, a->theta), a->N, o->in, o->out);
+}
+static void linear_rfwd(const mt_op *o, const op_io *a)
+{
+    mt_linear_rforward(a->ry, a->x[0], a->rx[0], Wc(o, a->theta), Wc(o, a->v), Bc(o, a->v), a->N, o->in, o->out);
+}
+static void linear_rbwd(const mt_op *o, const op_io *a)
+{
+    mt_linear_rbackward(a->rdx[0], Wm(o, a->g), Bm(o, a->g), a->dy, a->rdy, a->x[0], a->rx[0], Wc(o, a->theta),
+                        Wc(o, a->v), a->N, o->in, o->out);
+}
+
+static void conv_fwd(const mt_op *o, const op_io *a)
+{
+    mt_conv_forward(a->y, a->x[0], Wc(o, a->theta), Bc(o, a->theta), a->N, &o->conv, a->scratch);
+}
+static void conv_bwd(const mt_op *o, const op_io *a)
+{
+    if (a->g || a->dx[0])
+        mt_conv_backward(a->dx[0], Wm(o, a->g), Bm(o, a->g), a->dy, a->x[0], Wc(o, a->theta), a->N, &o->conv,
+                         a->scratch);
+}
+static void conv_rfwd(const mt_op *o, const op_io *a)
+{
+    mt_conv_rforward(a->ry, a->x[0], a->rx[0], Wc(o, a->theta), Wc(o, a->v), Bc(o, a->v), a->N, &o->conv, a->scratch);
+}
+static void conv_rbwd(const mt_op *o, const op_io *a)
+{
+    mt_conv_rbackward(a->rdx[0], Wm(o, a->g), Bm(o, a->g), a->dy, a->rdy, a->x[0], a->rx[0], Wc(o, a->theta),
+                      Wc(o, a->v), a->N, &o->conv, a->scratch);
+}
+
+static void bn_fwd(const mt_op *o, const op_io *a)
+{
+    mt_bn_forward(a->y, a->stats, a->x[0], Wc(o, a->theta), Bc(o, a->theta), o->out_c, spatial(o, a->N));
+}
+static void bn_bwd(const mt_op *o, const op_io *a)
+{
+    mt_bn_backward(a->dx[0], Wm(o, a->g), Bm(o, a->g), a->dy, a->x[0], a->stats, Wc(o, a->theta), o->out_c,
+                   spatial(o, a->N));
+}
+static void bn_rfwd(const mt_op *o, const op_io *a)
+{
+    mt_bn_rforward(a->ry, a->stats + 2 * o->out_c, a->x[0], a->rx[0], a->stats, Wc(o, a->theta), Wc(o, a->v),
+                   Bc(o, a->v), o->out_c, spatial(o, a->N));
+}
+static void bn_rbwd(const mt_op *o, const op_io *a)
+{
+    mt_bn_rbackward(a->rdx[0], Wm(o, a->g), Bm(o, a->g), a->dy, a->rdy, a->x[0], a->rx[0], a->stats,
+                    a->stats + 2 * o->out_c, Wc(o, a->theta), Wc(o, a->v), o->out_c, spatial(o, a->N));
+}
+
+/* The parameter-free ops below never read the model input directly in the models built
+ * here (a conv or linear op comes first), so their R-inputs are never the data's NULL. */
+static void relu_fwd(const mt_op *o, const op_io *a) { mt_relu_forward(a->y, a->x[0], a->N * o->out); }
+static void relu_bwd(const mt_op *o, const op_io *a)
+{
+    if (a->dx[0]) mt_relu_backward(a->dx[0], a->dy, a->x[0], a->N * o->out);
+}
+static void relu_rfwd(const mt_op *o, const op_io *a) { mt_relu_rforward(a->ry, a->rx[0], a->x[0], a->N * o->out); }
+static void relu_rbwd(const mt_op *o, const op_io *a)
+{
+    if (a->rdx[0]) mt_relu_rbackward(a->rdx[0], a->rdy, a->x[0], a->N * o->out);
+}
+
+static void leaky_fwd(const mt_op *o, const op_io *a) { mt_leaky_relu_forward(a->y, a->x[0], a->N * o->out, o->slope); }
+static void leaky_bwd(const mt_op *o, const op_io *a)
+{
+    if (a->dx[0]) mt_leaky_relu_backward(a->dx[0], a->dy, a->x[0], a->N * o->out, o->slope);
+}
+static void leaky_rfwd(const mt_op *o, const op_io *a)
+{
+    mt_leaky_relu_rforward(a->ry, a->rx[0], a->x[0], a->N * o->out, o->slope);
+}
+static void leaky_rbwd(const mt_op *o, const op_io *a)
+{
+    if (a->rdx[0]) mt_leaky_relu_rbackward(a->rdx[0], a->rdy, a->x[0], a->N * o->out, o->slope);
+}
+
+/* max-pool is piecewise linear: its R-passes are its own maps along the argmax */
+static void pool_fwd(const mt_op *o, const op_io *a)
+{
+    mt_maxpool_forward(a->y, a->argmax, a->x[0], o->in_c * a->N, o->in_h, o->in_w);
+}
+static void pool_bwd(const mt_op *o, const op_io *a)
+{
+    if (a->dx[0]) mt_maxpool_backward(a->dx[0], a->dy, a->argmax, o->in_c * a->N, o->in_h, o->in_w);
+}
+static void pool_rfwd(const mt_op *o, const op_io *a)
+{
+    mt_maxpool_rforward(a->ry, a->rx[0], a->argmax, o->in_c * a->N, o->in_h, o->in_w);
+}
+static void pool_rbwd(const mt_op *o, const op_io *a)
+{
+    if (a->rdx[0]) mt_maxpool_rbackward(a->rdx[0], a->rdy, a->argmax, o->in_c * a->N, o->in_h, o->in_w);
+}
+
+/* global average pool and flatten are linear: R-forward is forward on R-inputs, and
+ * R-backward is backward on R-gradients */
+static void gap_fwd(const mt_op *o, const op_io *a) { mt_gap_forward(a->y, a->x[0], a->N, o->in_c, o->in_h * o->in_w); }
+static void gap_bwd(const mt_op *o, const op_io *a)
+{
+    if (a->dx[0]) mt_gap_backward(a->dx[0], a->dy, a->N, o->in_c, o->in_h * o->in_w);
+}
+static void gap_rfwd(const mt_op *o, const op_io *a) { mt_gap_forward(a->ry, a->rx[0], a->N, o->in_c, o->in_h * o->in_w); }
+static void gap_rbwd(const mt_op *o, const op_io *a)
+{
+    if (a->rdx[0]) mt_gap_backward(a->rdx[0], a->rdy, a->N, o->in_c, o->in_h * o->in_w);
+}
+
+static void flatten_fwd(const mt_op *o, const op_io *a)
+{
+    mt_flatten_forward(a->y, a->x[0], a->N, o->in_c, o->in_h * o->in_w);
+}
+static void flatten_bwd(const mt_op *o, const op_io *a)
+{
+    if (a->dx[0]) mt_flatten_backward(a->dx[0], a->dy, a->N, o->in_c, o->in_h * o->in_w);
+}
+static void flatten_rfwd(const mt_op *o, const op_io *a)
+{
+    mt_flatten_forward(a->ry, a->rx[0], a->N, o->in_c, o->in_h * o->in_w);
+}
+static void flatten_rbwd(const mt_op *o, const op_io *a)
+{
+    if (a->rdx[0]) mt_flatten_backward(a->rdx[0], a->rdy, a->N, o->in_c, o->in_h * o->in_w);
+}
+
+/* y = x0 + x1: linear, so the R-passes are the same maps; the gradient goes to both inputs,
+ * added to what a node already holds (acc) instead of through the loop's tmp buffer. */
+static void sum2(float *y, const float *a, const float *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++) y[i] = a[i] + b[i];
+}
+static void put(float *dst, const float *src, size_t n, int acc)
+{
+    if (!acc) {
+        memcpy(dst, src, n * sizeof *dst);
+        return;
     }
-    m->n_layers++;
-    snprintf(l->name, sizeof l->name, "%s", name);
-    l->kind = kind;
-    l->out_c = l->in_c, l->out_h = l->in_h, l->out_w = l->in_w;
-    return l;
+    for (size_t i = 0; i < n; i++) dst[i] += src[i];
+}
+static void add_fwd(const mt_op *o, const op_io *a) { sum2(a->y, a->x[0], a->x[1], (size_t)a->N * o->out); }
+static void add_bwd(const mt_op *o, const op_io *a)
+{
+    for (int s = 0; s < 2; s++)
+        if (a->dx[s]) put(a->dx[s], a->dy, (size_t)a->N * o->out, a->acc[s]);
+}
+static void add_rfwd(const mt_op *o, const op_io *a) { sum2(a->ry, a->rx[0], a->rx[1], (size_t)a->N * o->out); }
+static void add_rbwd(const mt_op *o, const op_io *a)
+{
+    for (int s = 0; s < 2; s++)
+        if (a->rdx[s]) put(a->rdx[s], a->rdy, (size_t)a->N * o->out, a->acc[s]);
 }
 
-static void finish_layer(mt_model *m, mt_layer *l, size_t n_params)
+typedef void (*op_pass)(const mt_op *, const op_io *);
+
+static const struct {
+    const char *kind;   /* the checkpoint's name for the kind of an op with parameters */
+    int n_src;          /* nodes read */
+    int accumulates;    /* its backward passes add into dx when acc says so */
+    op_pass forward, backward, rforward, rbackward;
+} op_table[] = {
+    [MT_OP_LINEAR] = {"linear", 1, 0, linear_fwd, linear_bwd, linear_rfwd, linear_rbwd},
+    [MT_OP_CONV] = {"conv2d", 1, 0, conv_fwd, conv_bwd, conv_rfwd, conv_rbwd},
+    [MT_OP_BN] = {"batchnorm", 1, 0, bn_fwd, bn_bwd, bn_rfwd, bn_rbwd},
+    [MT_OP_RELU] = {"relu", 1, 0, relu_fwd, relu_bwd, relu_rfwd, relu_rbwd},
+    [MT_OP_LEAKY] = {"leaky_relu", 1, 0, leaky_fwd, leaky_bwd, leaky_rfwd, leaky_rbwd},
+    [MT_OP_POOL] = {"maxpool", 1, 0, pool_fwd, pool_bwd, pool_rfwd, pool_rbwd},
+    [MT_OP_GAP] = {"avgpool", 1, 0, gap_fwd, gap_bwd, gap_rfwd, gap_rbwd},
+    [MT_OP_FLATTEN] = {"flatten", 1, 0, flatten_fwd, flatten_bwd, flatten_rfwd, flatten_rbwd},
+    [MT_OP_ADD] = {"add", 2, 1, add_fwd, add_bwd, add_rfwd, add_rbwd},
+};
+
+/* ---- building ------------------------------------------------------------------------ */
+
+/* Appends op `name` reading node src (and src2 for add) with the output shape of its input;
+ * the caller adjusts the output shape and then calls finish_op. Returns the op. */
+static mt_op *add_op(mt_model *m, const char *name, mt_op_kind kind, int src, int src2)
 {
-    l->in = l->in_c * l->in_h * l->in_w;
-    l->out = l->out_c * l->out_h * l->out_w;
-    l->offset = m->n_params;
-    l->n_params = n_params;
+    assert(m->n_ops < MT_MAX_OPS && src >= -1 && src < m->n_ops && src2 >= -1 && src2 < m->n_ops);
+    mt_op *o = &m->op[m->n_ops++];
+    memset(o, 0, sizeof *o);
+    snprintf(o->name, sizeof o->name, "%s", name);
+    o->kind = kind;
+    o->src[0] = src, o->src[1] = src2;
+    if (src >= 0) {
+        const mt_op *p = &m->op[src];
+        o->in_c = p->out_c, o->in_h = p->out_h, o->in_w = p->out_w;
+    } else {
+        o->in_c = m->in_c, o->in_h = m->in_h, o->in_w = m->in_w;
+    }
+    o->out_c = o->in_c, o->out_h = o->in_h, o->out_w = o->in_w;
+    return o;
+}
+
+/* Fixes the op's sizes and its block of θ; returns its node index. */
+static int finish_op(mt_model *m, mt_op *o, size_t n_params)
+{
+    o->in = o->in_c * o->in_h * o->in_w;
+    o->out = o->out_c * o->out_h * o->out_w;
+    o->offset = m->n_params;
+    o->n_params = n_params;
     m->n_params += n_params;
+    return (int)(o - m->op);
 }
 
-static void linear(mt_model *m, const char *name, int out)
+static int op_linear(mt_model *m, const char *name, int src, int out)
 {
-    mt_layer *l = add_layer(m, name, MT_LAYER_LINEAR, 0, 0, 0);
-    int in = l->in_c * l->in_h * l->in_w;
-    l->in_c = in, l->in_h = l->in_w = 1;
-    l->out_c = out, l->out_h = l->out_w = 1;
-    finish_layer(m, l, (size_t)out * in + out);
+    mt_op *o = add_op(m, name, MT_OP_LINEAR, src, -1);
+    const int in = o->in_c * o->in_h * o->in_w;
+    o->in_c = in, o->in_h = o->in_w = 1;
+    o->out_c = out, o->out_h = o->out_w = 1;
+    o->has_bias = 1;
+    return finish_op(m, o, (size_t)out * in + out);
 }
 
-static void simple(mt_model *m, const char *name, mt_layer_kind kind)
+static int op_conv(mt_model *m, const char *name, int src, int F, int k, int stride, int pad, int bias)
 {
-    finish_layer(m, add_layer(m, name, kind, 0, 0, 0), 0);
+    mt_op *o = add_op(m, name, MT_OP_CONV, src, -1);
+    int ok = mt_conv_geom_init(&o->conv, o->in_c, o->in_h, o->in_w, F, k, stride, pad) == 0;
+    assert(ok && "the builders check image sizes first");
+    (void)ok;
+    o->out_c = F, o->out_h = o->conv.Ho, o->out_w = o->conv.Wo;
+    o->has_bias = bias;
+    return finish_op(m, o, (size_t)F * o->in_c * k * k + (bias ? (size_t)F : 0));
+}
+
+static int op_bn(mt_model *m, const char *name, int src)
+{
+    mt_op *o = add_op(m, name, MT_OP_BN, src, -1);
+    return finish_op(m, o, 2 * (size_t)o->out_c);
+}
+
+static int op_simple(mt_model *m, const char *name, mt_op_kind kind, int src)
+{
+    mt_op *o = add_op(m, name, kind, src, -1);
+    if (kind == MT_OP_POOL) o->out_h = o->in_h / 2, o->out_w = o->in_w / 2;
+    if (kind == MT_OP_GAP) o->out_h = o->out_w = 1;
+    if (kind == MT_OP_FLATTEN) o->out_c = o->in_c * o->in_h * o->in_w, o->out_h = o->out_w = 1;
+    return finish_op(m, o, 0);
+}
+
+static int op_leaky(mt_model *m, const char *name, int src, float slope)
+{
+    mt_op *o = add_op(m, name, MT_OP_LEAKY, src, -1);
+    o->slope = slope;
+    return finish_op(m, o, 0);
+}
+
+static int op_add(mt_model *m, const char *name, int a, int b)
+{
+    assert(a != b && a >= 0 && b >= 0);
+    assert(m->op[a].out_c == m->op[b].out_c && m->op[a].out_h == m->op[b].out_h && m->op[a].out_w == m->op[b].out_w);
+    return finish_op(m, add_op(m, name, MT_OP_ADD, a, b), 0);
+}
+
+static void model_begin(mt_model *m, const char *arch, mt_loss_kind loss, int C, int H, int W)
+{
+    memset(m, 0, sizeof *m);
+    snprintf(m->arch, sizeof m->arch, "%s", arch);
+    m->loss = loss;
+    m->in_c = C, m->in_h = H, m->in_w = W;
+    m->in = C * H * W;
+}
+
+static void model_end(mt_model *m)
+{
+    m->out = m->op[m->n_ops - 1].out;
 }
 
 int mt_model_mlp(mt_model *m, int in, int hidden, int out)
 {
     if (in <= 0 || hidden <= 0 || out <= 0) return -1;
-    memset(m, 0, sizeof *m);
-    snprintf(m->arch, sizeof m->arch, "mlp");
-    m->loss = MT_LOSS_MSE;
-    mt_layer *first = add_layer(m, "fc1", MT_LAYER_LINEAR, in, 1, 1);
-    first->out_c = hidden, first->out_h = first->out_w = 1;
-    finish_layer(m, first, (size_t)hidden * in + hidden);
-    simple(m, "relu1", MT_LAYER_RELU);
-    linear(m, "fc2", hidden);
-    simple(m, "relu2", MT_LAYER_RELU);
-    linear(m, "head", out);
-    m->in = in;
-    m->out = out;
+    model_begin(m, "mlp", MT_LOSS_MSE, in, 1, 1);
+    int x = op_linear(m, "fc1", -1, hidden);
+    x = op_simple(m, "relu1", MT_OP_RELU, x);
+    x = op_linear(m, "fc2", x, hidden);
+    x = op_simple(m, "relu2", MT_OP_RELU, x);
+    op_linear(m, "head", x, out);
+    model_end(m);
     return 0;
 }
 
 int mt_model_conv4(mt_model *m, int C, int H, int W, int filters, int ways)
 {
     if (C <= 0 || H < 16 || W < 16 || filters <= 0 || ways <= 0) return -1;
-    memset(m, 0, sizeof *m);
-    snprintf(m->arch, sizeof m->arch, "conv4");
-    m->loss = MT_LOSS_XENT;
+    model_begin(m, "conv4", MT_LOSS_XENT, C, H, W);
+    int x = -1;
     for (int b = 1; b <= 4; b++) {
-        char name[MT_NAME_LEN];
+        char name[MT_OP_NAME_LEN];
         snprintf(name, sizeof name, "conv%d", b);
-        mt_layer *l = add_layer(m, name, MT_LAYER_CONV, C, H, W);
-        l->out_c = filters;
-        finish_layer(m, l, (size_t)filters * l->in_c * 9 + filters);
+        x = op_conv(m, name, x, filters, 3, 1, 1, 1);
         snprintf(name, sizeof name, "bn%d", b);
-        finish_layer(m, add_layer(m, name, MT_LAYER_BN, 0, 0, 0), 2 * (size_t)filters);
+        x = op_bn(m, name, x);
         snprintf(name, sizeof name, "relu%d", b);
-        simple(m, name, MT_LAYER_RELU);
+        x = op_simple(m, name, MT_OP_RELU, x);
         snprintf(name, sizeof name, "pool%d", b);
-        l = add_layer(m, name, MT_LAYER_POOL, 0, 0, 0);
-        l->out_h = l->in_h / 2, l->out_w = l->in_w / 2;
-        finish_layer(m, l, 0);
+        x = op_simple(m, name, MT_OP_POOL, x);
     }
-    mt_layer *f = add_layer(m, "flatten", MT_LAYER_FLATTEN, 0, 0, 0);
-    f->out_c = f->in_c * f->in_h * f->in_w, f->out_h = f->out_w = 1;
-    finish_layer(m, f, 0);
-    linear(m, "head", ways);
-    m->in = C * H * W;
-    m->out = ways;
+    x = op_simple(m, "flatten", MT_OP_FLATTEN, x);
+    op_linear(m, "head", x, ways);
+    model_end(m);
+    return 0;
+}
+
+#define RESNET_SLOPE 0.1f /* leaky ReLU slope of ResNet-12 (Lee et al. 2019) */
+
+int mt_model_resnet12(mt_model *m, int C, int H, int W, const int widths[4], int ways)
+{
+    if (C <= 0 || H < 16 || W < 16 || ways <= 0) return -1;
+    for (int s = 0; s < 4; s++)
+        if (widths[s] <= 0) return -1;
+    model_begin(m, "resnet12", MT_LOSS_XENT, C, H, W);
+    int x = -1;
+    for (int s = 1; s <= 4; s++) {
+        const int w = widths[s - 1], in = x;
+        char name[MT_OP_NAME_LEN];
+#define NAME(fmt) (snprintf(name, sizeof name, "stage%d." fmt, s), name)
+        x = op_conv(m, NAME("conv1"), in, w, 3, 1, 1, 0);
+        x = op_bn(m, NAME("bn1"), x);
+        x = op_leaky(m, NAME("leaky1"), x, RESNET_SLOPE);
+        x = op_conv(m, NAME("conv2"), x, w, 3, 1, 1, 0);
+        x = op_bn(m, NAME("bn2"), x);
+        x = op_leaky(m, NAME("leaky2"), x, RESNET_SLOPE);
+        x = op_conv(m, NAME("conv3"), x, w, 3, 1, 1, 0);
+        x = op_bn(m, NAME("bn3"), x);
+        int sc = op_conv(m, NAME("shortcut"), in, w, 1, 1, 0, 0);
+        sc = op_bn(m, NAME("shortcut_bn"), sc);
+        x = op_add(m, NAME("add"), x, sc);
+        x = op_leaky(m, NAME("leaky3"), x, RESNET_SLOPE);
+        x = op_simple(m, NAME("pool"), MT_OP_POOL, x);
+#undef NAME
+    }
+    x = op_simple(m, "gap", MT_OP_GAP, x);
+    op_linear(m, "head", x, ways);
+    model_end(m);
     return 0;
 }
 
@@ -121,15 +418,15 @@ void mt_model_init_params(const mt_model *m, float *theta, uint64_t seed)
 {
     mt_rng r;
     mt_rng_init(&r, seed, MT_STREAM_INIT, 0, 0);
-    for (int l = 0; l < m->n_layers; l++) {
-        const mt_layer *L = &m->layer[l];
-        float *p = theta + L->offset;
-        if (L->kind == MT_LAYER_LINEAR || L->kind == MT_LAYER_CONV) {
-            int fan_in = L->kind == MT_LAYER_LINEAR ? L->in : L->in_c * 9;
-            float bound = 1.0f / sqrtf((float)fan_in);
-            for (size_t i = 0; i < L->n_params; i++) p[i] = mt_rng_uniform(&r, -bound, bound);
-        } else if (L->kind == MT_LAYER_BN) {
-            for (int c = 0; c < L->out_c; c++) p[c] = 1.0f, p[L->out_c + c] = 0.0f;
+    for (int i = 0; i < m->n_ops; i++) {
+        const mt_op *o = &m->op[i];
+        float *p = theta + o->offset;
+        if (o->kind == MT_OP_LINEAR || o->kind == MT_OP_CONV) {
+            const int fan_in = o->kind == MT_OP_LINEAR ? o->in : o->in_c * o->conv.k * o->conv.k;
+            const float bound = 1.0f / sqrtf((float)fan_in);
+            for (size_t j = 0; j < o->n_params; j++) p[j] = mt_rng_uniform(&r, -bound, bound);
+        } else if (o->kind == MT_OP_BN) {
+            for (int c = 0; c < o->out_c; c++) p[c] = 1.0f, p[o->out_c + c] = 0.0f;
         }
     }
 }
@@ -137,227 +434,208 @@ void mt_model_init_params(const mt_model *m, float *theta, uint64_t seed)
 int mt_model_tensor_count(const mt_model *m)
 {
     int n = 0;
-    for (int l = 0; l < m->n_layers; l++) n += m->layer[l].n_params > 0 ? 2 : 0;
+    for (int i = 0; i < m->n_ops; i++)
+        if (m->op[i].n_params > 0) n += 1 + has_beta(&m->op[i]);
     return n;
 }
 
 void mt_model_tensor(const mt_model *m, int i, mt_tensor_info *out)
 {
     memset(out, 0, sizeof *out);
-    for (int l = 0; l < m->n_layers; l++) {
-        const mt_layer *L = &m->layer[l];
-        if (L->n_params == 0) continue;
-        if (i >= 2) {
-            i -= 2;
+    for (int k = 0; k < m->n_ops; k++) {
+        const mt_op *o = &m->op[k];
+        if (o->n_params == 0) continue;
+        const int n = 1 + has_beta(o);
+        if (i >= n) {
+            i -= n;
             continue;
         }
-        const int bias_len = L->out_c; /* linear: out, conv: filters, bn: channels (β) */
-        const size_t weight_len = L->n_params - (size_t)bias_len;
-        out->kind = L->kind == MT_LAYER_LINEAR ? "linear" : L->kind == MT_LAYER_CONV ? "conv2d" : "batchnorm";
-        snprintf(out->name, sizeof out->name, "%s.%s", L->name, i == 0 ? "weight" : "bias");
-        out->offset = L->offset + (i == 0 ? 0 : weight_len);
-        out->size = i == 0 ? weight_len : (size_t)bias_len;
-        if (i == 1 || L->kind == MT_LAYER_BN) {
-            out->ndim = 1, out->shape[0] = bias_len;
-        } else if (L->kind == MT_LAYER_LINEAR) {
-            out->ndim = 2, out->shape[0] = L->out, out->shape[1] = L->in;
+        const size_t bias_len = has_beta(o) ? (size_t)o->out_c : 0, weight_len = o->n_params - bias_len;
+        out->kind = op_table[o->kind].kind;
+        snprintf(out->name, sizeof out->name, "%s.%s", o->name, i == 0 ? "weight" : "bias");
+        out->offset = o->offset + (i == 0 ? 0 : weight_len);
+        out->size = i == 0 ? weight_len : bias_len;
+        if (i == 1 || o->kind == MT_OP_BN) {
+            out->ndim = 1, out->shape[0] = o->out_c;
+        } else if (o->kind == MT_OP_LINEAR) {
+            out->ndim = 2, out->shape[0] = o->out, out->shape[1] = o->in;
         } else {
-            out->ndim = 4, out->shape[0] = L->out_c, out->shape[1] = L->in_c, out->shape[2] = out->shape[3] = 3;
+            out->ndim = 4, out->shape[0] = o->out_c, out->shape[1] = o->in_c;
+            out->shape[2] = out->shape[3] = o->conv.k;
         }
         return;
     }
     assert(!"tensor index out of range");
 }
 
-/* The geometry of a conv layer: Conv4's 3×3, stride 1, padding 1. */
-static mt_conv_geom conv_geom(const mt_layer *L)
+int mt_model_find_op(const mt_model *m, const char *name)
 {
-    mt_conv_geom g;
-    const int rc = mt_conv_geom_init(&g, L->in_c, L->in_h, L->in_w, L->out_c, 3, 1, 1);
-    assert(rc == 0);
-    (void)rc;
-    return g;
+    for (int i = 0; i < m->n_ops; i++)
+        if (strcmp(m->op[i].name, name) == 0) return i;
+    return -1;
 }
 
-/* ---- workspace --------------------------------------------------------------------- */
+/* ---- workspace ----------------------------------------------------------------------- */
 
-mt_workspace *mt_workspace_init(const mt_model *m, int max_rows)
+/* Number of ops reading node j. */
+static int readers(const mt_model *m, int j)
 {
-    assert(max_rows > 0);
+    int n = 0;
+    for (int i = 0; i < m->n_ops; i++)
+        for (int s = 0; s < op_table[m->op[i].kind].n_src; s++) n += m->op[i].src[s] == j;
+    return n;
+}
+
+mt_workspace *mt_workspace_init(const mt_model *m, int max_rows, mt_ws_passes passes)
+{
+    assert(max_rows > 0 && m->n_ops > 0);
     mt_workspace *ws = mt_calloc(1, sizeof *ws);
     ws->max_rows = max_rows;
-    size_t total = (size_t)max_rows * m->out, scratch = 0;
-    for (int l = 0; l < m->n_layers; l++) {
-        const mt_layer *L = &m->layer[l];
-        total += 4 * (size_t)max_rows * L->out;
-        if (L->kind == MT_LAYER_BN) total += 4 * (size_t)L->out_c;
-        if (L->kind == MT_LAYER_CONV) {
-            const mt_conv_geom g = conv_geom(L);
-            size_t need = mt_conv_scratch_floats(max_rows, &g);
+    ws->passes = passes;
+    const size_t rows = (size_t)max_rows;
+    const int arrays = passes == MT_WS_HVP ? 4 : passes == MT_WS_GRAD ? 2 : 1; /* y, dy, ry, rdy */
+    size_t total = rows * m->out, scratch = 0, tmp = 0, argmax = 0;
+    for (int i = 0; i < m->n_ops; i++) {
+        const mt_op *o = &m->op[i];
+        total += arrays * rows * o->out;
+        if (o->kind == MT_OP_BN) total += (passes == MT_WS_HVP ? 4 : 2) * (size_t)o->out_c;
+        if (o->kind == MT_OP_POOL) argmax += rows * o->out;
+        if (o->kind == MT_OP_CONV) {
+            const size_t need = mt_conv_scratch_floats(max_rows, &o->conv);
             if (need > scratch) scratch = need;
         }
+        /* a node with several readers needs somewhere to form the second gradient */
+        if (passes != MT_WS_FORWARD && readers(m, i) > 1 && rows * o->out > tmp) tmp = rows * o->out;
     }
-    ws->slab = mt_calloc(total + scratch, sizeof(float));
+    ws->slab = mt_calloc(total + scratch + tmp, sizeof(float));
+    ws->islab = argmax ? mt_calloc(argmax, sizeof(int32_t)) : NULL;
+    ws->bytes = (total + scratch + tmp) * sizeof(float) + argmax * sizeof(int32_t);
     float *p = ws->slab;
-    for (int l = 0; l < m->n_layers; l++) {
-        const mt_layer *L = &m->layer[l];
-        size_t n = (size_t)max_rows * L->out;
-        ws->y[l] = p, p += n;
-        ws->dy[l] = p, p += n;
-        ws->ry[l] = p, p += n;
-        ws->rdy[l] = p, p += n;
-        if (L->kind == MT_LAYER_BN) ws->stats[l] = p, p += 4 * (size_t)L->out_c;
-        if (L->kind == MT_LAYER_POOL) ws->argmax[l] = mt_calloc(n, sizeof(int32_t));
+    int32_t *q = ws->islab;
+    for (int i = 0; i < m->n_ops; i++) {
+        const mt_op *o = &m->op[i];
+        const size_t n = rows * o->out;
+        ws->y[i] = p, p += n;
+        if (arrays >= 2) ws->dy[i] = p, p += n;
+        if (arrays == 4) ws->ry[i] = p, p += n, ws->rdy[i] = p, p += n;
+        if (o->kind == MT_OP_BN) ws->stats[i] = p, p += (passes == MT_WS_HVP ? 4 : 2) * (size_t)o->out_c;
+        if (o->kind == MT_OP_POOL) ws->argmax[i] = q, q += n;
     }
-    ws->probs = p, p += (size_t)max_rows * m->out;
-    ws->scratch = scratch ? p : NULL;
+    ws->probs = p, p += rows * m->out;
+    ws->scratch = scratch ? p : NULL, p += scratch;
+    ws->tmp = tmp ? p : NULL;
     return ws;
 }
 
 void mt_workspace_free(mt_workspace *ws)
 {
     if (!ws) return;
-    for (int l = 0; l < MT_MAX_LAYERS; l++) free(ws->argmax[l]);
+    free(ws->islab);
     free(ws->slab);
     free(ws);
 }
 
-/* ---- passes ------------------------------------------------------------------------ */
+size_t mt_workspace_bytes(const mt_workspace *ws) { return ws->bytes; }
 
-/* A parameter slice of layer L inside a θ-shaped vector: weight first, then bias (for
- * batchnorm: γ then β). */
-static inline const float *W(const mt_layer *L, const float *vec) { return vec + L->offset; }
-static inline const float *B(const mt_layer *L, const float *vec)
+/* ---- passes -------------------------------------------------------------------------- */
+
+/* The io of op i for a pass: its inputs (node outputs, or the data x for node -1), its own
+ * arrays, and the per-op state. Gradient destinations are set by the backward loops. */
+static op_io op_args(const mt_model *m, const mt_workspace *ws, int i, const float *x, const float *theta,
+                     const float *v, float *g, int N)
 {
-    return vec + L->offset + L->n_params - (size_t)L->out_c;
+    const mt_op *o = &m->op[i];
+    op_io a = {.N = N, .theta = theta, .v = v, .g = g, .stats = ws->stats[i], .argmax = ws->argmax[i],
+               .scratch = ws->scratch, .y = ws->y[i], .dy = ws->dy[i], .ry = ws->ry[i], .rdy = ws->rdy[i]};
+    for (int s = 0; s < op_table[o->kind].n_src; s++) {
+        const int j = o->src[s];
+        a.x[s] = j < 0 ? x : ws->y[j];
+        a.rx[s] = j < 0 ? NULL : ws->ry[j]; /* the data does not move with θ */
+    }
+    return a;
 }
-static inline float *Wm(const mt_layer *L, float *vec) { return vec + L->offset; }
-static inline float *Bm(const mt_layer *L, float *vec) { return vec + L->offset + L->n_params - (size_t)L->out_c; }
+
+/* Before op i's backward pass: point its input gradients at their nodes' arrays (grads =
+ * ws->dy or ws->rdy), or at tmp when a node already holds a gradient from another reader
+ * and the op cannot add by itself. Nothing for the data (node -1). */
+static void route_grads(const mt_model *m, mt_workspace *ws, int i, float *const *grads, float **dx, int *acc)
+{
+    const mt_op *o = &m->op[i];
+    for (int s = 0; s < op_table[o->kind].n_src; s++) {
+        const int j = o->src[s];
+        acc[s] = j >= 0 && ws->got[j];
+        dx[s] = j < 0 ? NULL : acc[s] && !op_table[o->kind].accumulates ? ws->tmp : grads[j];
+    }
+}
+
+/* After op i's backward pass: add what went to tmp into its node, and mark the nodes. */
+static void settle_grads(const mt_model *m, mt_workspace *ws, int i, float *const *grads, int N)
+{
+    const mt_op *o = &m->op[i];
+    for (int s = 0; s < op_table[o->kind].n_src; s++) {
+        const int j = o->src[s];
+        if (j < 0) continue;
+        if (ws->got[j] && !op_table[o->kind].accumulates) {
+            float *dst = grads[j];
+            const size_t n = (size_t)N * m->op[j].out;
+            for (size_t k = 0; k < n; k++) dst[k] += ws->tmp[k];
+        }
+        ws->got[j] = 1;
+    }
+}
 
 float mt_model_forward(const mt_model *m, mt_workspace *ws, const float *theta, const float *x,
                        const float *y, int N)
 {
     assert(N > 0 && N <= ws->max_rows);
-    const float *in = x;
-    for (int l = 0; l < m->n_layers; l++) {
-        const mt_layer *L = &m->layer[l];
-        float *out = ws->y[l];
-        switch (L->kind) {
-        case MT_LAYER_LINEAR: mt_linear_forward(out, in, W(L, theta), B(L, theta), N, L->in, L->out); break;
-        case MT_LAYER_RELU: mt_relu_forward(out, in, N * L->out); break;
-        case MT_LAYER_CONV: {
-            const mt_conv_geom g = conv_geom(L);
-            mt_conv_forward(out, in, W(L, theta), B(L, theta), N, &g, ws->scratch);
-            break;
-        }
-        case MT_LAYER_BN:
-            mt_bn_forward(out, ws->stats[l], in, W(L, theta), B(L, theta), L->out_c, N * L->out_h * L->out_w);
-            break;
-        case MT_LAYER_POOL: mt_maxpool_forward(out, ws->argmax[l], in, L->in_c * N, L->in_h, L->in_w); break;
-        case MT_LAYER_FLATTEN: mt_flatten_forward(out, in, N, L->in_c, L->in_h * L->in_w); break;
-        }
-        in = out;
+    for (int i = 0; i < m->n_ops; i++) {
+        const op_io a = op_args(m, ws, i, x, theta, NULL, NULL, N);
+        op_table[m->op[i].kind].forward(&m->op[i], &a);
     }
-    if (m->loss == MT_LOSS_XENT) return mt_xent_forward(ws->probs, in, y, N, m->out);
-    return mt_mse_forward(in, y, N, m->out);
+    const float *out = ws->y[m->n_ops - 1];
+    if (m->loss == MT_LOSS_XENT) return mt_xent_forward(ws->probs, out, y, N, m->out);
+    return mt_mse_forward(out, y, N, m->out);
 }
 
 void mt_model_backward(const mt_model *m, mt_workspace *ws, const float *theta, const float *x,
                        const float *y, int N, float *grad)
 {
-    int last = m->n_layers - 1;
+    assert(ws->passes >= MT_WS_GRAD);
+    const int last = m->n_ops - 1;
     if (m->loss == MT_LOSS_XENT) mt_xent_backward(ws->dy[last], ws->probs, y, N, m->out);
     else mt_mse_backward(ws->dy[last], ws->y[last], y, N, m->out);
-    for (int l = last; l >= 0; l--) {
-        const mt_layer *L = &m->layer[l];
-        const float *in = l > 0 ? ws->y[l - 1] : x;
-        float *din = l > 0 ? ws->dy[l - 1] : NULL; /* dL/dx of the data is never needed */
-        const float *dout = ws->dy[l];
-        float *gw = grad ? Wm(L, grad) : NULL, *gb = grad ? Bm(L, grad) : NULL;
-        switch (L->kind) {
-        case MT_LAYER_LINEAR: mt_linear_backward(din, gw, gb, dout, in, W(L, theta), N, L->in, L->out); break;
-        case MT_LAYER_RELU: assert(din); mt_relu_backward(din, dout, in, N * L->out); break;
-        case MT_LAYER_CONV: {
-            const mt_conv_geom g = conv_geom(L);
-            if (gw || din) mt_conv_backward(din, gw, gb, dout, in, W(L, theta), N, &g, ws->scratch);
-            break;
-        }
-        case MT_LAYER_BN:
-            assert(din);
-            mt_bn_backward(din, gw, gb, dout, in, ws->stats[l], W(L, theta), L->out_c, N * L->out_h * L->out_w);
-            break;
-        case MT_LAYER_POOL: assert(din); mt_maxpool_backward(din, dout, ws->argmax[l], L->in_c * N, L->in_h, L->in_w); break;
-        case MT_LAYER_FLATTEN: assert(din); mt_flatten_backward(din, dout, N, L->in_c, L->in_h * L->in_w); break;
-        }
+    memset(ws->got, 0, sizeof ws->got);
+    for (int i = last; i >= 0; i--) {
+        op_io a = op_args(m, ws, i, x, theta, NULL, grad, N);
+        route_grads(m, ws, i, ws->dy, a.dx, a.acc);
+        op_table[m->op[i].kind].backward(&m->op[i], &a);
+        settle_grads(m, ws, i, ws->dy, N);
     }
 }
 
 void mt_model_rforward(const mt_model *m, mt_workspace *ws, const float *theta, const float *x,
                        const float *v, int N)
 {
-    for (int l = 0; l < m->n_layers; l++) {
-        const mt_layer *L = &m->layer[l];
-        const float *in = l > 0 ? ws->y[l - 1] : x;
-        const float *rin = l > 0 ? ws->ry[l - 1] : NULL; /* the data does not move with θ */
-        float *rout = ws->ry[l];
-        switch (L->kind) {
-        case MT_LAYER_LINEAR:
-            mt_linear_rforward(rout, in, rin, W(L, theta), W(L, v), B(L, v), N, L->in, L->out);
-            break;
-        case MT_LAYER_RELU: assert(rin); mt_relu_rforward(rout, rin, in, N * L->out); break;
-        case MT_LAYER_CONV: {
-            const mt_conv_geom g = conv_geom(L);
-            mt_conv_rforward(rout, in, rin, W(L, theta), W(L, v), B(L, v), N, &g, ws->scratch);
-            break;
-        }
-        case MT_LAYER_BN:
-            mt_bn_rforward(rout, ws->stats[l] + 2 * L->out_c, in, rin, ws->stats[l], W(L, theta), W(L, v), B(L, v),
-                           L->out_c, N * L->out_h * L->out_w);
-            break;
-        case MT_LAYER_POOL:
-            assert(rin);
-            mt_maxpool_rforward(rout, rin, ws->argmax[l], L->in_c * N, L->in_h, L->in_w);
-            break;
-        case MT_LAYER_FLATTEN: assert(rin); mt_flatten_forward(rout, rin, N, L->in_c, L->in_h * L->in_w); break;
-        }
+    assert(ws->passes == MT_WS_HVP);
+    for (int i = 0; i < m->n_ops; i++) {
+        const op_io a = op_args(m, ws, i, x, theta, v, NULL, N);
+        op_table[m->op[i].kind].rforward(&m->op[i], &a);
     }
 }
 
 void mt_model_rbackward(const mt_model *m, mt_workspace *ws, const float *theta, const float *x,
                         const float *v, int N, float *hv)
 {
-    int last = m->n_layers - 1;
+    assert(ws->passes == MT_WS_HVP);
+    const int last = m->n_ops - 1;
     if (m->loss == MT_LOSS_XENT) mt_xent_rbackward(ws->rdy[last], ws->probs, ws->ry[last], N, m->out);
     else mt_mse_rbackward(ws->rdy[last], ws->ry[last], N, m->out);
-    for (int l = last; l >= 0; l--) {
-        const mt_layer *L = &m->layer[l];
-        const float *in = l > 0 ? ws->y[l - 1] : x;
-        const float *rin = l > 0 ? ws->ry[l - 1] : NULL;
-        float *rdin = l > 0 ? ws->rdy[l - 1] : NULL;
-        const float *dout = ws->dy[l], *rdout = ws->rdy[l];
-        switch (L->kind) {
-        case MT_LAYER_LINEAR:
-            mt_linear_rbackward(rdin, Wm(L, hv), Bm(L, hv), dout, rdout, in, rin, W(L, theta), W(L, v), N, L->in,
-                                L->out);
-            break;
-        case MT_LAYER_RELU: assert(rdin); mt_relu_rbackward(rdin, rdout, in, N * L->out); break;
-        case MT_LAYER_CONV: {
-            const mt_conv_geom g = conv_geom(L);
-            mt_conv_rbackward(rdin, Wm(L, hv), Bm(L, hv), dout, rdout, in, rin, W(L, theta), W(L, v), N, &g,
-                              ws->scratch);
-            break;
-        }
-        case MT_LAYER_BN:
-            assert(rdin);
-            mt_bn_rbackward(rdin, Wm(L, hv), Bm(L, hv), dout, rdout, in, rin, ws->stats[l], ws->stats[l] + 2 * L->out_c,
-                            W(L, theta), W(L, v), L->out_c, N * L->out_h * L->out_w);
-            break;
-        case MT_LAYER_POOL:
-            assert(rdin);
-            mt_maxpool_rbackward(rdin, rdout, ws->argmax[l], L->in_c * N, L->in_h, L->in_w);
-            break;
-        case MT_LAYER_FLATTEN: assert(rdin); mt_flatten_backward(rdin, rdout, N, L->in_c, L->in_h * L->in_w); break;
-        }
+    memset(ws->got, 0, sizeof ws->got);
+    for (int i = last; i >= 0; i--) {
+        op_io a = op_args(m, ws, i, x, theta, v, hv, N);
+        route_grads(m, ws, i, ws->rdy, a.rdx, a.acc);
+        op_table[m->op[i].kind].rbackward(&m->op[i], &a);
+        settle_grads(m, ws, i, ws->rdy, N);
     }
 }
 
@@ -373,7 +651,7 @@ float mt_model_hvp(const mt_model *m, mt_workspace *ws, const float *theta, cons
                    const float *y, int N, const float *v, float *hv)
 {
     float loss = mt_model_forward(m, ws, theta, x, y, N);
-    /* The R-backward pass reads dL/d(outputs) of every layer, not the parameter gradient. */
+    /* The R-backward pass reads dL/d(outputs) of every op, not the parameter gradient. */
     mt_model_backward(m, ws, theta, x, y, N, NULL);
     mt_model_rforward(m, ws, theta, x, v, N);
     mt_model_rbackward(m, ws, theta, x, v, N, hv);
@@ -382,7 +660,7 @@ float mt_model_hvp(const mt_model *m, mt_workspace *ws, const float *theta, cons
 
 const float *mt_model_output(const mt_model *m, const mt_workspace *ws)
 {
-    return ws->y[m->n_layers - 1];
+    return ws->y[m->n_ops - 1];
 }
 
 int mt_model_correct(const mt_model *m, const mt_workspace *ws, const float *y, int N)

@@ -514,7 +514,7 @@ static int check_size(const mt_dist *d, const mt_config *c)
     if (strcmp(c->family, "fewshot") == 0) {
         mt_split meta;
         if (mt_dataset_read_split_meta(c->dataset, c->train_split, &meta, err, sizeof err) == 0) {
-            known = mt_model_conv4(&m, meta.C, meta.H, meta.W, c->filters, c->ways) == 0;
+            known = mt_family_image_model(c, meta.C, meta.H, meta.W, &m) == 0;
             mt_split_free(&meta);
         } /* else the family reports the dataset's problem */
     } else {
@@ -575,7 +575,7 @@ int mt_train_run(const mt_dist *d, const mt_config *config, const mt_train_opts 
     mt_shards_init(&shards, d, P);
     /* The exact reduction's blocks: one quantum per parameter tensor. */
     const int n_tensors = mt_model_tensor_count(&model);
-    size_t tensor_size[2 * MT_MAX_LAYERS];
+    size_t tensor_size[2 * MT_MAX_OPS];
     for (int i = 0; i < n_tensors; i++) {
         mt_tensor_info ti;
         mt_model_tensor(&model, i, &ti);
@@ -597,8 +597,7 @@ int mt_train_run(const mt_dist *d, const mt_config *config, const mt_train_opts 
     enum { EXTRA = 4 };
     double *slots = mt_calloc((size_t)EXTRA * B, sizeof *slots);
     mt_model_init_params(&model, theta, cfg.seed);
-    mt_meta *meta = mt_meta_init(&model, cfg.inner_steps,
-                                 family.n_support > family.n_query ? family.n_support : family.n_query);
+    mt_meta *meta = mt_meta_init(&model, algo, cfg.inner_steps, family.n_support, family.n_query);
     mt_task_buffer tb;
     mt_family_buffer(&family, &tb);
     const mt_adam_config adam = {cfg.lr, cfg.beta1, cfg.beta2, cfg.eps};

@@ -783,7 +783,7 @@ static void test_hostile_table(const mt_model *m)
             label = "/model with 2 dimensions", want = "/model has 2 dimensions, expected 1";
             break;
         case 3:
-            label = "/model with 1000 rows", want = "/model has 1000 rows, expected 1 to 64";
+            label = "/model with 1000 rows", want = "/model has 1000 rows, expected 1 to 128";
             dims[0] = 1000;
             break;
         case 4:

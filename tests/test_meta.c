@@ -128,7 +128,7 @@ static void fixture_init(fixture *f, int hidden, uint64_t seed)
     mt_task_buffer_init(&f->buf, N_ROWS, N_ROWS, 1, 1);
     mt_sinusoid_fill(&f->buf, &MT_SINE_DIST_DEFAULT, seed, MT_STREAM_TRAIN, 0, 0);
     f->t = &f->buf.task;
-    f->ws = mt_workspace_init(&f->m, N_ROWS);
+    f->ws = mt_workspace_init(&f->m, N_ROWS, MT_WS_HVP);
 }
 
 static void fixture_free(fixture *f)
@@ -158,8 +158,8 @@ static float adapt(const fixture *f, const float *theta, float alpha, int K, flo
 static int relu_width(const mt_model *m)
 {
     int w = 0;
-    for (int l = 0; l < m->n_layers; l++)
-        if (m->layer[l].kind == MT_LAYER_RELU) w += m->layer[l].out;
+    for (int l = 0; l < m->n_ops; l++)
+        if (m->op[l].kind == MT_OP_RELU) w += m->op[l].out;
     return w;
 }
 
@@ -170,14 +170,14 @@ static void ref_forward(const mt_model *m, const float *theta, const float *x, i
                         unsigned char *active)
 {
     int width = m->in;
-    for (int l = 0; l < m->n_layers; l++)
-        if (m->layer[l].out > width) width = m->layer[l].out;
+    for (int l = 0; l < m->n_ops; l++)
+        if (m->op[l].out > width) width = m->op[l].out;
     float *a = tu_vec((size_t)N * width), *b = tu_vec((size_t)N * width);
     memcpy(a, x, (size_t)N * m->in * sizeof *a);
-    for (int l = 0; l < m->n_layers; l++) {
-        const mt_layer *L = &m->layer[l];
+    for (int l = 0; l < m->n_ops; l++) {
+        const mt_op *L = &m->op[l];
         const size_t n = (size_t)N * L->out;
-        if (L->kind == MT_LAYER_LINEAR) {
+        if (L->kind == MT_OP_LINEAR) {
             const float *w = theta + L->offset, *bias = w + (size_t)L->out * L->in;
             mt_linear_forward_ref(b, a, w, bias, N, L->in, L->out);
         } else {
@@ -376,7 +376,7 @@ static void check_maml(const fixture *f, const char *name, float alpha, int K, i
 {
     const size_t P = f->P;
     float *g = tu_vec(P), *gfo = tu_vec(P), *traj = tu_vec((K + 1) * P), *scratch = tu_vec(P);
-    mt_meta *mm = mt_meta_init(&f->m, K, N_ROWS);
+    mt_meta *mm = mt_meta_init(&f->m, MT_ALGO_MAML, K, N_ROWS, N_ROWS);
     mt_task_losses losses;
     char what[96], label[160];
     snprintf(what, sizeof what, "%s MAML K=%d alpha=%g", name, K, alpha);
@@ -430,7 +430,7 @@ static void check_identities(const fixture *f, const char *name, float alpha)
     const size_t P = f->P;
     enum { K_MAX = 3 };
     float *g = tu_vec(P), *want = tu_vec(P), *traj = tu_vec((K_MAX + 1) * P), *scratch = tu_vec(P);
-    mt_meta *mm = mt_meta_init(&f->m, K_MAX, N_ROWS);
+    mt_meta *mm = mt_meta_init(&f->m, MT_ALGO_MAML, K_MAX, N_ROWS, N_ROWS);
     const mt_task *t = f->t;
     mt_task_losses losses;
     char label[160];

@@ -246,7 +246,7 @@ static void check_mlp(const char *path)
     };
 
     const int max_rows = ns > nq ? ns : nq;
-    mt_workspace *ws = mt_workspace_init(&m, max_rows);
+    mt_workspace *ws = mt_workspace_init(&m, max_rows, MT_WS_HVP);
     float *g = mt_malloc(P * sizeof *g), *hv = mt_malloc(P * sizeof *hv);
 
     /* the model at θ: support loss, gradient, H·v; query loss */
@@ -260,7 +260,7 @@ static void check_mlp(const char *path)
     compare_loss("query loss at theta", loss_q, *fixture_get(&f, "loss_query", 1));
 
     /* meta-gradients for K = 1 and K = 3 */
-    mt_meta *mm = mt_meta_init(&m, 3, max_rows);
+    mt_meta *mm = mt_meta_init(&m, MT_ALGO_MAML, 3, ns, nq);
     const int ks[] = {1, 3};
     for (int i = 0; i < 2; i++) {
         const int K = ks[i];
@@ -339,7 +339,7 @@ static void check_conv4(const char *path)
                     .n_support = ns,
                     .n_query = nq};
     const int max_rows = ns > nq ? ns : nq;
-    mt_workspace *ws = mt_workspace_init(&m, max_rows);
+    mt_workspace *ws = mt_workspace_init(&m, max_rows, MT_WS_HVP);
     float *g = mt_malloc(P * sizeof *g), *hv = mt_malloc(P * sizeof *hv);
 
     const float loss_s = mt_model_loss_grad(&m, ws, theta, task.xs, task.ys, ns, g);
@@ -352,7 +352,7 @@ static void check_conv4(const char *path)
     const float acc = (float)mt_model_correct(&m, ws, task.yq, nq) / (float)nq;
     tu_check("conv4 query accuracy at theta", fabsf(acc - *fixture_get(&f, "acc_query", 1)), 0.0);
 
-    mt_meta *mm = mt_meta_init(&m, 2, max_rows);
+    mt_meta *mm = mt_meta_init(&m, MT_ALGO_MAML, 2, ns, nq);
     for (int K = 1; K <= 2; K++) {
         char name[NAME_LEN], label[96];
         mt_task_losses losses;
@@ -409,7 +409,7 @@ static void check_resnet12(const char *path)
                     .n_support = ns,
                     .n_query = nq};
     const int max_rows = ns > nq ? ns : nq;
-    mt_workspace *ws = mt_workspace_init(&m, max_rows);
+    mt_workspace *ws = mt_workspace_init(&m, max_rows, MT_WS_HVP);
     float *g = mt_malloc(P * sizeof *g), *hv = mt_malloc(P * sizeof *hv);
 
     const float loss_s = mt_model_loss_grad(&m, ws, theta, task.xs, task.ys, ns, g);
@@ -422,7 +422,7 @@ static void check_resnet12(const char *path)
     const float acc = (float)mt_model_correct(&m, ws, task.yq, nq) / (float)nq;
     tu_check("resnet12 query accuracy at theta", fabsf(acc - *fixture_get(&f, "acc_query", 1)), 0.0);
 
-    mt_meta *mm = mt_meta_init(&m, 2, max_rows);
+    mt_meta *mm = mt_meta_init(&m, MT_ALGO_MAML, 2, ns, nq);
     for (int K = 1; K <= 2; K++) {
         char name[NAME_LEN], label[96];
         mt_task_losses losses;

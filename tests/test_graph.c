@@ -1,0 +1,256 @@
+/*
+ * test_graph.c — the op graph of model.h as a structure: the parameter layouts of the three
+ * models, the workspaces sized for the passes they serve, and properties of the passes that
+ * need no oracle.
+ *
+ *   1. Layouts. The MLP's and Conv4's tensor tables (names, kinds, offsets, sizes, shapes)
+ *      are the ones every checkpoint written so far holds, written out here from the
+ *      formulas of model.h: a change to them would make old checkpoints unreadable.
+ *      ResNet-12's table follows its definition (model.h): 12 tensors per stage in
+ *      PyTorch's order, convs without bias, 1×1 shortcuts, and the head.
+ *   2. Workspaces. A forward-only and a gradient workspace give the same bits as the full
+ *      (R-pass) one for the passes they serve, and hold less memory; a meta workspace sized
+ *      for FOMAML gives FOMAML's meta-gradient bit for bit as one sized for MAML.
+ *   3. Symmetry. u·Hv = v·Hu for ResNet-12, whose residual adds make a node feed two ops
+ *      (the passes must add both gradients): in float within a few u of Σ|u_i (Hv)_i|, so
+ *      the tolerance is 1e-5 relative to that sum (as in test_meta.c).
+ *
+ * Not here: the values of the passes. Every op's passes are checked against finite
+ * differences in test_layers.c and test_conv.c, the MLP's model-level passes in
+ * test_meta.c, and Conv4's and ResNet-12's loss, gradient, HVP and meta-gradients against
+ * PyTorch in test_reference.c.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+#include "meta.h"
+#include "model.h"
+#include "testutil.h"
+
+#define TOL_SYM 1e-5
+
+typedef struct {
+    const char *name;
+    int ndim, shape[4];
+} want_tensor;
+
+/* The model's tensor table against want[n], offsets contiguous from 0 in order. */
+static void check_layout(const mt_model *m, const char *label, const want_tensor *want, int n)
+{
+    char what[160];
+    snprintf(what, sizeof what, "%s: %d tensors", label, n);
+    tu_expect(mt_model_tensor_count(m) == n, what);
+    size_t offset = 0;
+    int ok = 1;
+    for (int i = 0; i < n && i < mt_model_tensor_count(m); i++) {
+        mt_tensor_info t;
+        mt_model_tensor(m, i, &t);
+        size_t size = 1;
+        for (int d = 0; d < want[i].ndim; d++) size *= (size_t)want[i].shape[d];
+        const int same = strcmp(t.name, want[i].name) == 0 && t.offset == offset && t.size == size &&
+                         t.ndim == want[i].ndim && memcmp(t.shape, want[i].shape, sizeof(int) * (size_t)t.ndim) == 0;
+        if (!same) {
+            printf("  %s tensor %d: got %s offset %zu size %zu, want %s offset %zu size %zu\n", label, i, t.name,
+                   t.offset, t.size, want[i].name, offset, size);
+            ok = 0;
+        }
+        offset += size;
+    }
+    snprintf(what, sizeof what, "%s: names, offsets, sizes and shapes in θ order; P = %zu", label, offset);
+    tu_expect(ok && offset == m->n_params, what);
+}
+
+static void check_layouts(void)
+{
+    mt_model m;
+    tu_expect(mt_model_mlp(&m, 1, 40, 1) == 0, "build the 1-40-40-1 MLP");
+    const want_tensor mlp[] = {{"fc1.weight", 2, {40, 1}}, {"fc1.bias", 1, {40}},  {"fc2.weight", 2, {40, 40}},
+                               {"fc2.bias", 1, {40}},      {"head.weight", 2, {1, 40}}, {"head.bias", 1, {1}}};
+    check_layout(&m, "mlp 1-40-40-1", mlp, 6);
+    mt_tensor_info t;
+    mt_model_tensor(&m, 0, &t);
+    tu_expect(strcmp(t.kind, "linear") == 0, "mlp: fc1 is of kind linear");
+
+    tu_expect(mt_model_conv4(&m, 3, 84, 84, 32, 5) == 0, "build Conv4 3x84x84, 32 filters, 5 ways");
+    want_tensor conv4[18];
+    int n = 0;
+    for (int b = 1; b <= 4; b++) {
+        static char names[4][4][24];
+        snprintf(names[b - 1][0], 24, "conv%d.weight", b);
+        snprintf(names[b - 1][1], 24, "conv%d.bias", b);
+        snprintf(names[b - 1][2], 24, "bn%d.weight", b);
+        snprintf(names[b - 1][3], 24, "bn%d.bias", b);
+        conv4[n++] = (want_tensor){names[b - 1][0], 4, {32, b == 1 ? 3 : 32, 3, 3}};
+        conv4[n++] = (want_tensor){names[b - 1][1], 1, {32}};
+        conv4[n++] = (want_tensor){names[b - 1][2], 1, {32}};
+        conv4[n++] = (want_tensor){names[b - 1][3], 1, {32}};
+    }
+    conv4[n++] = (want_tensor){"head.weight", 2, {5, 32 * 5 * 5}}; /* 84 → 42 → 21 → 10 → 5 */
+    conv4[n++] = (want_tensor){"head.bias", 1, {5}};
+    check_layout(&m, "conv4 3x84x84 f32", conv4, n);
+    mt_model_tensor(&m, 2, &t);
+    tu_expect(strcmp(t.kind, "batchnorm") == 0 && mt_model_find_op(&m, "pool4") >= 0,
+              "conv4: bn1 is of kind batchnorm; an op named pool4 exists");
+
+    const int widths[4] = {4, 6, 8, 10};
+    tu_expect(mt_model_resnet12(&m, 3, 84, 84, widths, 5) == 0, "build ResNet-12 3x84x84, widths 4,6,8,10");
+    want_tensor res[50];
+    static char rnames[4][12][32];
+    n = 0;
+    for (int s = 0; s < 4; s++) {
+        const int w = widths[s], in = s ? widths[s - 1] : 3;
+        const char *part[12] = {"conv1.weight", "bn1.weight",      "bn1.bias",          "conv2.weight",
+                                "bn2.weight",   "bn2.bias",        "conv3.weight",      "bn3.weight",
+                                "bn3.bias",     "shortcut.weight", "shortcut_bn.weight", "shortcut_bn.bias"};
+        for (int j = 0; j < 12; j++) {
+            snprintf(rnames[s][j], 32, "stage%d.%s", s + 1, part[j]);
+            want_tensor *r = &res[n++];
+            r->name = rnames[s][j];
+            if (j == 0 || j == 3 || j == 6 || j == 9) {
+                const int k = j == 9 ? 1 : 3;
+                *r = (want_tensor){rnames[s][j], 4, {w, j == 0 || j == 9 ? in : w, k, k}};
+            } else {
+                *r = (want_tensor){rnames[s][j], 1, {w}};
+            }
+        }
+    }
+    res[n++] = (want_tensor){"head.weight", 2, {5, 10}}; /* after the global average pool */
+    res[n++] = (want_tensor){"head.bias", 1, {5}};
+    check_layout(&m, "resnet12 3x84x84 4,6,8,10", res, n);
+    const int last = mt_model_find_op(&m, "stage4.pool");
+    tu_expect(last >= 0 && m.op[last].out_h == 5 && m.op[last].out_w == 5 && m.op[last].out_c == 10,
+              "resnet12: 84 → 42 → 21 → 10 → 5 after the four pools, 10 channels");
+    tu_expect(m.out == 5 && m.loss == MT_LOSS_XENT, "resnet12: 5 logits, cross-entropy");
+    tu_expect(mt_model_resnet12(&m, 1, 15, 28, widths, 5) != 0 && mt_model_conv4(&m, 1, 28, 15, 8, 5) != 0,
+              "images below 16x16 are refused");
+    const int zero[4] = {4, 0, 8, 10};
+    tu_expect(mt_model_resnet12(&m, 1, 28, 28, zero, 5) != 0, "a zero width is refused");
+}
+
+/* A small ResNet-12 on N random images: θ from the default initialisation. */
+typedef struct {
+    mt_model m;
+    size_t P;
+    int N;
+    float *theta, *x, *y;
+} net;
+
+static void net_init(net *n, int N)
+{
+    const int widths[4] = {3, 4, 5, 6};
+    if (mt_model_resnet12(&n->m, 2, 16, 16, widths, 4) != 0) mt_fatal("mt_model_resnet12 failed");
+    n->P = n->m.n_params;
+    n->N = N;
+    n->theta = tu_vec(n->P);
+    mt_model_init_params(&n->m, n->theta, 5);
+    n->x = tu_vec((size_t)N * n->m.in);
+    tu_random(n->x, (size_t)N * n->m.in, 0.0f, 1.0f, 5, 1);
+    n->y = tu_vec((size_t)N);
+    for (int i = 0; i < N; i++) n->y[i] = (float)(i % 4);
+}
+
+static void net_free(net *n)
+{
+    free(n->theta);
+    free(n->x);
+    free(n->y);
+}
+
+static void check_workspaces(void)
+{
+    net n;
+    net_init(&n, 8);
+    mt_workspace *full = mt_workspace_init(&n.m, n.N, MT_WS_HVP);
+    mt_workspace *grad = mt_workspace_init(&n.m, n.N, MT_WS_GRAD);
+    mt_workspace *fwd = mt_workspace_init(&n.m, n.N, MT_WS_FORWARD);
+    float *g1 = tu_vec(n.P), *g2 = tu_vec(n.P);
+    const float l1 = mt_model_loss_grad(&n.m, full, n.theta, n.x, n.y, n.N, g1);
+    const float l2 = mt_model_loss_grad(&n.m, grad, n.theta, n.x, n.y, n.N, g2);
+    const float l3 = mt_model_forward(&n.m, fwd, n.theta, n.x, n.y, n.N);
+    tu_expect(l1 == l2 && l1 == l3 && memcmp(mt_model_output(&n.m, fwd), mt_model_output(&n.m, full),
+                                             (size_t)n.N * n.m.out * sizeof(float)) == 0,
+              "resnet12: the same loss and logits from forward-only, gradient and full workspaces");
+    tu_expect(memcmp(g1, g2, n.P * sizeof *g1) == 0, "resnet12: the same gradient bits from gradient and full workspaces");
+    const size_t bf = mt_workspace_bytes(fwd), bg = mt_workspace_bytes(grad), bh = mt_workspace_bytes(full);
+    printf("  workspace bytes for 8 images: forward %zu, gradient %zu, full %zu\n", bf, bg, bh);
+    tu_expect(bf < bg && bg < bh, "forward-only < gradient < full workspace memory");
+    mt_workspace_free(full);
+    mt_workspace_free(grad);
+    mt_workspace_free(fwd);
+
+    /* Meta workspaces: support 4 rows, query 8 rows. */
+    mt_task t = {.xs = n.x, .ys = n.y, .xq = n.x, .yq = n.y, .n_support = 4, .n_query = 8};
+    mt_meta *for_maml = mt_meta_init(&n.m, MT_ALGO_MAML, 2, 4, 8);
+    mt_meta *for_fo = mt_meta_init(&n.m, MT_ALGO_FOMAML, 2, 4, 8);
+    mt_meta *for_rep = mt_meta_init(&n.m, MT_ALGO_REPTILE, 2, 4, 8);
+    mt_meta_task_grad(for_maml, MT_ALGO_FOMAML, n.theta, 0.1f, 2, &t, g1, NULL);
+    mt_meta_task_grad(for_fo, MT_ALGO_FOMAML, n.theta, 0.1f, 2, &t, g2, NULL);
+    tu_expect(memcmp(g1, g2, n.P * sizeof *g1) == 0, "fomaml meta-gradient: same bits from maml- and fomaml-sized meta");
+    mt_meta_task_grad(for_maml, MT_ALGO_REPTILE, n.theta, 0.1f, 2, &t, g1, NULL);
+    mt_meta_task_grad(for_rep, MT_ALGO_REPTILE, n.theta, 0.1f, 2, &t, g2, NULL);
+    tu_expect(memcmp(g1, g2, n.P * sizeof *g1) == 0, "reptile update: same bits from maml- and reptile-sized meta");
+    const mt_task_losses a = mt_meta_adapt_eval(for_maml, n.theta, 0.1f, 3, &t);
+    const mt_task_losses b = mt_meta_adapt_eval(for_rep, n.theta, 0.1f, 3, &t);
+    tu_expect(a.pre == b.pre && a.post == b.post && a.acc_post == b.acc_post,
+              "adaptation for evaluation: same losses from maml- and reptile-sized meta");
+    printf("  meta bytes (K = 2, P = %zu): maml %zu, fomaml %zu, reptile %zu\n", n.P, mt_meta_bytes(for_maml),
+           mt_meta_bytes(for_fo), mt_meta_bytes(for_rep));
+    tu_expect(mt_meta_bytes(for_rep) < mt_meta_bytes(for_fo) && mt_meta_bytes(for_fo) < mt_meta_bytes(for_maml),
+              "meta memory: reptile < fomaml < maml");
+    mt_meta_free(for_maml);
+    mt_meta_free(for_fo);
+    mt_meta_free(for_rep);
+    free(g1);
+    free(g2);
+    net_free(&n);
+}
+
+static double dot_d(const float *a, const float *b, size_t n)
+{
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++) s += (double)a[i] * b[i];
+    return s;
+}
+
+static double abs_dot_d(const float *a, const float *b, size_t n)
+{
+    double s = 0.0;
+    for (size_t i = 0; i < n; i++) s += fabs((double)a[i] * b[i]);
+    return s;
+}
+
+static void check_symmetry(void)
+{
+    net n;
+    net_init(&n, 6);
+    mt_workspace *ws = mt_workspace_init(&n.m, n.N, MT_WS_HVP);
+    float *u = tu_vec(n.P), *v = tu_vec(n.P), *hu = tu_vec(n.P), *hv = tu_vec(n.P);
+    for (uint32_t k = 0; k < 3; k++) {
+        tu_random(u, n.P, -1.0f, 1.0f, 9, 2 * k);
+        tu_random(v, n.P, -1.0f, 1.0f, 9, 2 * k + 1);
+        mt_model_hvp(&n.m, ws, n.theta, n.x, n.y, n.N, v, hv);
+        mt_model_hvp(&n.m, ws, n.theta, n.x, n.y, n.N, u, hu);
+        const double a = dot_d(u, hv, n.P), b = dot_d(v, hu, n.P);
+        const double scale = abs_dot_d(u, hv, n.P) + abs_dot_d(v, hu, n.P);
+        char label[96];
+        snprintf(label, sizeof label, "resnet12 u.Hv = v.Hu, pair %u (u.Hv = %.6g)", k, a);
+        tu_check(label, fabs(a - b) / scale, TOL_SYM);
+    }
+    mt_workspace_free(ws);
+    free(u);
+    free(v);
+    free(hu);
+    free(hv);
+    net_free(&n);
+}
+
+int main(void)
+{
+    check_layouts();
+    check_workspaces();
+    check_symmetry();
+    return tu_finish();
+}
