@@ -523,6 +523,8 @@ static void test_inapplicable_keys(void)
         {"[task]\nfamily = fewshot\ndataset = d.h5\namp_max = 10\n[model]\narch = conv4\n", "amp_max"},
         {"[task]\nfamily = fewshot\ndataset = d.h5\nx_min = -1\n[model]\narch = conv4\n", "x_min"},
         {"[task]\nfamily = fewshot\ndataset = d.h5\n[model]\narch = conv4\nhidden = 100\n", "hidden"},
+        {"[task]\nfamily = fewshot\ndataset = d.h5\n[model]\narch = conv4\nwidths = 8,8,8,8\n", "widths"},
+        {"[task]\nfamily = fewshot\ndataset = d.h5\n[model]\narch = resnet12\nfilters = 32\n", "filters"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         mt_config c;
@@ -550,6 +552,35 @@ static void test_inapplicable_keys(void)
         "filters = 32\n";
     tu_expect(mt_config_parse(&f, fewshot_all, "x.ini", err, sizeof err) == 0 && mt_config_check(&f, err, sizeof err) == 0,
               "fewshot with model.hidden at its default value (a full listing) checks");
+}
+
+/* model.widths: four whole numbers for ResNet-12's stages. */
+static void test_widths(void)
+{
+    mt_config c;
+    char err[1024] = "";
+    mt_config_defaults(&c);
+    tu_expect(c.widths[0] == 64 && c.widths[1] == 160 && c.widths[2] == 320 && c.widths[3] == 640,
+              "model.widths defaults to 64,160,320,640");
+    const char *good = "[task]\nfamily = fewshot\ndataset = d.h5\n[model]\narch = resnet12\nwidths = 16, 32,64 ,128\n";
+    tu_expect(mt_config_parse(&c, good, "x.ini", err, sizeof err) == 0 && mt_config_check(&c, err, sizeof err) == 0 &&
+                  c.widths[0] == 16 && c.widths[1] == 32 && c.widths[2] == 64 && c.widths[3] == 128,
+              "widths = 16, 32,64 ,128 parses (blanks around the numbers) and checks with arch = resnet12");
+    char *text = mt_config_format(&c);
+    tu_expect(strstr(text, "widths = 16,32,64,128\n") != NULL, "the resolved config writes widths = 16,32,64,128");
+    free(text);
+    expect_set_error("three widths", "model.widths=16,32,64", "four whole numbers");
+    expect_set_error("five widths", "model.widths=16,32,64,128,256", "four whole numbers");
+    expect_set_error("a zero width", "model.widths=16,0,64,128", "every width must be in [1, 4096]");
+    expect_set_error("a width above 4096", "model.widths=16,32,64,5000", "every width must be in [1, 4096]");
+    expect_set_error("a word", "model.widths=wide", "four whole numbers");
+    expect_set_error("a trailing comma", "model.widths=16,32,64,128,", "four whole numbers");
+    expect_set_error("a negative width", "model.widths=-16,32,64,128", "four whole numbers");
+    mt_config_defaults(&c);
+    tu_expect(mt_config_parse(&c, "[task]\nfamily = fewshot\ndataset = d.h5\n[model]\narch = mlp\n", "x.ini", err,
+                              sizeof err) == 0 &&
+                  mt_config_check(&c, err, sizeof err) == -1 && strstr(err, "conv4 or resnet12"),
+              "fewshot with the mlp names both image models");
 }
 
 /* Issue 7, defect 16: the parameter count must fit one MPI call (2^31 - 1) and memory. */
@@ -797,6 +828,7 @@ int main(int argc, char **argv)
     test_tiny_floats();
     test_run_dir_and_blanks();
     test_inapplicable_keys();
+    test_widths();
     test_model_size();
     test_check_set();
     test_diff();
