@@ -77,38 +77,50 @@ static void tap_range(int tap, int stride, int pad, int n_in, int n_out, int *lo
     *lo = l, *hi = h;
 }
 
+/* p[0:n] = 0 for the padded margin of a column row: usually zero or one value wide (3×3,
+ * padding 1), which a store writes faster than a call to memset does. */
+static inline void zero_margin(float *p, int n)
+{
+    if (n == 1) p[0] = 0.0f;
+    else if (n > 1) memset(p, 0, sizeof(float) * n);
+}
+
 /* cols[C·k², nc·Ho·Wo] = the k×k windows (zero outside the plane) of images n0 … n0+nc−1
  * of x[C,N,H,W]. Row (c, kh, kw), column (image, oh, ow) holds
  * x[c, n0+image, oh·stride + kh − pad, ow·stride + kw − pad]. */
 static void im2col(float *restrict cols, const float *restrict x, int N, const mt_conv_geom *g, int n0, int nc)
 {
-    const int k = g->k, s = g->stride, W = g->W, Ho = g->Ho, Wo = g->Wo;
-    const size_t HW = (size_t)g->H * W, HWo = (size_t)Ho * Wo, ld = (size_t)nc * HWo;
-    for (int c = 0; c < g->C; c++)
+    /* the geometry in locals: the memcpy/memset calls could otherwise reload it from *g */
+    const int C = g->C, H = g->H, W = g->W, k = g->k, s = g->stride, pad = g->pad, Ho = g->Ho, Wo = g->Wo;
+    const size_t HW = (size_t)H * W, HWo = (size_t)Ho * Wo, ld = (size_t)nc * HWo;
+    for (int c = 0; c < C; c++)
         for (int kh = 0; kh < k; kh++) {
             int oh_lo, oh_hi;
-            tap_range(kh, s, g->pad, g->H, Ho, &oh_lo, &oh_hi);
+            tap_range(kh, s, pad, H, Ho, &oh_lo, &oh_hi);
             for (int kw = 0; kw < k; kw++) {
                 int ow_lo, ow_hi;
-                tap_range(kw, s, g->pad, W, Wo, &ow_lo, &ow_hi);
-                const int off = kw - g->pad;
+                tap_range(kw, s, pad, W, Wo, &ow_lo, &ow_hi);
+                const int off = kw - pad;
                 float *row = cols + (((size_t)c * k + kh) * k + kw) * ld;
                 for (int i = 0; i < nc; i++) {
                     const float *img = x + ((size_t)c * N + n0 + i) * HW;
-                    for (int oh = 0; oh < Ho; oh++) {
-                        float *out = row + i * HWo + (size_t)oh * Wo;
-                        if (oh < oh_lo || oh >= oh_hi || ow_lo == ow_hi) {
-                            memset(out, 0, sizeof(float) * Wo);
-                            continue;
-                        }
-                        const float *in = img + (size_t)(oh * s + kh - g->pad) * W;
-                        memset(out, 0, sizeof(float) * ow_lo);
+                    float *block = row + i * HWo; /* [Ho, Wo] */
+                    if (ow_lo == ow_hi) { /* the tap's column is padding in every row */
+                        memset(block, 0, sizeof(float) * HWo);
+                        continue;
+                    }
+                    memset(block, 0, sizeof(float) * oh_lo * Wo); /* rows above the plane */
+                    for (int oh = oh_lo; oh < oh_hi; oh++) {
+                        float *out = block + (size_t)oh * Wo;
+                        const float *in = img + (size_t)(oh * s + kh - pad) * W;
+                        zero_margin(out, ow_lo);
                         if (s == 1)
                             memcpy(out + ow_lo, in + ow_lo + off, sizeof(float) * (ow_hi - ow_lo));
                         else
                             for (int ow = ow_lo; ow < ow_hi; ow++) out[ow] = in[ow * s + off];
-                        memset(out + ow_hi, 0, sizeof(float) * (Wo - ow_hi));
+                        zero_margin(out + ow_hi, Wo - ow_hi);
                     }
+                    memset(block + (size_t)oh_hi * Wo, 0, sizeof(float) * (Ho - oh_hi) * Wo); /* and below */
                 }
             }
         }
@@ -119,23 +131,30 @@ static void im2col(float *restrict cols, const float *restrict x, int N, const m
  * in (kh, kw) order. */
 static void col2im_add(float *restrict dx, const float *restrict cols, int N, const mt_conv_geom *g, int n0, int nc)
 {
-    const int k = g->k, s = g->stride, W = g->W, Ho = g->Ho, Wo = g->Wo;
-    const size_t HW = (size_t)g->H * W, HWo = (size_t)Ho * Wo, ld = (size_t)nc * HWo;
-    for (int c = 0; c < g->C; c++)
+    /* the geometry in locals: the memcpy/memset calls could otherwise reload it from *g */
+    const int C = g->C, H = g->H, W = g->W, k = g->k, s = g->stride, pad = g->pad, Ho = g->Ho, Wo = g->Wo;
+    const size_t HW = (size_t)H * W, HWo = (size_t)Ho * Wo, ld = (size_t)nc * HWo;
+    for (int c = 0; c < C; c++)
         for (int kh = 0; kh < k; kh++) {
             int oh_lo, oh_hi;
-            tap_range(kh, s, g->pad, g->H, Ho, &oh_lo, &oh_hi);
+            tap_range(kh, s, pad, H, Ho, &oh_lo, &oh_hi);
             for (int kw = 0; kw < k; kw++) {
                 int ow_lo, ow_hi;
-                tap_range(kw, s, g->pad, W, Wo, &ow_lo, &ow_hi);
-                const int off = kw - g->pad;
+                tap_range(kw, s, pad, W, Wo, &ow_lo, &ow_hi);
+                const int off = kw - pad;
                 const float *row = cols + (((size_t)c * k + kh) * k + kw) * ld;
                 for (int i = 0; i < nc; i++) {
                     float *img = dx + ((size_t)c * N + n0 + i) * HW;
                     for (int oh = oh_lo; oh < oh_hi; oh++) {
                         const float *in = row + i * HWo + (size_t)oh * Wo;
-                        float *out = img + (size_t)(oh * s + kh - g->pad) * W;
-                        for (int ow = ow_lo; ow < ow_hi; ow++) out[ow * s + off] += in[ow];
+                        float *out = img + (size_t)(oh * s + kh - pad) * W;
+                        if (s == 1) { /* contiguous: a loop the compiler vectorises */
+                            float *o = out + ow_lo + off;
+                            const float *src = in + ow_lo;
+                            for (int j = 0; j < ow_hi - ow_lo; j++) o[j] += src[j];
+                        } else {
+                            for (int ow = ow_lo; ow < ow_hi; ow++) out[ow * s + off] += in[ow];
+                        }
                     }
                 }
             }
