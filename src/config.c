@@ -334,7 +334,10 @@ static int assign(mt_config *c, const key_spec *k, const char *value, char *err,
         for (;;) {
             char *stop;
             while (is_blank((unsigned char)*p)) p++;
-            if (n == 4 || !(*p >= '0' && *p <= '9')) break;
+            if (n == 4 || !(*p >= '0' && *p <= '9')) {
+                n = -1; /* a fifth number, or a comma not followed by a number */
+                break;
+            }
             errno = 0;
             long v = strtol(p, &stop, 10);
             if (errno == ERANGE || v < k->lo || v > k->hi) {

@@ -486,6 +486,35 @@ static int readers(const mt_model *m, int j)
     return n;
 }
 
+/* Node j's gradient is needed from the backward step of its first reader in backward order
+ * (its highest-index reader; for the last node, the loss: time n_ops) down to op j's own
+ * step. Two nodes can share a buffer when these intervals do not meet. Assigns buf_of[j]
+ * greedily, in the order the gradients appear, and returns the number of buffers: 2 for a
+ * chain, 3 across a residual block. */
+static int share_grads(const mt_model *m, int *buf_of)
+{
+    int born[MT_MAX_OPS];
+    for (int j = 0; j < m->n_ops; j++) {
+        born[j] = j == m->n_ops - 1 ? m->n_ops : j;
+        for (int i = j + 1; i < m->n_ops; i++)
+            for (int s = 0; s < op_table[m->op[i].kind].n_src; s++)
+                if (m->op[i].src[s] == j && i > born[j]) born[j] = i;
+    }
+    int n_bufs = 0;
+    for (int j = m->n_ops - 1; j >= 0; j--) { /* nodes in order of death, which is close enough */
+        int b = 0;
+        for (;; b++) {
+            int clash = 0;
+            for (int k = m->n_ops - 1; k > j && !clash; k--)
+                clash = buf_of[k] == b && j <= born[k] && k <= born[j];
+            if (!clash) break;
+        }
+        buf_of[j] = b;
+        if (b + 1 > n_bufs) n_bufs = b + 1;
+    }
+    return n_bufs;
+}
+
 mt_workspace *mt_workspace_init(const mt_model *m, int max_rows, mt_ws_passes passes)
 {
     assert(max_rows > 0 && m->n_ops > 0);
@@ -493,11 +522,17 @@ mt_workspace *mt_workspace_init(const mt_model *m, int max_rows, mt_ws_passes pa
     ws->max_rows = max_rows;
     ws->passes = passes;
     const size_t rows = (size_t)max_rows;
-    const int arrays = passes == MT_WS_HVP ? 4 : passes == MT_WS_GRAD ? 2 : 1; /* y, dy, ry, rdy */
-    size_t total = rows * m->out, scratch = 0, tmp = 0, argmax = 0;
+    /* Outputs always; R-values for the R-passes. Output gradients: one per node when the
+     * R-backward pass will read them all, otherwise a few buffers shared by nodes whose
+     * gradients are never needed at the same time. */
+    const int r_arrays = passes == MT_WS_HVP ? 2 : 0;
+    int buf_of[MT_MAX_OPS], n_bufs = 0;
+    if (passes == MT_WS_GRAD) n_bufs = share_grads(m, buf_of);
+    size_t total = rows * m->out, scratch = 0, tmp = 0, argmax = 0, widest = 0;
     for (int i = 0; i < m->n_ops; i++) {
         const mt_op *o = &m->op[i];
-        total += arrays * rows * o->out;
+        total += (1 + r_arrays + (passes == MT_WS_HVP)) * rows * o->out;
+        if (rows * o->out > widest) widest = rows * o->out;
         if (o->kind == MT_OP_BN) total += (passes == MT_WS_HVP ? 4 : 2) * (size_t)o->out_c;
         if (o->kind == MT_OP_POOL) argmax += rows * o->out;
         if (o->kind == MT_OP_CONV) {
@@ -507,6 +542,7 @@ mt_workspace *mt_workspace_init(const mt_model *m, int max_rows, mt_ws_passes pa
         /* a node with several readers needs somewhere to form the second gradient */
         if (passes != MT_WS_FORWARD && readers(m, i) > 1 && rows * o->out > tmp) tmp = rows * o->out;
     }
+    total += (size_t)n_bufs * widest;
     ws->slab = mt_calloc(total + scratch + tmp, sizeof(float));
     ws->islab = argmax ? mt_calloc(argmax, sizeof(int32_t)) : NULL;
     ws->bytes = (total + scratch + tmp) * sizeof(float) + argmax * sizeof(int32_t);
@@ -516,11 +552,12 @@ mt_workspace *mt_workspace_init(const mt_model *m, int max_rows, mt_ws_passes pa
         const mt_op *o = &m->op[i];
         const size_t n = rows * o->out;
         ws->y[i] = p, p += n;
-        if (arrays >= 2) ws->dy[i] = p, p += n;
-        if (arrays == 4) ws->ry[i] = p, p += n, ws->rdy[i] = p, p += n;
+        if (passes == MT_WS_HVP) ws->dy[i] = p, p += n, ws->ry[i] = p, p += n, ws->rdy[i] = p, p += n;
         if (o->kind == MT_OP_BN) ws->stats[i] = p, p += (passes == MT_WS_HVP ? 4 : 2) * (size_t)o->out_c;
         if (o->kind == MT_OP_POOL) ws->argmax[i] = q, q += n;
     }
+    for (int i = 0; i < m->n_ops && n_bufs; i++) ws->dy[i] = p + (size_t)buf_of[i] * widest;
+    p += (size_t)n_bufs * widest;
     ws->probs = p, p += rows * m->out;
     ws->scratch = scratch ? p : NULL, p += scratch;
     ws->tmp = tmp ? p : NULL;
