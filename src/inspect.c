@@ -108,14 +108,14 @@ int mt_inspect_main(const mt_dist *d, int argc, char **argv)
                "  iteration %ld, seed %llu, %zu parameters, optimizer state: %s\n"
                "  run id: %s (a run prunes only its own checkpoints)\n"
                "  tasks from: %s\n  input shape: %s\n  checksums: ok\n  metadata checksum: %s\n\n"
-               "  %-16s %-10s %10s  %s\n",
+               "  %-26s %-10s %10s  %s\n",
                path, ck.version, ck.program_version, ck.world_size, ck.world_size == 1 ? "" : "s", ck.step,
                (unsigned long long)ck.seed, ck.n_params, state, ck.run_id[0] ? ck.run_id : "(not recorded)",
                ck.dataset[0] ? ck.dataset : "(not recorded)", shape,
                meta, "tensor", "kind", "offset", "shape");
         for (int i = 0; i < ck.n_tensors; i++) {
             const mt_tensor_info *t = &ck.tensors[i];
-            printf("  %-16s %-10s %10zu  ", t->name, t->kind, t->offset);
+            printf("  %-26s %-10s %10zu  ", t->name, t->kind, t->offset);
             for (int j = 0; j < t->ndim; j++) printf("%s%d", j ? "x" : "", t->shape[j]);
             printf("\n");
         }
