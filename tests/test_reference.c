@@ -310,6 +310,59 @@ static float *to_cnhw(const float *x, int N, int C, int HW)
     return out;
 }
 
+/* The checks shared by the image-model fixtures (Conv4, ResNet-12): model m, built from the
+ * fixture's config, against its support loss, gradient and HVP at θ, the query loss and
+ * accuracy, and MAML's and FOMAML's meta-gradients for K = 1, 2. Labels start with tag. */
+static void check_image_model(fixture *f, const char *tag, const mt_model *m, int ns, int nq, float inner_lr)
+{
+    const size_t P = m->n_params;
+    const int C = m->in_c, HW = m->in_h * m->in_w;
+    const float *theta = fixture_get(f, "theta", P), *v = fixture_get(f, "v", P);
+    float *xs = to_cnhw(fixture_get(f, "x_support", (size_t)ns * C * HW), ns, C, HW);
+    float *xq = to_cnhw(fixture_get(f, "x_query", (size_t)nq * C * HW), nq, C, HW);
+    mt_task task = {.xs = xs,
+                    .ys = fixture_get(f, "y_support", (size_t)ns),
+                    .xq = xq,
+                    .yq = fixture_get(f, "y_query", (size_t)nq),
+                    .n_support = ns,
+                    .n_query = nq};
+    const int max_rows = ns > nq ? ns : nq;
+    mt_workspace *ws = mt_workspace_init(m, max_rows, MT_WS_HVP);
+    float *g = mt_malloc(P * sizeof *g), *hv = mt_malloc(P * sizeof *hv);
+    char name[NAME_LEN], label[96];
+#define LABEL(...) (snprintf(label, sizeof label, __VA_ARGS__), label)
+
+    const float loss_s = mt_model_loss_grad(m, ws, theta, task.xs, task.ys, ns, g);
+    compare_loss(LABEL("%s support loss at theta", tag), loss_s, *fixture_get(f, "loss_support", 1));
+    compare(LABEL("%s support gradient at theta", tag), g, fixture_get(f, "grad_support", P), P, TOL_REF);
+    mt_model_hvp(m, ws, theta, task.xs, task.ys, ns, v, hv);
+    compare(LABEL("%s support HVP at theta, H v", tag), hv, fixture_get(f, "hvp_support", P), P, TOL_REF);
+    const float loss_q = mt_model_forward(m, ws, theta, task.xq, task.yq, nq);
+    compare_loss(LABEL("%s query loss at theta", tag), loss_q, *fixture_get(f, "loss_query", 1));
+    const float acc = (float)mt_model_correct(m, ws, task.yq, nq) / (float)nq;
+    tu_check(LABEL("%s query accuracy at theta", tag), fabsf(acc - *fixture_get(f, "acc_query", 1)), 0.0);
+
+    mt_meta *mm = mt_meta_init(m, MT_ALGO_MAML, 2, ns, nq);
+    for (int K = 1; K <= 2; K++) {
+        mt_task_losses losses;
+        mt_meta_task_grad(mm, MT_ALGO_MAML, theta, inner_lr, K, &task, g, &losses);
+        snprintf(name, sizeof name, "maml_k%d_loss", K);
+        compare_loss(LABEL("%s K=%d query loss after adaptation", tag, K), losses.post, *fixture_get(f, name, 1));
+        snprintf(name, sizeof name, "maml_k%d_grad", K);
+        compare(LABEL("%s K=%d MAML meta-gradient", tag, K), g, fixture_get(f, name, P), P, TOL_REF);
+        mt_meta_task_grad(mm, MT_ALGO_FOMAML, theta, inner_lr, K, &task, g, NULL);
+        snprintf(name, sizeof name, "fomaml_k%d_grad", K);
+        compare(LABEL("%s K=%d FOMAML meta-gradient", tag, K), g, fixture_get(f, name, P), P, TOL_REF);
+    }
+#undef LABEL
+    mt_meta_free(mm);
+    mt_workspace_free(ws);
+    free(xs);
+    free(xq);
+    free(g);
+    free(hv);
+}
+
 static void check_conv4(const char *path)
 {
     fixture f;
@@ -325,55 +378,9 @@ static void check_conv4(const char *path)
 
     mt_model m;
     if (mt_model_conv4(&m, C, H, W, F, ways) != 0) bad_fixture(path, "config does not describe a Conv4");
-    const size_t P = m.n_params;
     printf("model conv4 %dx%dx%d, %d filters, %d ways, P=%zu; %d support, %d query images; inner_lr %g\n", C, H, W, F,
-           ways, P, ns, nq, inner_lr);
-
-    const float *theta = fixture_get(&f, "theta", P), *v = fixture_get(&f, "v", P);
-    float *xs = to_cnhw(fixture_get(&f, "x_support", (size_t)ns * C * H * W), ns, C, H * W);
-    float *xq = to_cnhw(fixture_get(&f, "x_query", (size_t)nq * C * H * W), nq, C, H * W);
-    mt_task task = {.xs = xs,
-                    .ys = fixture_get(&f, "y_support", (size_t)ns),
-                    .xq = xq,
-                    .yq = fixture_get(&f, "y_query", (size_t)nq),
-                    .n_support = ns,
-                    .n_query = nq};
-    const int max_rows = ns > nq ? ns : nq;
-    mt_workspace *ws = mt_workspace_init(&m, max_rows, MT_WS_HVP);
-    float *g = mt_malloc(P * sizeof *g), *hv = mt_malloc(P * sizeof *hv);
-
-    const float loss_s = mt_model_loss_grad(&m, ws, theta, task.xs, task.ys, ns, g);
-    compare_loss("conv4 support loss at theta", loss_s, *fixture_get(&f, "loss_support", 1));
-    compare("conv4 support gradient at theta", g, fixture_get(&f, "grad_support", P), P, TOL_REF);
-    mt_model_hvp(&m, ws, theta, task.xs, task.ys, ns, v, hv);
-    compare("conv4 support HVP at theta, H v", hv, fixture_get(&f, "hvp_support", P), P, TOL_REF);
-    const float loss_q = mt_model_forward(&m, ws, theta, task.xq, task.yq, nq);
-    compare_loss("conv4 query loss at theta", loss_q, *fixture_get(&f, "loss_query", 1));
-    const float acc = (float)mt_model_correct(&m, ws, task.yq, nq) / (float)nq;
-    tu_check("conv4 query accuracy at theta", fabsf(acc - *fixture_get(&f, "acc_query", 1)), 0.0);
-
-    mt_meta *mm = mt_meta_init(&m, MT_ALGO_MAML, 2, ns, nq);
-    for (int K = 1; K <= 2; K++) {
-        char name[NAME_LEN], label[96];
-        mt_task_losses losses;
-        mt_meta_task_grad(mm, MT_ALGO_MAML, theta, inner_lr, K, &task, g, &losses);
-        snprintf(name, sizeof name, "maml_k%d_loss", K);
-        snprintf(label, sizeof label, "conv4 K=%d query loss after adaptation", K);
-        compare_loss(label, losses.post, *fixture_get(&f, name, 1));
-        snprintf(name, sizeof name, "maml_k%d_grad", K);
-        snprintf(label, sizeof label, "conv4 K=%d MAML meta-gradient", K);
-        compare(label, g, fixture_get(&f, name, P), P, TOL_REF);
-        mt_meta_task_grad(mm, MT_ALGO_FOMAML, theta, inner_lr, K, &task, g, NULL);
-        snprintf(name, sizeof name, "fomaml_k%d_grad", K);
-        snprintf(label, sizeof label, "conv4 K=%d FOMAML meta-gradient", K);
-        compare(label, g, fixture_get(&f, name, P), P, TOL_REF);
-    }
-    mt_meta_free(mm);
-    mt_workspace_free(ws);
-    free(xs);
-    free(xq);
-    free(g);
-    free(hv);
+           ways, m.n_params, ns, nq, inner_lr);
+    check_image_model(&f, "conv4", &m, ns, nq, inner_lr);
     fixture_free(&f);
 }
 
@@ -395,55 +402,9 @@ static void check_resnet12(const char *path)
 
     mt_model m;
     if (mt_model_resnet12(&m, C, H, W, widths, ways) != 0) bad_fixture(path, "config does not describe a ResNet-12");
-    const size_t P = m.n_params;
     printf("model resnet12 %dx%dx%d, widths %d,%d,%d,%d, %d ways, P=%zu; %d support, %d query images; inner_lr %g\n",
-           C, H, W, widths[0], widths[1], widths[2], widths[3], ways, P, ns, nq, inner_lr);
-
-    const float *theta = fixture_get(&f, "theta", P), *v = fixture_get(&f, "v", P);
-    float *xs = to_cnhw(fixture_get(&f, "x_support", (size_t)ns * C * H * W), ns, C, H * W);
-    float *xq = to_cnhw(fixture_get(&f, "x_query", (size_t)nq * C * H * W), nq, C, H * W);
-    mt_task task = {.xs = xs,
-                    .ys = fixture_get(&f, "y_support", (size_t)ns),
-                    .xq = xq,
-                    .yq = fixture_get(&f, "y_query", (size_t)nq),
-                    .n_support = ns,
-                    .n_query = nq};
-    const int max_rows = ns > nq ? ns : nq;
-    mt_workspace *ws = mt_workspace_init(&m, max_rows, MT_WS_HVP);
-    float *g = mt_malloc(P * sizeof *g), *hv = mt_malloc(P * sizeof *hv);
-
-    const float loss_s = mt_model_loss_grad(&m, ws, theta, task.xs, task.ys, ns, g);
-    compare_loss("resnet12 support loss at theta", loss_s, *fixture_get(&f, "loss_support", 1));
-    compare("resnet12 support gradient at theta", g, fixture_get(&f, "grad_support", P), P, TOL_REF);
-    mt_model_hvp(&m, ws, theta, task.xs, task.ys, ns, v, hv);
-    compare("resnet12 support HVP at theta, H v", hv, fixture_get(&f, "hvp_support", P), P, TOL_REF);
-    const float loss_q = mt_model_forward(&m, ws, theta, task.xq, task.yq, nq);
-    compare_loss("resnet12 query loss at theta", loss_q, *fixture_get(&f, "loss_query", 1));
-    const float acc = (float)mt_model_correct(&m, ws, task.yq, nq) / (float)nq;
-    tu_check("resnet12 query accuracy at theta", fabsf(acc - *fixture_get(&f, "acc_query", 1)), 0.0);
-
-    mt_meta *mm = mt_meta_init(&m, MT_ALGO_MAML, 2, ns, nq);
-    for (int K = 1; K <= 2; K++) {
-        char name[NAME_LEN], label[96];
-        mt_task_losses losses;
-        mt_meta_task_grad(mm, MT_ALGO_MAML, theta, inner_lr, K, &task, g, &losses);
-        snprintf(name, sizeof name, "maml_k%d_loss", K);
-        snprintf(label, sizeof label, "resnet12 K=%d query loss after adaptation", K);
-        compare_loss(label, losses.post, *fixture_get(&f, name, 1));
-        snprintf(name, sizeof name, "maml_k%d_grad", K);
-        snprintf(label, sizeof label, "resnet12 K=%d MAML meta-gradient", K);
-        compare(label, g, fixture_get(&f, name, P), P, TOL_REF);
-        mt_meta_task_grad(mm, MT_ALGO_FOMAML, theta, inner_lr, K, &task, g, NULL);
-        snprintf(name, sizeof name, "fomaml_k%d_grad", K);
-        snprintf(label, sizeof label, "resnet12 K=%d FOMAML meta-gradient", K);
-        compare(label, g, fixture_get(&f, name, P), P, TOL_REF);
-    }
-    mt_meta_free(mm);
-    mt_workspace_free(ws);
-    free(xs);
-    free(xq);
-    free(g);
-    free(hv);
+           C, H, W, widths[0], widths[1], widths[2], widths[3], ways, m.n_params, ns, nq, inner_lr);
+    check_image_model(&f, "resnet12", &m, ns, nq, inner_lr);
     fixture_free(&f);
 }
 
