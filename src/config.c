@@ -723,11 +723,12 @@ int mt_config_resume_diff(const mt_config *old, const mt_config *new, char *out,
     return diff_keys(old, new, 1, out, outlen);
 }
 
-size_t mt_config_slab_bytes(size_t P, int meta_batch, int world_size)
+size_t mt_config_slab_bytes(size_t P, int meta_batch, int world_size, int exact)
 {
     if (meta_batch < 1 || world_size < 1) return SIZE_MAX;
     const size_t N = (size_t)world_size;
-    const size_t rows = 1 + ((size_t)meta_batch + N - 1) / N; /* θ + this rank's task gradients */
+    /* θ + this rank's task gradients (exact) or one of them (fast) */
+    const size_t rows = 1 + (exact ? ((size_t)meta_batch + N - 1) / N : 1);
     const size_t shard = P / N + (P % N != 0);                /* the largest shard of P */
     if (P != 0 && rows > SIZE_MAX / P) return SIZE_MAX;
     const size_t floats = rows * P;
@@ -749,7 +750,7 @@ int mt_config_check_size(const mt_config *c, size_t n_params, int world_size, si
                                                    : "[model] filters or images");
         return -1;
     }
-    const size_t need = mt_config_slab_bytes(n_params, c->meta_batch, world_size);
+    const size_t need = mt_config_slab_bytes(n_params, c->meta_batch, world_size, strcmp(c->reduce, "exact") == 0);
     if (mem_bytes > 0 && need > mem_bytes) {
         set_err(err, errlen, "[meta] meta_batch = %d over %d rank%s needs %.3g GiB per rank for %zu parameters' "
                              "gradients, more than the %.3g GiB of memory available; lower meta_batch or use more "

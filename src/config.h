@@ -78,15 +78,16 @@ int mt_config_check_set(const mt_config *c, const char *assignment, char *err, s
 #define MT_CONFIG_MAX_PARAMS 2147483647ULL
 
 /* Bytes of the slab train.c allocates per rank: θ plus this rank's tasks' gradients, then the
- * shard's mean gradient and Adam moments, (1 + ceil(B/N))·P + 3·ceil(P/N) floats, for P
- * parameters, B = meta_batch and N = world_size ranks. SIZE_MAX if that overflows size_t or
- * meta_batch or world_size is below 1. The reduction's scratch (P int64 or floats), the
- * dataset and the activations come on top. */
-size_t mt_config_slab_bytes(size_t P, int meta_batch, int world_size);
+ * shard's mean gradient and Adam moments, (1 + ceil(B/N))·P + 3·ceil(P/N) floats for the
+ * exact reduction (exact = 1: it keeps every task's gradient until the reduction), or
+ * 2·P + 3·ceil(P/N) for the float one, for P parameters, B = meta_batch and N = world_size
+ * ranks. SIZE_MAX if that overflows size_t or meta_batch or world_size is below 1. The
+ * reduction's scratch (P int64 or floats), the dataset and the activations come on top. */
+size_t mt_config_slab_bytes(size_t P, int meta_batch, int world_size, int exact);
 
 /* Checks the model that c builds, once its parameter count n_params is known (Conv4: after
  * reading the dataset's image shape, before loading the images): n_params at most
- * MT_CONFIG_MAX_PARAMS, and mt_config_slab_bytes(n_params, c->meta_batch, world_size) at
+ * MT_CONFIG_MAX_PARAMS, and mt_config_slab_bytes(n_params, c->meta_batch, world_size, exact) at
  * most mem_bytes (0: no memory check). Returns 0, or -1 with a message that names the key to
  * change (the caller exits 2). */
 int mt_config_check_size(const mt_config *c, size_t n_params, int world_size, size_t mem_bytes, char *err,

@@ -465,6 +465,12 @@ static double last_logged_loss(const char *dir, long step)
 }
 
 /* All finite? (The state a checkpoint would hold.) */
+/* sum[i] += g[i]: one task's gradient into the float reduction's running sum. */
+static void add_into(float *sum, const float *g, size_t n)
+{
+    for (size_t i = 0; i < n; i++) sum[i] += g[i];
+}
+
 static int all_finite(const float *x, size_t n)
 {
     int ok = 1;
@@ -584,13 +590,14 @@ int mt_train_run(const mt_dist *d, const mt_config *config, const mt_train_opts 
     mt_blocks blocks;
     mt_blocks_init(&blocks, tensor_size, n_tensors, P);
     const size_t S = shards.hi - shards.lo;
-    /* One slab per role: θ, this rank's tasks' gradients (kept until the reduction: the exact
-     * sum needs their global maximum first), the shard's mean gradient and Adam moments. */
-    const int max_local = (B + d->size - 1) / d->size;
-    float *slab = mt_calloc(((size_t)1 + max_local) * P + 3 * S, sizeof(float));
-    float *theta = slab, *task_g = slab + P, *gshard = task_g + (size_t)max_local * P, *adam_m = gshard + S,
-          *adam_v = adam_m + S;
+    /* One slab per role: θ, this rank's tasks' gradients, the shard's mean gradient and Adam
+     * moments. The exact sum keeps every task's gradient until the reduction (it needs their
+     * global maximum first); the float sum adds each into the reduction's buffer as it comes. */
     const int exact = strcmp(cfg.reduce, "exact") == 0;
+    const int max_local = (B + d->size - 1) / d->size, kept = exact ? max_local : 1;
+    float *slab = mt_calloc(((size_t)1 + kept) * P + 3 * S, sizeof(float));
+    float *theta = slab, *task_g = slab + P, *gshard = task_g + (size_t)kept * P, *adam_m = gshard + S,
+          *adam_v = adam_m + S;
     void *scratch = mt_calloc(P, exact ? sizeof(int64_t) : sizeof(float)); /* the reduction's [P] */
     /* Logged metrics per task: loss and accuracy before and after adaptation. Each task has its
      * own slot, so the sums over ranks are exact and the log does not depend on the rank count. */
@@ -659,11 +666,14 @@ int mt_train_run(const mt_dist *d, const mt_config *config, const mt_train_opts 
         const long step = s + 1;
         const int logged = step % cfg.log_every == 0 || step == end;
         float local_max = 0.0f; /* max |g| over this rank's tasks, NaN if any is NaN */
+        if (!exact) memset(scratch, 0, P * sizeof(float));
         for (int t = lo; t < hi; t++) {
             mt_task_losses l;
             mt_family_fill(&family, &tb, MT_STREAM_TRAIN, (uint64_t)s, (uint32_t)t);
-            const float m = mt_meta_task_grad(meta, algo, theta, cfg.inner_lr, cfg.inner_steps, &tb.task,
-                                              task_g + (size_t)(t - lo) * P, logged ? &l : NULL);
+            float *g = task_g + (exact ? (size_t)(t - lo) * P : 0);
+            const float m =
+                mt_meta_task_grad(meta, algo, theta, cfg.inner_lr, cfg.inner_steps, &tb.task, g, logged ? &l : NULL);
+            if (!exact) add_into(scratch, g, P);
             local_max = isnan(m) || isnan(local_max) ? NAN : m > local_max ? m : local_max;
             if (logged) {
                 double *slot = slots + (size_t)EXTRA * t;
@@ -679,7 +689,7 @@ int mt_train_run(const mt_dist *d, const mt_config *config, const mt_train_opts 
         const float gmax =
             exact ? mt_dist_mean_exact_shard(d, &shards, &blocks, task_g, hi - lo, P, local_max, B, gshard, scratch,
                                              &sig)
-                  : mt_dist_mean_fast_shard(d, &shards, task_g, hi - lo, P, local_max, B, gshard, scratch, &sig);
+                  : mt_dist_mean_fast_shard(d, &shards, scratch, P, local_max, B, gshard, &sig);
         if (isnan(gmax)) { /* the same on every rank: they stop together, θ untouched */
             mt_progress_finish(&progress);
             mt_cli_error(d, "training diverged at iteration %ld: a meta-gradient or the parameters are not finite "

@@ -791,11 +791,13 @@ static void test_key_kind(void)
 static void test_slab_bytes(void)
 {
     /* (1 + ceil(25/2))·1761 + 3·ceil(1761/2) = 14·1761 + 3·881 = 27297 floats. */
-    tu_expect(mt_config_slab_bytes(1761, 25, 2) == 27297 * sizeof(float), "slab of the default MLP on 2 ranks");
-    tu_expect(mt_config_slab_bytes(10, 1, 1) == (2 * 10 + 30) * sizeof(float), "slab of 10 parameters, 1 task, 1 rank");
-    tu_expect(mt_config_slab_bytes(SIZE_MAX / 8, 1000000, 1) == SIZE_MAX, "an overflowing slab is SIZE_MAX");
-    tu_expect(mt_config_slab_bytes(SIZE_MAX / 2, 1, 1) == SIZE_MAX, "2·P overflowing is SIZE_MAX");
-    tu_expect(mt_config_slab_bytes(100, 0, 1) == SIZE_MAX && mt_config_slab_bytes(100, 4, 0) == SIZE_MAX,
+    tu_expect(mt_config_slab_bytes(1761, 25, 2, 1) == 27297 * sizeof(float), "slab of the default MLP on 2 ranks");
+    tu_expect(mt_config_slab_bytes(1761, 25, 2, 0) == (2 * 1761 + 3 * 881) * sizeof(float),
+              "the float reduction keeps one task gradient, whatever the meta-batch");
+    tu_expect(mt_config_slab_bytes(10, 1, 1, 1) == (2 * 10 + 30) * sizeof(float), "slab of 10 parameters, 1 task, 1 rank");
+    tu_expect(mt_config_slab_bytes(SIZE_MAX / 8, 1000000, 1, 1) == SIZE_MAX, "an overflowing slab is SIZE_MAX");
+    tu_expect(mt_config_slab_bytes(SIZE_MAX / 2, 1, 1, 1) == SIZE_MAX, "2·P overflowing is SIZE_MAX");
+    tu_expect(mt_config_slab_bytes(100, 0, 1, 1) == SIZE_MAX && mt_config_slab_bytes(100, 4, 0, 1) == SIZE_MAX,
               "meta_batch or world size below 1 is SIZE_MAX");
     mt_config c;
     char err[1024] = "";
