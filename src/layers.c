@@ -290,8 +290,10 @@ void mt_linear_rbackward_ref(float *rdx, float *rdw, float *rdb, const float *dy
 }
 
 /* ---- relu --------------------------------------------------------------------------- */
+/* The forward and R-forward loops read element i before writing element i, so they may run
+ * in place (no restrict between y and x, ry and rx: layers.h). */
 
-void mt_relu_forward(float *restrict y, const float *restrict x, int n)
+void mt_relu_forward(float *y, const float *x, int n)
 {
     for (int i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
 }
@@ -301,7 +303,7 @@ void mt_relu_backward(float *restrict dx, const float *restrict dy, const float 
     for (int i = 0; i < n; i++) dx[i] = x[i] > 0.0f ? dy[i] : 0.0f;
 }
 
-void mt_relu_rforward(float *restrict ry, const float *restrict rx, const float *restrict x, int n)
+void mt_relu_rforward(float *ry, const float *rx, const float *x, int n)
 {
     for (int i = 0; i < n; i++) ry[i] = x[i] > 0.0f ? rx[i] : 0.0f;
 }
@@ -313,7 +315,7 @@ void mt_relu_rbackward(float *restrict rdx, const float *restrict rdy, const flo
 
 /* ---- leaky-relu --------------------------------------------------------------------- */
 
-void mt_leaky_relu_forward(float *restrict y, const float *restrict x, int n, float slope)
+void mt_leaky_relu_forward(float *y, const float *x, int n, float slope)
 {
     for (int i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : slope * x[i];
 }
@@ -324,7 +326,7 @@ void mt_leaky_relu_backward(float *restrict dx, const float *restrict dy, const 
     for (int i = 0; i < n; i++) dx[i] = x[i] > 0.0f ? dy[i] : slope * dy[i];
 }
 
-void mt_leaky_relu_rforward(float *restrict ry, const float *restrict rx, const float *restrict x, int n,
+void mt_leaky_relu_rforward(float *ry, const float *rx, const float *x, int n,
                             float slope)
 {
     for (int i = 0; i < n; i++) ry[i] = x[i] > 0.0f ? rx[i] : slope * rx[i];

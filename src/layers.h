@@ -57,7 +57,13 @@ void mt_linear_rbackward_ref(float *rdx, float *rdw, float *rdb, const float *dy
 
 /* ---- relu: y = max(x, 0), elementwise over n = N·D values ------------------------------
  * Its second derivative is zero almost everywhere, so the R-passes only mask by x > 0:
- * rforward is ry = rx·[x>0] and rbackward is rdx = rdy·[x>0]. */
+ * rforward is ry = rx·[x>0] and rbackward is rdx = rdy·[x>0].
+ *
+ * In place. forward may be called with y == x and rforward with ry == rx (the exception to
+ * "outputs never alias inputs"), and every pass may be given the output y in place of x:
+ * y > 0 exactly where x > 0, so the masks are the same. The model runs a ReLU in place over
+ * an input no other op reads, saving that activation (model.c). The same holds for leaky
+ * ReLU with slope >= 0. */
 
 void mt_relu_forward(float *y, const float *x, int n);
 void mt_relu_backward(float *dx, const float *dy, const float *x, int n);

@@ -525,13 +525,17 @@ mt_workspace *mt_workspace_init(const mt_model *m, int max_rows, mt_ws_passes pa
     /* Outputs always; R-values for the R-passes. Output gradients: one per node when the
      * R-backward pass will read them all, otherwise a few buffers shared by nodes whose
      * gradients are never needed at the same time. */
-    const int r_arrays = passes == MT_WS_HVP ? 2 : 0;
-    int buf_of[MT_MAX_OPS], n_bufs = 0;
+    const int hvp = passes == MT_WS_HVP;
+    int buf_of[MT_MAX_OPS], n_bufs = 0, in_place[MT_MAX_OPS];
     if (passes == MT_WS_GRAD) n_bufs = share_grads(m, buf_of);
     size_t total = rows * m->out, scratch = 0, tmp = 0, argmax = 0, widest = 0;
     for (int i = 0; i < m->n_ops; i++) {
         const mt_op *o = &m->op[i];
-        total += (1 + r_arrays + (passes == MT_WS_HVP)) * rows * o->out;
+        /* A (leaky) ReLU overwrites an input no other op reads: its passes take the output's
+         * sign for the input's (layers.h), and no op reads its own output backward. */
+        in_place[i] = (o->kind == MT_OP_RELU || (o->kind == MT_OP_LEAKY && o->slope >= 0.0f)) && o->src[0] >= 0 &&
+                      readers(m, o->src[0]) == 1;
+        total += (size_t)((in_place[i] ? 0 : 1 + hvp) + 2 * hvp) * rows * o->out; /* y, ry; dy, rdy */
         if (rows * o->out > widest) widest = rows * o->out;
         if (o->kind == MT_OP_BN) total += (passes == MT_WS_HVP ? 4 : 2) * (size_t)o->out_c;
         if (o->kind == MT_OP_POOL) argmax += rows * o->out;
@@ -551,8 +555,13 @@ mt_workspace *mt_workspace_init(const mt_model *m, int max_rows, mt_ws_passes pa
     for (int i = 0; i < m->n_ops; i++) {
         const mt_op *o = &m->op[i];
         const size_t n = rows * o->out;
-        ws->y[i] = p, p += n;
-        if (passes == MT_WS_HVP) ws->dy[i] = p, p += n, ws->ry[i] = p, p += n, ws->rdy[i] = p, p += n;
+        if (in_place[i]) {
+            ws->y[i] = ws->y[o->src[0]], ws->ry[i] = ws->ry[o->src[0]];
+        } else {
+            ws->y[i] = p, p += n;
+            if (hvp) ws->ry[i] = p, p += n;
+        }
+        if (hvp) ws->dy[i] = p, p += n, ws->rdy[i] = p, p += n;
         if (o->kind == MT_OP_BN) ws->stats[i] = p, p += (passes == MT_WS_HVP ? 4 : 2) * (size_t)o->out_c;
         if (o->kind == MT_OP_POOL) ws->argmax[i] = q, q += n;
     }
