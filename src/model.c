@@ -488,9 +488,11 @@ static int readers(const mt_model *m, int j)
 
 /* Node j's gradient is needed from the backward step of its first reader in backward order
  * (its highest-index reader; for the last node, the loss: time n_ops) down to op j's own
- * step. Two nodes can share a buffer when these intervals do not meet. Assigns buf_of[j]
- * greedily, in the order the gradients appear, and returns the number of buffers: 2 for a
- * chain, 3 across a residual block. */
+ * step, the interval [j, born[j]] of op indices. Two nodes can share a buffer when their
+ * intervals do not meet. Assigns buf_of[j] greedily (the lowest buffer free over j's
+ * interval, nodes taken from the last) and returns the number of buffers: 2 for a chain,
+ * where neighbours overlap only each other, 3 for ResNet-12, where a stage's input stays
+ * live across the stage's main branch. */
 static int share_grads(const mt_model *m, int *buf_of)
 {
     int born[MT_MAX_OPS];
@@ -501,7 +503,7 @@ static int share_grads(const mt_model *m, int *buf_of)
                 if (m->op[i].src[s] == j && i > born[j]) born[j] = i;
     }
     int n_bufs = 0;
-    for (int j = m->n_ops - 1; j >= 0; j--) { /* nodes in order of death, which is close enough */
+    for (int j = m->n_ops - 1; j >= 0; j--) {
         int b = 0;
         for (;; b++) {
             int clash = 0;
