@@ -24,7 +24,7 @@ enum {
 
 /* Which configurations a key applies to; a key that does not apply must keep its default
  * (mt_config_check) and cannot be given with --set (mt_config_check_set). */
-typedef enum { FOR_ALL, FOR_SINUSOID, FOR_FEWSHOT, FOR_MLP, FOR_CONV4, FOR_RESNET12 } key_scope;
+typedef enum { FOR_ALL, FOR_SINUSOID, FOR_FEWSHOT, FOR_MLP, FOR_CONV4, FOR_RESNET12, FOR_MAML } key_scope;
 
 typedef struct {
     const char *section, *name;
@@ -98,6 +98,9 @@ static const key_spec keys[] = {
      "maml (exact second order) | fomaml (first order) | reptile"},
     {"meta", "inner_steps", KEY_INT, FIELD(inner_steps), 1, 10000, 0, NULL, FOR_ALL,
      "inner-loop SGD steps per task in training"},
+    {"meta", "first_order_until", KEY_LONG, FIELD(first_order_until), 0, 4294967295.0, 0, NULL, FOR_MAML,
+     "maml: first-order meta-gradients (FOMAML's) for iterations 1..N, then exact second order "
+     "(MAML++'s derivative-order annealing; 0: second order throughout)"},
     {"meta", "inner_lr", KEY_FLOAT, FIELD(inner_lr), 0, 1e6, LO_OPEN, NULL, FOR_ALL,
      "inner-loop SGD step size (alpha)"},
     {"meta", "eval_inner_steps", KEY_INT, FIELD(eval_inner_steps), 0, 100000, 0, NULL, FOR_ALL,
@@ -533,6 +536,7 @@ static int applies(const mt_config *c, const key_spec *k)
     case FOR_MLP: return strcmp(c->arch, "mlp") == 0;
     case FOR_CONV4: return strcmp(c->arch, "conv4") == 0;
     case FOR_RESNET12: return strcmp(c->arch, "resnet12") == 0;
+    case FOR_MAML: return strcmp(c->algo, "maml") == 0;
     }
     return 1;
 }
@@ -540,7 +544,9 @@ static int applies(const mt_config *c, const key_spec *k)
 /* Why k does not apply to c: "[task] family = sinusoid (it is for fewshot only)". */
 static void scope_text(const mt_config *c, const key_spec *k, char *out, size_t len)
 {
-    if (k->scope == FOR_FEWSHOT || k->scope == FOR_SINUSOID)
+    if (k->scope == FOR_MAML)
+        snprintf(out, len, "[meta] algo = %s (it is for maml only)", c->algo);
+    else if (k->scope == FOR_FEWSHOT || k->scope == FOR_SINUSOID)
         snprintf(out, len, "[task] family = %s (it is for %s only)", c->family,
                  k->scope == FOR_FEWSHOT ? "fewshot" : "sinusoid");
     else

@@ -37,6 +37,7 @@ typedef struct {
     /* [meta] */
     char algo[16];
     int inner_steps, eval_inner_steps, meta_batch;
+    long first_order_until; /* maml: first-order meta-gradients up to this iteration */
     float inner_lr;
     /* [optim] */
     float lr, beta1, beta2, eps;

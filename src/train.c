@@ -342,10 +342,12 @@ static int would_replace(const train_state *ts, long from, char *why, size_t len
         if (steps[i] <= from || steps[i] > ts->cfg->iterations) continue;
         mt_checkpoint_path(path, sizeof path, ts->cfg->run_dir, steps[i]);
         if (mt_checkpoint_read_run_id(path, id, sizeof id) == 0 && strcmp(id, ts->run_id) != 0) {
-            snprintf(why, len,
-                     "run.dir %s holds %s of another run, which this run would replace at iteration %ld; move it "
-                     "away or choose another run.dir",
-                     ts->cfg->run_dir, path, steps[i]);
+            /* (a long run.dir truncates the message, which is all it can do) */
+            if (snprintf(why, len,
+                         "run.dir %s holds %s of another run, which this run would replace at iteration %ld; move "
+                         "it away or choose another run.dir",
+                         ts->cfg->run_dir, path, steps[i]) < 0)
+                why[0] = '\0';
             return 1;
         }
     }
@@ -666,13 +668,15 @@ int mt_train_run(const mt_dist *d, const mt_config *config, const mt_train_opts 
         const long step = s + 1;
         const int logged = step % cfg.log_every == 0 || step == end;
         float local_max = 0.0f; /* max |g| over this rank's tasks, NaN if any is NaN */
+        /* Derivative-order annealing: FOMAML's meta-gradient up to meta.first_order_until. */
+        const mt_algo step_algo = algo == MT_ALGO_MAML && step <= cfg.first_order_until ? MT_ALGO_FOMAML : algo;
         if (!exact) memset(scratch, 0, P * sizeof(float));
         for (int t = lo; t < hi; t++) {
             mt_task_losses l;
             mt_family_fill(&family, &tb, MT_STREAM_TRAIN, (uint64_t)s, (uint32_t)t);
             float *g = task_g + (exact ? (size_t)(t - lo) * P : 0);
-            const float m =
-                mt_meta_task_grad(meta, algo, theta, cfg.inner_lr, cfg.inner_steps, &tb.task, g, logged ? &l : NULL);
+            const float m = mt_meta_task_grad(meta, step_algo, theta, cfg.inner_lr, cfg.inner_steps, &tb.task, g,
+                                              logged ? &l : NULL);
             if (!exact) add_into(scratch, g, P);
             local_max = isnan(m) || isnan(local_max) ? NAN : m > local_max ? m : local_max;
             if (logged) {

@@ -74,6 +74,33 @@ run "$BIN" train --set "run.dir=$TMP/h20" --set run.iterations=2 --set model.hid
 expect_exit 0 "train a hidden=20 model"
 ckpt_diff 1 "different parameter counts are different" "$C1" "$TMP/h20/ckpt-00000002.h5"
 
+# Derivative-order annealing (meta.first_order_until = N): FOMAML's meta-gradient for
+# iterations 1..N, then MAML's. Up to N it is FOMAML, bit for bit; past N it differs from both
+# FOMAML and MAML throughout; it is bit-identical on 1 and 3 ranks, and a run stopped before N
+# and resumed on another rank count crosses N exactly as an uninterrupted one.
+train fo 1 --set meta.algo=fomaml
+train fo_all 1 --set meta.first_order_until=30
+ckpt_diff 0 "first_order_until = iterations: the FOMAML run, bit for bit" "$TMP/fo/ckpt-00000030.h5" \
+    "$TMP/fo_all/ckpt-00000030.h5" --tol 0
+train fo_0 1 --set meta.first_order_until=0
+ckpt_diff 0 "first_order_until = 0: the MAML run, bit for bit" "$C1" "$TMP/fo_0/ckpt-00000030.h5" --tol 0
+train anneal1 1 --set meta.first_order_until=15
+train anneal3 3 --set meta.first_order_until=15
+ckpt_diff 1 "first_order_until = 15 differs from MAML throughout" "$C1" "$TMP/anneal1/ckpt-00000030.h5" --tol 0
+ckpt_diff 1 "first_order_until = 15 differs from FOMAML throughout" "$TMP/fo/ckpt-00000030.h5" \
+    "$TMP/anneal1/ckpt-00000030.h5" --tol 0
+ckpt_diff 0 "first_order_until = 15: 1 vs 3 ranks bit-identical" "$TMP/anneal1/ckpt-00000030.h5" \
+    "$TMP/anneal3/ckpt-00000030.h5" --tol 0
+run "${MPIRUN[@]}" -np 2 "$BIN" train --set "run.dir=$TMP/anneal_r" --set run.iterations=10 \
+    --set meta.first_order_until=15 --progress none
+expect_exit 0 "first_order_until = 15: 10 iterations on 2 ranks"
+train anneal_r 3 --set meta.first_order_until=15
+ckpt_diff 0 "stopped at 10 on 2 ranks, resumed on 3 past 15: the uninterrupted run's θ" \
+    "$TMP/anneal1/ckpt-00000030.h5" "$TMP/anneal_r/ckpt-00000030.h5" --tol 0
+run "$BIN" train --set "run.dir=$TMP/bad" --set meta.algo=reptile --set meta.first_order_until=5 --progress none
+expect_exit 2 "first_order_until with reptile"
+check "  ... says it is for maml only" grep -q "first_order_until.*does not apply.*maml only" "$TMP/err"
+
 # Unreadable input and bad usage are status 2, not "different".
 printf 'not a checkpoint\n' >"$TMP/text.h5"
 ckpt_diff 2 "ckpt_diff: a missing file is status 2" "$C1" "$TMP/missing.h5"
