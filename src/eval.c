@@ -8,6 +8,7 @@
  * that is summed over the ranks, so the statistics are the same for any rank count.
  */
 #define _POSIX_C_SOURCE 200809L
+#include <assert.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -211,9 +212,10 @@ static void evaluate(const mt_dist *d, const mt_family *family, const mt_model *
     out->classify = model->loss == MT_LOSS_XENT;
     out->inner_steps = inner_steps >= 0 ? inner_steps : cfg->eval_inner_steps;
     double *results = mt_calloc(2 * (size_t)tasks, sizeof(double));
-    /* Adaptation needs gradients of the support loss and forward passes of the query set: the
-     * least a meta workspace holds, the one reptile needs. */
-    mt_meta *meta = mt_meta_init(model, MT_ALGO_REPTILE, 0, family->n_support, family->n_query);
+    /* Adaptation adapts what training adapted (the head only for anil). */
+    mt_algo algo = MT_ALGO_MAML;
+    if (mt_algo_parse(cfg->algo, &algo) != 0) assert(!"the config checked the name");
+    mt_meta *meta = mt_meta_init_eval(model, algo, family->n_support, family->n_query);
     mt_task_buffer tb;
     mt_family_buffer(family, &tb);
     int lo, hi;

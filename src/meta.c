@@ -10,21 +10,35 @@
 
 struct mt_meta {
     const mt_model *model;
-    mt_algo algo;  /* the most demanding algo served (maml > fomaml > reptile) */
+    mt_algo algo;  /* the algorithm the workspace is sized for (see served()) */
     int max_steps;
     size_t P;
+    size_t lo, hi;   /* the slice of θ the inner loop adapts: all of it, or the head (anil) */
+    int first_op;    /* the first op owning adapted parameters: inner-loop backward starts there */
     mt_workspace *ws_q; /* query passes: forward, and backward unless reptile */
-    mt_workspace *ws_s; /* support passes of the inner loop, and the R-passes of maml's reverse
-                         * pass (the last step's activations are reused) */
+    mt_workspace *ws_s; /* support passes of the inner loop, and the R-passes of the reverse
+                         * pass (maml reuses the last step's activations) */
     float *slab;   /* one allocation: */
-    float *thetas; /* θ_0 … θ_K [K+1, P] for maml; two alternating vectors [2, P] otherwise */
+    float *thetas; /* θ_0 … θ_K [K+1, P] for maml and anil; two alternating vectors [2, P] otherwise */
     float *lambda; /* adjoint of the reverse pass [P] */
-    float *u;      /* α·λ, the HVP direction     [P] */
+    float *u;      /* α·λ on the adapted slice, the HVP direction [P] */
     float *hv;     /* H_S(θ_k)·u                 [P] */
     size_t bytes;
 };
 
-mt_meta *mt_meta_init(const mt_model *m, mt_algo algo, int inner_steps, int n_support, int n_query)
+static int second_order(mt_algo a) { return a == MT_ALGO_MAML || a == MT_ALGO_ANIL; }
+
+/* 1 iff a workspace sized for `sized` runs mt_meta_task_grad for `algo`: maml's serves fomaml
+ * and reptile, fomaml's serves reptile; anil adapts another slice and is served by its own. */
+static int served(mt_algo sized, mt_algo algo)
+{
+    if (sized == MT_ALGO_ANIL || algo == MT_ALGO_ANIL) return sized == algo;
+    static const int level[] = {[MT_ALGO_MAML] = 2, [MT_ALGO_FOMAML] = 1, [MT_ALGO_REPTILE] = 0};
+    return level[algo] <= level[sized];
+}
+
+static mt_meta *meta_new(const mt_model *m, mt_algo algo, int inner_steps, int n_support, int n_query,
+                         mt_ws_passes query, mt_ws_passes support, size_t n_thetas)
 {
     assert(inner_steps >= 0 && n_support > 0 && n_query > 0);
     mt_meta *mm = mt_calloc(1, sizeof *mm);
@@ -32,9 +46,14 @@ mt_meta *mt_meta_init(const mt_model *m, mt_algo algo, int inner_steps, int n_su
     mm->algo = algo;
     mm->max_steps = inner_steps;
     mm->P = m->n_params;
-    mm->ws_q = mt_workspace_init(m, n_query, algo == MT_ALGO_REPTILE ? MT_WS_FORWARD : MT_WS_GRAD);
-    mm->ws_s = mt_workspace_init(m, n_support, algo == MT_ALGO_MAML ? MT_WS_HVP : MT_WS_GRAD);
-    const size_t n_thetas = algo == MT_ALGO_MAML ? (size_t)inner_steps + 1 : 2;
+    mm->lo = 0, mm->hi = mm->P, mm->first_op = 0;
+    if (algo == MT_ALGO_ANIL) {
+        const int head = mt_model_find_op(m, "head");
+        assert(head >= 0 && "every model has a head");
+        mm->lo = m->op[head].offset, mm->hi = mm->lo + m->op[head].n_params, mm->first_op = head;
+    }
+    mm->ws_q = mt_workspace_init(m, n_query, query);
+    mm->ws_s = mt_workspace_init(m, n_support, support);
     mm->slab = mt_calloc((n_thetas + 3) * mm->P, sizeof(float));
     mm->thetas = mm->slab;
     mm->lambda = mm->thetas + n_thetas * mm->P;
@@ -42,6 +61,17 @@ mt_meta *mt_meta_init(const mt_model *m, mt_algo algo, int inner_steps, int n_su
     mm->hv = mm->u + mm->P;
     mm->bytes = (n_thetas + 3) * mm->P * sizeof(float) + mt_workspace_bytes(mm->ws_q) + mt_workspace_bytes(mm->ws_s);
     return mm;
+}
+
+mt_meta *mt_meta_init(const mt_model *m, mt_algo algo, int inner_steps, int n_support, int n_query)
+{
+    return meta_new(m, algo, inner_steps, n_support, n_query, algo == MT_ALGO_REPTILE ? MT_WS_FORWARD : MT_WS_GRAD,
+                    second_order(algo) ? MT_WS_HVP : MT_WS_GRAD, second_order(algo) ? (size_t)inner_steps + 1 : 2);
+}
+
+mt_meta *mt_meta_init_eval(const mt_model *m, mt_algo algo, int n_support, int n_query)
+{
+    return meta_new(m, algo, 0, n_support, n_query, MT_WS_FORWARD, MT_WS_GRAD, 2);
 }
 
 size_t mt_meta_bytes(const mt_meta *mm) { return mm->bytes; }
@@ -55,10 +85,10 @@ void mt_meta_free(mt_meta *mm)
     free(mm);
 }
 
-/* θ_k: all of them are kept for maml's reverse pass, the last two otherwise. */
+/* θ_k: all of them are kept for the reverse pass of maml and anil, the last two otherwise. */
 static float *theta_slot(const mt_meta *mm, int k)
 {
-    return mm->thetas + (size_t)(mm->algo == MT_ALGO_MAML ? k : k % 2) * mm->P;
+    return mm->thetas + (size_t)(second_order(mm->algo) ? k : k % 2) * mm->P;
 }
 
 /* Fraction of the query set the last forward pass (on the query set) got right. */
@@ -67,10 +97,15 @@ static float query_accuracy(const mt_meta *mm, const mt_task *t)
     return (float)mt_model_correct(mm->model, mm->ws_q, t->yq, t->n_query) / (float)t->n_query;
 }
 
-/* next = cur − α·grad */
-static void sgd_step(float *next, const float *cur, const float *grad, float alpha, size_t P)
+/* One inner step from cur (either may be the same vector as next): next = cur − α·∇L_S(cur)
+ * on the adapted slice, next = cur elsewhere. grad[P] is scratch; for anil only the head's
+ * block is formed (the backward pass stops at the head). */
+static void inner_step(mt_meta *mm, float *next, const float *cur, float *grad, float alpha, const mt_task *t)
 {
-    for (size_t i = 0; i < P; i++) next[i] = cur[i] - alpha * grad[i];
+    mt_model_forward(mm->model, mm->ws_s, cur, t->xs, t->ys, t->n_support);
+    mt_model_backward_ops(mm->model, mm->ws_s, cur, t->xs, t->ys, t->n_support, grad, mm->first_op);
+    if (next != cur) memcpy(next, cur, mm->P * sizeof *next);
+    for (size_t i = mm->lo; i < mm->hi; i++) next[i] = cur[i] - alpha * grad[i];
 }
 
 float mt_meta_task_grad(mt_meta *mm, mt_algo algo, const float *theta, float inner_lr, int inner_steps,
@@ -79,20 +114,16 @@ float mt_meta_task_grad(mt_meta *mm, mt_algo algo, const float *theta, float inn
     const mt_model *m = mm->model;
     const size_t P = mm->P;
     const int K = inner_steps;
-    assert(K >= 0 && K <= mm->max_steps && algo >= mm->algo); /* the workspace serves algo */
+    assert(K >= 0 && K <= mm->max_steps && served(mm->algo, algo));
 
     if (losses) {
         losses->pre = mt_model_forward(m, mm->ws_q, theta, t->xq, t->yq, t->n_query);
         losses->acc_pre = query_accuracy(mm, t);
     }
 
-    /* Inner loop: θ_{k+1} = θ_k − α ∇L_S(θ_k); the gradient is formed in g as scratch. */
+    /* Inner loop: θ_{k+1} = θ_k − α ∇L_S(θ_k) on the adapted slice; g is the scratch. */
     memcpy(theta_slot(mm, 0), theta, P * sizeof(float));
-    for (int k = 0; k < K; k++) {
-        const float *cur = theta_slot(mm, k);
-        mt_model_loss_grad(m, mm->ws_s, cur, t->xs, t->ys, t->n_support, g);
-        sgd_step(theta_slot(mm, k + 1), cur, g, inner_lr, P);
-    }
+    for (int k = 0; k < K; k++) inner_step(mm, theta_slot(mm, k + 1), theta_slot(mm, k), g, inner_lr, t);
     const float *theta_K = theta_slot(mm, K);
 
     if (algo == MT_ALGO_REPTILE) {
@@ -111,17 +142,21 @@ float mt_meta_task_grad(mt_meta *mm, mt_algo algo, const float *theta, float inn
     }
     mt_model_backward(m, mm->ws_q, theta_K, t->xq, t->yq, t->n_query, mm->lambda);
 
-    if (algo == MT_ALGO_MAML) {
-        /* Reverse pass: λ ← (I − α H_S(θ_k)) λ, from the last inner step to the first.
-         * ws_s still holds the support activations of step K−1, so that step needs only
-         * the two R-passes; earlier steps recompute theirs (memory stays flat in K). */
+    if (second_order(algo)) {
+        /* Reverse pass: θ_{k+1} = θ_k − α·M·∇L_S(θ_k) with M the mask of the adapted slice,
+         * so λ ← (I − α H_S(θ_k) M) λ = λ − H_S(θ_k)(α M λ), from the last inner step to the
+         * first (H is symmetric). The whole of λ moves: for anil the body's share is the
+         * mixed block of H, exact. ws_s still holds the support activations of step K−1;
+         * maml's backward there formed every node's gradient, so that step needs only the
+         * R-passes, while anil's stopped at the head and is redone. Earlier steps recompute
+         * theirs (memory stays flat in K). */
+        memset(mm->u, 0, P * sizeof(float));
         for (int k = K - 1; k >= 0; k--) {
             const float *theta_k = theta_slot(mm, k);
-            for (size_t i = 0; i < P; i++) mm->u[i] = inner_lr * mm->lambda[i];
-            if (k < K - 1) {
-                mt_model_forward(m, mm->ws_s, theta_k, t->xs, t->ys, t->n_support);
+            for (size_t i = mm->lo; i < mm->hi; i++) mm->u[i] = inner_lr * mm->lambda[i];
+            if (k < K - 1) mt_model_forward(m, mm->ws_s, theta_k, t->xs, t->ys, t->n_support);
+            if (k < K - 1 || mm->first_op > 0)
                 mt_model_backward(m, mm->ws_s, theta_k, t->xs, t->ys, t->n_support, NULL);
-            }
             mt_model_rforward(m, mm->ws_s, theta_k, t->xs, mm->u, t->n_support);
             mt_model_rbackward(m, mm->ws_s, theta_k, t->xs, mm->u, t->n_support, mm->hv);
             for (size_t i = 0; i < P; i++) mm->lambda[i] -= mm->hv[i];
@@ -135,23 +170,19 @@ mt_task_losses mt_meta_adapt_eval(mt_meta *mm, const float *theta, float inner_l
                                   const mt_task *t)
 {
     const mt_model *m = mm->model;
-    const size_t P = mm->P;
     mt_task_losses out;
     out.pre = mt_model_forward(m, mm->ws_q, theta, t->xq, t->yq, t->n_query);
     out.acc_pre = query_accuracy(mm, t);
     /* Fast weights in lambda, their gradient in hv: two vectors whatever the step count. */
-    memcpy(mm->lambda, theta, P * sizeof(float));
-    for (int k = 0; k < steps; k++) {
-        mt_model_loss_grad(m, mm->ws_s, mm->lambda, t->xs, t->ys, t->n_support, mm->hv);
-        sgd_step(mm->lambda, mm->lambda, mm->hv, inner_lr, P);
-    }
+    memcpy(mm->lambda, theta, mm->P * sizeof(float));
+    for (int k = 0; k < steps; k++) inner_step(mm, mm->lambda, mm->lambda, mm->hv, inner_lr, t);
     out.post = mt_model_forward(m, mm->ws_q, mm->lambda, t->xq, t->yq, t->n_query);
     out.acc_post = query_accuracy(mm, t);
     return out;
 }
 
 static const char *const algo_names[] = {[MT_ALGO_MAML] = "maml", [MT_ALGO_FOMAML] = "fomaml",
-                                         [MT_ALGO_REPTILE] = "reptile"};
+                                         [MT_ALGO_REPTILE] = "reptile", [MT_ALGO_ANIL] = "anil"};
 
 int mt_algo_parse(const char *name, mt_algo *out)
 {

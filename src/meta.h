@@ -13,6 +13,12 @@
  *            holds R-values: the query set is never differentiated twice.
  *   fomaml   g = ∇L_Q(θ_K)        (the Hessian terms dropped)
  *   reptile  g = θ − θ_K          (adaptation on the support set; Adam then moves θ toward θ_K)
+ *   anil     the inner loop adapts only the head's block of θ (Raghu et al. 2020):
+ *              θ_{k+1} = θ_k − α M ∇L_S(θ_k), M the mask of the head;  g = dL_Q(θ_K)/dθ exact:
+ *              λ = ∇L_Q(θ_K);  for k = K−1 … 0:  λ ← λ − H_S(θ_k)(α M λ);  g = λ
+ *            The body is moved by the outer loop only, through the query loss and through the
+ *            head's adaptation (the mixed block of H). The inner steps backpropagate through
+ *            the head alone.
  *
  * Nothing here allocates after mt_meta_init. Not thread-safe per mt_meta (one per thread).
  */
@@ -21,7 +27,7 @@
 
 #include "model.h"
 
-typedef enum { MT_ALGO_MAML, MT_ALGO_FOMAML, MT_ALGO_REPTILE } mt_algo;
+typedef enum { MT_ALGO_MAML, MT_ALGO_FOMAML, MT_ALGO_REPTILE, MT_ALGO_ANIL } mt_algo;
 
 /* One task's data; rows of x are inputs [N, model.in], rows of y targets [N, model.out]. */
 typedef struct {
@@ -42,9 +48,13 @@ typedef struct mt_meta mt_meta;
 /* Workspace for up to inner_steps steps of algo on support sets of up to n_support rows and
  * query sets of up to n_query rows, sized for what algo needs: maml keeps θ_0 … θ_K and the
  * support activations' R-values, fomaml and reptile two parameter vectors and no R-values;
- * reptile does not backpropagate the query loss. A workspace for maml also serves fomaml and
- * reptile, one for fomaml also serves reptile; mt_meta_adapt_eval works with any. */
+ * reptile does not backpropagate the query loss; anil keeps what maml keeps. A workspace for
+ * maml also serves fomaml and reptile, one for fomaml also serves reptile; anil's serves
+ * anil. mt_meta_adapt_eval works with any, adapting what algo adapts. */
 mt_meta *mt_meta_init(const mt_model *m, mt_algo algo, int inner_steps, int n_support, int n_query);
+/* The smallest workspace, for mt_meta_adapt_eval only: it adapts what algo adapts (all of θ,
+ * or the head for anil) with forward-only query passes. */
+mt_meta *mt_meta_init_eval(const mt_model *m, mt_algo algo, int n_support, int n_query);
 /* Bytes of the activations and parameter vectors held (what mt_meta_init allocated). */
 size_t mt_meta_bytes(const mt_meta *mm);
 void mt_meta_free(mt_meta *mm); /* accepts NULL */
@@ -56,12 +66,13 @@ void mt_meta_free(mt_meta *mm); /* accepts NULL */
 float mt_meta_task_grad(mt_meta *mm, mt_algo algo, const float *theta, float inner_lr, int inner_steps,
                        const mt_task *t, float *g, mt_task_losses *losses);
 
-/* Adapts θ on the support set for `steps` SGD steps (any number, no storage per step) and
- * returns the query losses before and after. Used by evaluation. */
+/* Adapts θ on the support set for `steps` SGD steps (any number, no storage per step; the
+ * head only for a workspace made for anil) and returns the query losses before and after.
+ * Used by evaluation. */
 mt_task_losses mt_meta_adapt_eval(mt_meta *mm, const float *theta, float inner_lr, int steps,
                                   const mt_task *t);
 
-/* Parses "maml", "fomaml", "reptile"; returns 0, or -1 for an unknown name. */
+/* Parses "maml", "fomaml", "reptile", "anil"; returns 0, or -1 for an unknown name. */
 int mt_algo_parse(const char *name, mt_algo *out);
 const char *mt_algo_name(mt_algo a);
 

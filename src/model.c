@@ -32,6 +32,8 @@ struct mt_workspace {
     float *scratch;               /* conv im2col columns, shared by the conv ops */
     float *tmp;                   /* a gradient headed for a node that already holds one */
     unsigned char got[MT_MAX_OPS]; /* during a backward pass: node i holds a gradient */
+    unsigned char rzero[MT_MAX_OPS]; /* after an R-forward pass: node i's R-value is zero and
+                                      * was not formed (its ry array is stale) */
 };
 
 /* ---- one op's passes ---------------------------------------------------------------- */
@@ -222,7 +224,12 @@ static void add_bwd(const mt_op *o, const op_io *a)
     for (int s = 0; s < 2; s++)
         if (a->dx[s]) put(a->dx[s], a->dy, (size_t)a->N * o->out, a->acc[s]);
 }
-static void add_rfwd(const mt_op *o, const op_io *a) { sum2(a->ry, a->rx[0], a->rx[1], (size_t)a->N * o->out); }
+static void add_rfwd(const mt_op *o, const op_io *a)
+{
+    const size_t n = (size_t)a->N * o->out;
+    if (a->rx[0] && a->rx[1]) sum2(a->ry, a->rx[0], a->rx[1], n);
+    else memcpy(a->ry, a->rx[0] ? a->rx[0] : a->rx[1], n * sizeof *a->ry); /* one R-input is zero */
+}
 static void add_rbwd(const mt_op *o, const op_io *a)
 {
     for (int s = 0; s < 2; s++)
@@ -587,6 +594,14 @@ size_t mt_workspace_bytes(const mt_workspace *ws) { return ws->bytes; }
 
 /* ---- passes -------------------------------------------------------------------------- */
 
+/* 1 iff v[0 … n) are all zero (n = 0: true). */
+static int all_zero(const float *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (v[i] != 0.0f) return 0;
+    return 1;
+}
+
 /* The io of op i for a pass: its inputs (node outputs, or the data x for node -1), its own
  * arrays, and the per-op state. Gradient destinations are set by the backward loops. */
 static op_io op_args(const mt_model *m, const mt_workspace *ws, int i, const float *x, const float *theta,
@@ -598,7 +613,7 @@ static op_io op_args(const mt_model *m, const mt_workspace *ws, int i, const flo
     for (int s = 0; s < op_table[o->kind].n_src; s++) {
         const int j = o->src[s];
         a.x[s] = j < 0 ? x : ws->y[j];
-        a.rx[s] = j < 0 ? NULL : ws->ry[j]; /* the data does not move with θ */
+        a.rx[s] = j < 0 || ws->rzero[j] ? NULL : ws->ry[j]; /* the data does not move with θ */
     }
     return a;
 }
@@ -648,16 +663,23 @@ float mt_model_forward(const mt_model *m, mt_workspace *ws, const float *theta, 
 void mt_model_backward(const mt_model *m, mt_workspace *ws, const float *theta, const float *x,
                        const float *y, int N, float *grad)
 {
-    assert(ws->passes >= MT_WS_GRAD);
+    mt_model_backward_ops(m, ws, theta, x, y, N, grad, 0);
+}
+
+void mt_model_backward_ops(const mt_model *m, mt_workspace *ws, const float *theta, const float *x,
+                           const float *y, int N, float *grad, int first_op)
+{
+    assert(ws->passes >= MT_WS_GRAD && first_op >= 0 && first_op < m->n_ops);
     const int last = m->n_ops - 1;
     if (m->loss == MT_LOSS_XENT) mt_xent_backward(ws->dy[last], ws->probs, y, N, m->out);
     else mt_mse_backward(ws->dy[last], ws->y[last], y, N, m->out);
     memset(ws->got, 0, sizeof ws->got);
-    for (int i = last; i >= 0; i--) {
+    for (int i = last; i >= first_op; i--) {
         op_io a = op_args(m, ws, i, x, theta, NULL, grad, N);
         route_grads(m, ws, i, ws->dy, a.dx, a.acc);
+        if (i == first_op) a.dx[0] = a.dx[1] = NULL; /* no op below runs: no input needs a gradient */
         op_table[m->op[i].kind].backward(&m->op[i], &a);
-        settle_grads(m, ws, i, ws->dy, N);
+        if (i > first_op) settle_grads(m, ws, i, ws->dy, N);
     }
 }
 
@@ -666,8 +688,19 @@ void mt_model_rforward(const mt_model *m, mt_workspace *ws, const float *theta, 
 {
     assert(ws->passes == MT_WS_HVP);
     for (int i = 0; i < m->n_ops; i++) {
+        /* An op whose inputs' R-values are zero and whose direction block is zero has a zero
+         * R-value: it is not formed, and its readers are given NULL (zero). With a direction
+         * on the head only (anil), the whole body's R-forward pass is skipped. */
+        const mt_op *o = &m->op[i];
+        int zero = all_zero(v + o->offset, o->n_params);
+        for (int s = 0; s < op_table[o->kind].n_src; s++) zero = zero && (o->src[s] < 0 || ws->rzero[o->src[s]]);
+        ws->rzero[i] = (unsigned char)zero;
+        if (zero) {
+            if (o->kind == MT_OP_BN) memset(ws->stats[i] + 2 * o->out_c, 0, 2 * (size_t)o->out_c * sizeof(float));
+            continue;
+        }
         const op_io a = op_args(m, ws, i, x, theta, v, NULL, N);
-        op_table[m->op[i].kind].rforward(&m->op[i], &a);
+        op_table[o->kind].rforward(o, &a);
     }
 }
 
@@ -676,7 +709,8 @@ void mt_model_rbackward(const mt_model *m, mt_workspace *ws, const float *theta,
 {
     assert(ws->passes == MT_WS_HVP);
     const int last = m->n_ops - 1;
-    if (m->loss == MT_LOSS_XENT) mt_xent_rbackward(ws->rdy[last], ws->probs, ws->ry[last], N, m->out);
+    if (ws->rzero[last]) memset(ws->rdy[last], 0, (size_t)N * m->out * sizeof(float)); /* v = 0 */
+    else if (m->loss == MT_LOSS_XENT) mt_xent_rbackward(ws->rdy[last], ws->probs, ws->ry[last], N, m->out);
     else mt_mse_rbackward(ws->rdy[last], ws->ry[last], N, m->out);
     memset(ws->got, 0, sizeof ws->got);
     for (int i = last; i >= 0; i--) {

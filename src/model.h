@@ -140,6 +140,12 @@ float mt_model_forward(const mt_model *m, mt_workspace *ws, const float *theta, 
 void mt_model_backward(const mt_model *m, mt_workspace *ws, const float *theta, const float *x,
                        const float *y, int N, float *grad);
 
+/* mt_model_backward over ops first_op … last only: the gradients of their parameters (grad's
+ * other blocks are left as they are) and of their nodes; first_op = 0 is mt_model_backward.
+ * Adapting only the head (anil) needs no more. The R-passes need a full backward. */
+void mt_model_backward_ops(const mt_model *m, mt_workspace *ws, const float *theta, const float *x,
+                           const float *y, int N, float *grad, int first_op);
+
 /* R-passes after forward + backward with the same arguments: hv[P] = ∇²_θ L · v[P]. */
 void mt_model_rforward(const mt_model *m, mt_workspace *ws, const float *theta, const float *x,
                        const float *v, int N);

@@ -247,10 +247,51 @@ static void check_symmetry(void)
     net_free(&n);
 }
 
+/* A direction that is zero outside the head (anil's) skips the R-forward pass of every op
+ * whose R-value is zero. Linearity gives an oracle through the dense path: H·v_head =
+ * H·(v_head + w) − H·w for a dense w. The two sides differ by rounding only, a few u of
+ * |H·(v_head + w)| + |H·w| per entry: tolerance 1e-5 of that, normwise. A skipped op whose
+ * state is not reset (batchnorm's R-statistics) or a wrong NULL gives O(1). Also the whole
+ * of H·v_head is checked, not just its head block: the body's rows are the mixed block. */
+static void check_zero_directions(void)
+{
+    net n;
+    net_init(&n, 6);
+    mt_workspace *ws = mt_workspace_init(&n.m, n.N, MT_WS_HVP);
+    const int head = mt_model_find_op(&n.m, "head");
+    const size_t lo = n.m.op[head].offset, hi = lo + n.m.op[head].n_params;
+    float *vh = tu_vec(n.P), *w = tu_vec(n.P), *sum = tu_vec(n.P), *h1 = tu_vec(n.P), *h2 = tu_vec(n.P),
+          *h3 = tu_vec(n.P);
+    memset(vh, 0, n.P * sizeof *vh);
+    tu_random(vh + lo, hi - lo, -1.0f, 1.0f, 11, 1);
+    tu_random(w, n.P, -1.0f, 1.0f, 11, 2);
+    for (size_t i = 0; i < n.P; i++) sum[i] = vh[i] + w[i];
+    /* The dense product first, so a skipped op that reused its stale state would show. */
+    mt_model_hvp(&n.m, ws, n.theta, n.x, n.y, n.N, w, h3);
+    mt_model_hvp(&n.m, ws, n.theta, n.x, n.y, n.N, vh, h1);
+    mt_model_hvp(&n.m, ws, n.theta, n.x, n.y, n.N, sum, h2);
+    double num = 0.0, den = 0.0, body = 0.0;
+    for (size_t i = 0; i < n.P; i++) {
+        const double d = (double)h1[i] - ((double)h2[i] - (double)h3[i]);
+        num += d * d;
+        den += ((double)fabsf(h2[i]) + fabsf(h3[i])) * ((double)fabsf(h2[i]) + fabsf(h3[i]));
+        if (i < lo || i >= hi) body += (double)h1[i] * h1[i];
+    }
+    tu_check("resnet12: H v_head (body's R-forward skipped) = H (v_head + w) - H w", sqrt(num / den), 1e-5);
+    tu_expect(body > 0.0, "resnet12: H v_head has a body part (the mixed block), not only a head part");
+    /* After a zero-skipping pass, a dense one must not see stale state. */
+    mt_model_hvp(&n.m, ws, n.theta, n.x, n.y, n.N, w, h1);
+    tu_expect(memcmp(h1, h3, n.P * sizeof *h1) == 0, "resnet12: a dense HVP after a head-only one: the same bits");
+    mt_workspace_free(ws);
+    free(vh), free(w), free(sum), free(h1), free(h2), free(h3);
+    net_free(&n);
+}
+
 int main(void)
 {
     check_layouts();
     check_workspaces();
     check_symmetry();
+    check_zero_directions();
     return tu_finish();
 }

@@ -13,6 +13,10 @@
  * here, and each MAML check is paired with one that FOMAML (the gradient without them) must
  * fail by more than TEETH = 10 tolerances: the FD checks can tell the two apart.
  *
+ * ANIL (the inner loop adapts only the head) is checked the same way against FD of its own
+ * objective, F with head-only inner steps, over every parameter; MAML's gradient must miss it
+ * by TEETH tolerances.
+ *
  * Not tested here: the layers one by one (test_layers.c), agreement with PyTorch
  * (test_reference.c), the optimiser and the distributed reduction.
  *
@@ -77,6 +81,8 @@
 #define TEETH 10.0        /* FOMAML must miss the FD meta-gradient by this many tolerances */
 #define N_DIRS 8          /* random directions per directional check */
 #define SEED_DIRS 17      /* stream of the random directions */
+#define ANIL_DIRS 1500    /* first tag of ANIL's directions on the full model: no kink crossed
+                           * (tags 400-1300 and 1700 cross 1 to 3 ReLU kinks along the way) */
 
 /* ---- helpers -------------------------------------------------------------------------- */
 
@@ -117,6 +123,7 @@ typedef struct {
     mt_task_buffer buf; /* the task's rows */
     const mt_task *t;
     mt_workspace *ws;
+    size_t lo, hi; /* the slice of θ the inner loop adapts: [0, P), or the head for anil */
 } fixture;
 
 static void fixture_init(fixture *f, int hidden, uint64_t seed)
@@ -129,6 +136,7 @@ static void fixture_init(fixture *f, int hidden, uint64_t seed)
     mt_sinusoid_fill(&f->buf, &MT_SINE_DIST_DEFAULT, seed, MT_STREAM_TRAIN, 0, 0);
     f->t = &f->buf.task;
     f->ws = mt_workspace_init(&f->m, N_ROWS, MT_WS_HVP);
+    f->lo = 0, f->hi = f->P;
 }
 
 static void fixture_free(fixture *f)
@@ -139,7 +147,8 @@ static void fixture_free(fixture *f)
 }
 
 /* The inner loop written out with mt_model_loss_grad only: traj[(K+1)·P] receives
- * θ_0 = θ … θ_K, g[P] is scratch. Returns F(θ) = L_Q(θ_K). */
+ * θ_0 = θ … θ_K, g[P] is scratch; steps move the slice [f->lo, f->hi) of θ (all of it, or
+ * anil's head). Returns F(θ) = L_Q(θ_K). */
 static float adapt(const fixture *f, const float *theta, float alpha, int K, float *traj, float *g)
 {
     const size_t P = f->P;
@@ -147,7 +156,7 @@ static float adapt(const fixture *f, const float *theta, float alpha, int K, flo
     for (int k = 0; k < K; k++) {
         float *cur = traj + (size_t)k * P, *next = cur + P;
         mt_model_loss_grad(&f->m, f->ws, cur, f->t->xs, f->t->ys, f->t->n_support, g);
-        for (size_t i = 0; i < P; i++) next[i] = cur[i] - alpha * g[i];
+        for (size_t i = 0; i < P; i++) next[i] = i >= f->lo && i < f->hi ? cur[i] - alpha * g[i] : cur[i];
     }
     return mt_model_forward(&f->m, f->ws, traj + (size_t)K * P, f->t->xq, f->t->yq, f->t->n_query);
 }
@@ -423,6 +432,63 @@ static void check_maml(const fixture *f, const char *name, float alpha, int K, i
     free(g), free(gfo), free(traj), free(scratch);
 }
 
+/* ANIL: the inner loop adapts only the head, and its meta-gradient must be dF/dθ of that
+ * objective over every parameter (the body's share comes through the head's adaptation and
+ * the query loss). Checked against FD of the head-only F; MAML's gradient (of the full
+ * adaptation) must miss it by TEETH tolerances, and its FD by as much the other way. */
+static void check_anil(const fixture *full, const char *name, float alpha, int K, int per_coord)
+{
+    fixture f = *full;
+    const int head = mt_model_find_op(&f.m, "head");
+    f.lo = f.m.op[head].offset, f.hi = f.lo + f.m.op[head].n_params;
+    const size_t P = f.P;
+    float *g = tu_vec(P), *gm = tu_vec(P), *traj = tu_vec((K + 1) * P), *scratch = tu_vec(P);
+    mt_meta *anil = mt_meta_init(&f.m, MT_ALGO_ANIL, K, N_ROWS, N_ROWS);
+    mt_meta *maml = mt_meta_init(&f.m, MT_ALGO_MAML, K, N_ROWS, N_ROWS);
+    mt_task_losses losses;
+    char what[96], label[256];
+    snprintf(what, sizeof what, "%s ANIL K=%d alpha=%g", name, K, alpha);
+    mt_meta_task_grad(anil, MT_ALGO_ANIL, f.theta, alpha, K, f.t, g, &losses);
+    mt_meta_task_grad(maml, MT_ALGO_MAML, f.theta, alpha, K, f.t, gm, NULL);
+    const float F = adapt(&f, f.theta, alpha, K, traj, scratch);
+    snprintf(label, sizeof label, "%s: losses.post = F(theta) of the head-only adaptation (%.4g)", what, F);
+    tu_check(label, fabs(losses.post - F) / F, TOL_SAME);
+    double d_anil, d_maml, tol;
+    int flips;
+    if (per_coord) {
+        float *fd = tu_vec(P);
+        flips = fd_meta_coords(&f, alpha, K, fd);
+        d_anil = tu_rel_diff(g, fd, P);
+        d_maml = tu_rel_diff(gm, fd, P);
+        tol = TOL_COORD;
+        free(fd);
+    } else {
+        double an[N_DIRS], an_m[N_DIRS], fd[N_DIRS];
+        flips = fd_meta_dirs(&f, alpha, K, g, ANIL_DIRS, an, fd);
+        for (int j = 0; j < N_DIRS; j++) {
+            unit_direction(scratch, P, SEED_DIRS, ANIL_DIRS + (uint32_t)j);
+            an_m[j] = dot_d(gm, scratch, P);
+        }
+        d_anil = tu_rel_diff_d(an, fd, N_DIRS);
+        d_maml = tu_rel_diff_d(an_m, fd, N_DIRS);
+        tol = TOL_DIR;
+    }
+    snprintf(label, sizeof label, "%s: vs FD of the head-only F %s", what, per_coord ? "per coordinate" : "along directions");
+    tu_check(label, d_anil, tol);
+    snprintf(label, sizeof label, "%s: MAML's gradient misses it by %.2e > %g x tol", what, d_maml, TEETH);
+    tu_expect(d_maml > TEETH * tol, label);
+    expect_no_flips(flips, what);
+    /* Evaluation adapts the head only too: its loss after adaptation is F. */
+    mt_meta *ev = mt_meta_init_eval(&f.m, MT_ALGO_ANIL, N_ROWS, N_ROWS);
+    const mt_task_losses e = mt_meta_adapt_eval(ev, f.theta, alpha, K, f.t);
+    snprintf(label, sizeof label, "%s: mt_meta_adapt_eval adapts the head only (post %.6g)", what, e.post);
+    tu_check(label, fabs(e.post - F) / F, TOL_SAME);
+    mt_meta_free(ev);
+    mt_meta_free(anil);
+    mt_meta_free(maml);
+    free(g), free(gm), free(traj), free(scratch);
+}
+
 /* FOMAML = ∇L_Q(θ_K), Reptile = θ − θ_K, MAML with K = 0 = ∇L_Q(θ), and the losses of
  * mt_meta_adapt_eval = those of mt_meta_task_grad, against the inner loop written out here. */
 static void check_identities(const fixture *f, const char *name, float alpha)
@@ -506,6 +572,10 @@ int main(void)
     check_maml(&small, "small", 0.1f, 3, 1);
     check_maml(&full, "full", 0.01f, 1, 0);
     check_maml(&full, "full", 0.01f, 3, 0);
+
+    check_anil(&small, "small", 0.1f, 1, 1);
+    check_anil(&small, "small", 0.1f, 3, 1);
+    check_anil(&full, "full", 0.01f, 3, 0);
 
     check_identities(&small, "small", 0.1f);
     check_identities(&full, "full", 0.01f);

@@ -15,13 +15,16 @@
  * The same checks run for the Conv4 few-shot classifier (conv, batchnorm with batch
  * statistics, ReLU, max-pool, flatten, linear head, softmax cross-entropy) on one 5-way task
  * with tests/reference/conv4_fewshot.bin (tests/reference/make_reference_conv4.py): loss,
- * accuracy, gradient, HVP, and the MAML and FOMAML meta-gradients for K = 1 and K = 2.
+ * accuracy, gradient, HVP, and the MAML and FOMAML meta-gradients for K = 1 and K = 2; and
+ * on the same task ANIL's (the inner loop adapts only the head) query loss and meta-gradient
+ * over every parameter, K = 1 and 2, with tests/reference/conv4_anil.bin
+ * (tests/reference/make_reference_anil.py).
  *
  * And for ResNet-12 (four stages of three conv-batchnorm-leaky-ReLU blocks with a 1×1 conv +
  * batchnorm shortcut, residual add, max-pool; global average pool, linear head) with
  * tests/reference/resnet12_fewshot.bin (tests/reference/make_reference_resnet12.py): widths
- * 4,5,6,8 on 28×28 images, the same quantities and tolerances as Conv4 (PyTorch in float32
- * differs from this fixture by at most 4e-6, make_reference_resnet12.py).
+ * 4,5,6,8 on 28×28 images, the same quantities and tolerances as Conv4 (make_reference_resnet12.py says
+ * why its inner learning rate is 0.02).
  *
  * mt_adam_step is checked against torch.optim.Adam (tests/reference/adam_steps.bin, written by
  * tests/reference/make_adam_fixture.py): 37 parameters, 20 steps of fixed gradients (zeros,
@@ -59,6 +62,7 @@
 #define FIXTURE_NAME "mlp_sinusoid.bin"
 #define CONV4_FIXTURE_NAME "conv4_fewshot.bin"
 #define RESNET12_FIXTURE_NAME "resnet12_fewshot.bin"
+#define ANIL_FIXTURE_NAME "conv4_anil.bin" /* make_reference_anil.py: ANIL on the Conv4 task */
 #define ADAM_FIXTURE_NAME "adam_steps.bin"
 #define NAME_LEN 32     /* bytes of a record's name field */
 #define HEADER_LEN 36   /* name + int32 count */
@@ -87,6 +91,7 @@ static _Noreturn void bad_fixture(const char *path, const char *problem)
 {
     const char *script = strstr(path, CONV4_FIXTURE_NAME)      ? "make_reference_conv4.py"
                          : strstr(path, RESNET12_FIXTURE_NAME) ? "make_reference_resnet12.py"
+                         : strstr(path, ANIL_FIXTURE_NAME)     ? "make_reference_anil.py"
                          : strstr(path, ADAM_FIXTURE_NAME)     ? "make_adam_fixture.py"
                                                                : "make_reference.py";
     fprintf(stderr,
@@ -363,7 +368,45 @@ static void check_image_model(fixture *f, const char *tag, const mt_model *m, in
     free(hv);
 }
 
-static void check_conv4(const char *path)
+/* ANIL on the Conv4 fixture's task (f): the query loss after adapting the head only and the
+ * meta-gradient over every parameter, K = 1, 2, against make_reference_anil.py's records. */
+static void check_anil(fixture *f, const char *path, const mt_model *m, int ns, int nq, float inner_lr)
+{
+    fixture a;
+    fixture_read(&a, path);
+    printf("fixture %s: %d records\n", path, a.n);
+    const size_t P = m->n_params;
+    const int C = m->in_c, HW = m->in_h * m->in_w;
+    float *xs = to_cnhw(fixture_get(f, "x_support", (size_t)ns * C * HW), ns, C, HW);
+    float *xq = to_cnhw(fixture_get(f, "x_query", (size_t)nq * C * HW), nq, C, HW);
+    mt_task task = {.xs = xs,
+                    .ys = fixture_get(f, "y_support", (size_t)ns),
+                    .xq = xq,
+                    .yq = fixture_get(f, "y_query", (size_t)nq),
+                    .n_support = ns,
+                    .n_query = nq};
+    const float *theta = fixture_get(f, "theta", P);
+    float *g = mt_malloc(P * sizeof *g);
+    mt_meta *mm = mt_meta_init(m, MT_ALGO_ANIL, 2, ns, nq);
+    for (int K = 1; K <= 2; K++) {
+        char name[NAME_LEN], label[96];
+        mt_task_losses losses;
+        mt_meta_task_grad(mm, MT_ALGO_ANIL, theta, inner_lr, K, &task, g, &losses);
+        snprintf(name, sizeof name, "anil_k%d_loss", K);
+        snprintf(label, sizeof label, "conv4 K=%d query loss after adapting the head", K);
+        compare_loss(label, losses.post, *fixture_get(&a, name, 1));
+        snprintf(name, sizeof name, "anil_k%d_grad", K);
+        snprintf(label, sizeof label, "conv4 K=%d ANIL meta-gradient", K);
+        compare(label, g, fixture_get(&a, name, P), P, TOL_REF);
+    }
+    mt_meta_free(mm);
+    free(g);
+    free(xs);
+    free(xq);
+    fixture_free(&a);
+}
+
+static void check_conv4(const char *path, const char *anil_path)
 {
     fixture f;
     fixture_read(&f, path);
@@ -381,6 +424,7 @@ static void check_conv4(const char *path)
     printf("model conv4 %dx%dx%d, %d filters, %d ways, P=%zu; %d support, %d query images; inner_lr %g\n", C, H, W, F,
            ways, m.n_params, ns, nq, inner_lr);
     check_image_model(&f, "conv4", &m, ns, nq, inner_lr);
+    if (anil_path) check_anil(&f, anil_path, &m, ns, nq, inner_lr);
     fixture_free(&f);
 }
 
@@ -534,8 +578,10 @@ int main(int argc, char **argv)
         return 1;
     }
     check_mlp(path);
+    char anil[4096];
     snprintf(path, sizeof path, "%s/%s", dir, CONV4_FIXTURE_NAME);
-    check_conv4(path);
+    snprintf(anil, sizeof anil, "%s/%s", dir, ANIL_FIXTURE_NAME);
+    check_conv4(path, anil);
     snprintf(path, sizeof path, "%s/%s", dir, RESNET12_FIXTURE_NAME);
     check_resnet12(path);
     snprintf(path, sizeof path, "%s/%s", dir, ADAM_FIXTURE_NAME);

@@ -101,6 +101,19 @@ run "$BIN" train --set "run.dir=$TMP/bad" --set meta.algo=reptile --set meta.fir
 expect_exit 2 "first_order_until with reptile"
 check "  ... says it is for maml only" grep -q "first_order_until.*does not apply.*maml only" "$TMP/err"
 
+# ANIL (the inner loop adapts only the head): bit-identical on 1 and 3 ranks, not MAML, and
+# a checkpoint that eval adapts (the head only) on 1 and 2 ranks alike.
+train anil1 1 --set meta.algo=anil
+train anil3 3 --set meta.algo=anil
+ckpt_diff 0 "anil: 1 vs 3 ranks bit-identical" "$TMP/anil1/ckpt-00000030.h5" "$TMP/anil3/ckpt-00000030.h5" --tol 0
+ckpt_diff 1 "anil differs from maml" "$C1" "$TMP/anil1/ckpt-00000030.h5" --tol 0
+run "$BIN" eval "$TMP/anil1/ckpt-00000030.h5" --tasks 50 --json
+expect_exit 0 "eval an anil checkpoint on 1 rank"
+cp "$TMP/out" "$TMP/anil_eval1.json"
+run "${MPIRUN[@]}" -np 2 "$BIN" eval "$TMP/anil1/ckpt-00000030.h5" --tasks 50 --json
+expect_exit 0 "eval an anil checkpoint on 2 ranks"
+check "  ... the same numbers on 1 and 2 ranks" cmp -s "$TMP/out" "$TMP/anil_eval1.json"
+
 # Unreadable input and bad usage are status 2, not "different".
 printf 'not a checkpoint\n' >"$TMP/text.h5"
 ckpt_diff 2 "ckpt_diff: a missing file is status 2" "$C1" "$TMP/missing.h5"

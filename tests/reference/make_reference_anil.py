@@ -1,0 +1,145 @@
+#!/usr/bin/python3
+"""Reference fixture for ANIL (the inner loop adapts only the head) on Conv4.
+
+Reads the inputs of the Conv4 fixture (theta, the 5-way 1-shot task, inner_lr)
+from tests/reference/conv4_fewshot.bin and writes, for K = 1 and 2 inner
+steps, the query loss after adaptation and the exact meta-gradient over every
+parameter:
+
+    theta_{k+1} = theta_k - inner_lr * M * grad L_S(theta_k),  M = mask of head.*
+    anil_kK_loss [1]   L_Q(theta_K)
+    anil_kK_grad [P]   d L_Q(theta_K) / d theta   (body and head; autograd through
+                       the inner loop, create_graph, in float64)
+
+Usage:
+    /usr/bin/python3 tests/reference/make_reference_anil.py tests/reference/conv4_anil.bin
+    /usr/bin/python3 tests/reference/make_reference_anil.py tests/reference/conv4_anil.bin --check
+
+Margins: ANIL never moves the body, so every ReLU input and max-pool window
+of every pass behind these records is one of the Conv4 fixture's passes at
+theta_0, whose margins that fixture guarantees (>= 1e-4); the head is linear.
+
+--check verifies the gradients against the reverse recursion
+lambda <- lambda - H_S(theta_k)(inner_lr * M * lambda) written with explicit
+Hessian-vector products, and the directional derivative along a random unit
+vector against central differences of the adapted query loss. The file
+format is make_reference.py's.
+"""
+
+import argparse
+import os
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from make_reference import check_roundtrip, read_records, rel_err, write_records  # noqa: E402
+import make_reference_conv4 as c4  # noqa: E402
+
+torch.set_num_threads(1)
+DTYPE = torch.float64
+KS = (1, 2)
+
+
+def head_mask():
+    """1.0 on head.weight and head.bias, 0.0 on the body, [P]."""
+    mask, off = torch.zeros(c4.P, dtype=DTYPE), 0
+    for name, shape, _ in c4.LAYOUT:
+        n = 1
+        for s in shape:
+            n *= s
+        if name.startswith("head."):
+            mask[off:off + n] = 1.0
+        off += n
+    return mask
+
+
+def adapt(theta0, xs, ys, k, lr, mask, create_graph):
+    t = theta0
+    for _ in range(k):
+        t = t - lr * mask * c4.grad(t, xs, ys, create_graph=create_graph)
+    return t
+
+
+def anil(theta, xs, ys, xq, yq, k, lr, mask):
+    t0 = theta.detach().clone().requires_grad_(True)
+    loss = c4.xent(adapt(t0, xs, ys, k, lr, mask, True), xq, yq)
+    (g,) = torch.autograd.grad(loss, t0)
+    return loss.detach(), g
+
+
+def load_inputs(path):
+    recs = {n: torch.as_tensor(v, dtype=DTYPE) for n, v in read_records(path)}
+    config = recs["config"]
+    C, H, W, F, ways, ns, nq = (int(x) for x in config[:7])
+    assert (C, H, W, F, ways) == (c4.C, c4.H, c4.W, c4.FILTERS, c4.WAYS), "not the Conv4 fixture"
+    lr = float(config[7])
+    xs = recs["x_support"].reshape(ns, C, H, W)
+    xq = recs["x_query"].reshape(nq, C, H, W)
+    return recs["theta"], xs, recs["y_support"], xq, recs["y_query"], lr
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("output", help="path of the .bin fixture to write")
+    ap.add_argument("--check", action="store_true", help="verify the values numerically")
+    ap.add_argument("--conv4", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "conv4_fewshot.bin"),
+                    help="the Conv4 fixture whose inputs are used")
+    args = ap.parse_args()
+
+    theta, xs, ys, xq, yq, lr = load_inputs(args.conv4)
+    mask = head_mask()
+    records = []
+    for k in KS:
+        loss, g = anil(theta, xs, ys, xq, yq, k, lr, mask)
+        records += [(f"anil_k{k}_loss", loss.reshape(1)), (f"anil_k{k}_grad", g)]
+    write_records(args.output, records)
+    check_roundtrip(args.output, records)
+    print(f"wrote {args.output}: {len(records)} records, P={c4.P}, inner_lr={lr:g}, head {int(mask.sum())} parameters")
+    for name, val in records:
+        print(f"  {name:16s} [{val.numel():5d}]  norm={float(val.norm()):.9g}")
+    if not args.check:
+        return 0
+
+    r = dict(records)
+    results = []
+    for k in KS:
+        thetas = [theta]
+        for _ in range(k):
+            t = thetas[-1].detach().clone().requires_grad_(True)
+            thetas.append((thetas[-1] - lr * mask * c4.grad(t, xs, ys)).detach())
+        _, lam = c4.loss_and_grad(thetas[-1], xq, yq)
+        for j in reversed(range(k)):
+            lam = lam - c4.hvp(thetas[j], xs, ys, lr * mask * lam)
+        results.append((f"anil_k{k}_grad vs reverse recursion with HVPs", rel_err(r[f"anil_k{k}_grad"], lam)))
+        gen = torch.Generator().manual_seed(7 + k)
+        u = torch.randn(c4.P, generator=gen, dtype=DTYPE)
+        u /= u.norm()
+
+        def post(t):
+            return float(c4.xent(adapt(t.detach().clone().requires_grad_(True), xs, ys, k, lr, mask, False), xq, yq))
+
+        eps = 1e-5
+        fd = (post(theta + eps * u) - post(theta - eps * u)) / (2 * eps)
+        an = float(r[f"anil_k{k}_grad"] @ u)
+        e = abs(an - fd) / abs(fd)
+        results.append((f"anil_k{k}_grad . u vs FD of L_Q(theta_K) (eps={eps:g})", (e, e)))
+        _, g_maml = c4.maml(theta, xs, ys, xq, yq, k)
+        results.append((f"anil_k{k}_grad differs from maml_k{k}_grad", rel_err(r[f"anil_k{k}_grad"], g_maml)))
+    stored = dict(read_records(args.output))
+    worst = max(rel_err(stored[n], v)[1] for n, v in records)
+    results.append(("float32 file vs float64 (max over records)", (worst, worst)))
+    print("\nchecks (norm-relative, max-abs / max|ref|):")
+    for name, (a, b) in results:
+        print(f"  {name:52s} {a:.3e}  {b:.3e}")
+    bad = [n for n, (a, _) in results if not n.startswith("float32") and "differs" not in n and a > 1e-6]
+    bad += [n for n, (a, _) in results if "differs" in n and a < 1e-2]
+    if bad:
+        print(f"FAILED: {bad}")
+        return 1
+    print("all checks within 1e-6; ANIL's gradients differ from MAML's by more than 1e-2")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
