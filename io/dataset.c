@@ -640,6 +640,53 @@ void mt_split_free(mt_split *s)
  * dataset with no data stored at all is refused: the reader would get fill values, which
  * HDF5 converts from a message of their own that a damaged file can make inconsistent.
  * Returns 1, or 0 with the reason in why. */
+/* The largest chunk the reader accepts, and what deflate may add to a chunk it cannot shrink
+ * (zlib's worst case is 5 bytes per 16 KiB block plus 11: well inside 1/1000 + 64). */
+#define MAX_CHUNK_BYTES ((uint64_t)256 << 20)
+#define CHUNK_SLACK(bytes) ((bytes) / 1000 + 64)
+
+/* A chunked dataset's chunks: HDF5 allocates a chunk's logical size and its stored size (a
+ * number in the file) before it reads one, so both are checked first: the logical size at
+ * most MAX_CHUNK_BYTES, every stored size at most the logical one plus CHUNK_SLACK (a
+ * damaged size field once asked for 4 GiB to read 12 bytes). Returns 1, or 0 with why. */
+static int chunks_ok(hid_t d, const char *name, hid_t space, size_t tsize, char *why, size_t whylen)
+{
+    hsize_t cdims[H5S_MAX_RANK], n_chunks = 0;
+    const int rank = H5Sget_simple_extent_ndims(space);
+    hid_t dcpl = H5Dget_create_plist(d);
+    const int ok = rank > 0 && dcpl >= 0 && H5Pget_chunk(dcpl, rank, cdims) == rank &&
+                   H5Dget_num_chunks(d, space, &n_chunks) >= 0;
+    if (dcpl >= 0) H5Pclose(dcpl);
+    if (!ok) {
+        snprintf(why, whylen, "%s: its chunks cannot be read (damaged file?): %s", name, mt_h5_reason());
+        return 0;
+    }
+    uint64_t bytes = tsize;
+    for (int i = 0; i < rank; i++)
+        bytes = cdims[i] == 0 || bytes > MAX_CHUNK_BYTES / cdims[i] ? MAX_CHUNK_BYTES + 1 : bytes * cdims[i];
+    if (bytes > MAX_CHUNK_BYTES) {
+        snprintf(why, whylen, "%s has chunks of more than %llu MiB (damaged file?)", name,
+                 (unsigned long long)(MAX_CHUNK_BYTES >> 20));
+        return 0;
+    }
+    for (hsize_t i = 0; i < n_chunks; i++) {
+        hsize_t offset[H5S_MAX_RANK], size = 0;
+        unsigned mask = 0;
+        haddr_t addr = HADDR_UNDEF;
+        if (H5Dget_chunk_info(d, space, i, offset, &mask, &addr, &size) < 0) {
+            snprintf(why, whylen, "%s: chunk %llu cannot be read (damaged file?): %s", name, (unsigned long long)i,
+                     mt_h5_reason());
+            return 0;
+        }
+        if (size > bytes + CHUNK_SLACK(bytes)) {
+            snprintf(why, whylen, "%s: chunk %llu claims %llu stored bytes for %llu bytes of data (damaged file?)",
+                     name, (unsigned long long)i, (unsigned long long)size, (unsigned long long)bytes);
+            return 0;
+        }
+    }
+    return 1;
+}
+
 static int storage_ok(hid_t d, const char *name, hid_t space, hid_t type, char *why, size_t whylen)
 {
     hid_t dcpl = H5Dget_create_plist(d);
@@ -662,6 +709,7 @@ static int storage_ok(hid_t d, const char *name, hid_t space, hid_t type, char *
                  external > 0 ? "external raw data files" : "a virtual dataset");
         return 0;
     }
+    if (layout == H5D_CHUNKED && !chunks_ok(d, name, space, tsize, why, whylen)) return 0;
     if (layout == H5D_COMPACT || (layout == H5D_CONTIGUOUS && stored != 0)) {
         const uint64_t want = (uint64_t)npoints > UINT64_MAX / tsize ? UINT64_MAX : (uint64_t)npoints * tsize;
         if (stored != want) {

@@ -699,6 +699,24 @@ static void test_hostile_storage(void)
     expect_read_error("labels never written (only fill values)", path, "train", "labels holds no data");
     H5Pclose(dcpl);
 
+    /* A chunk whose stored size, a number in the file, is far above the chunk's 16 bytes: HDF5
+     * allocates that much before it reads (fuzzing found a file asking 4 GiB for 12 bytes).
+     * The chunk is written raw (H5Dwrite_chunk), as a damaged size field would describe it. */
+    dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    H5Pset_chunk(dcpl, 1, &chunk);
+    tu_in_dir(path, sizeof path, "storage-fat-chunk.h5");
+    int fat_ok = replace_dataset(src, path, "labels", H5T_STD_I32LE, dcpl, 4, NULL) == 0;
+    H5Pclose(dcpl);
+    hid_t f = fat_ok ? H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT) : -1;
+    hid_t d = f >= 0 ? H5Dopen2(f, "train/labels", H5P_DEFAULT) : -1;
+    static unsigned char fat[4096];
+    hsize_t origin = 0;
+    fat_ok = d >= 0 && H5Dwrite_chunk(d, H5P_DEFAULT, 0, &origin, sizeof fat, fat) >= 0;
+    if (d >= 0) H5Dclose(d);
+    if (f >= 0) fat_ok &= H5Fclose(f) >= 0;
+    tu_expect(fat_ok, "write labels as one raw chunk of 4096 bytes for 16 bytes of data");
+    expect_read_error("a chunk that claims 4096 stored bytes for 16", path, "train", "claims 4096 stored bytes");
+
     /* class_offsets kept in an external raw file: the reader must not follow it. */
     dcpl = H5Pcreate(H5P_DATASET_CREATE);
     tu_in_dir(ext, sizeof ext, "outside.raw");
