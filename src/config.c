@@ -24,7 +24,7 @@ enum {
 
 /* Which configurations a key applies to; a key that does not apply must keep its default
  * (mt_config_check) and cannot be given with --set (mt_config_check_set). */
-typedef enum { FOR_ALL, FOR_SINUSOID, FOR_FEWSHOT, FOR_MLP, FOR_CONV4, FOR_RESNET12, FOR_MAML } key_scope;
+typedef enum { FOR_ALL, FOR_SINUSOID, FOR_FEWSHOT, FOR_MLP, FOR_CONV4, FOR_RESNET12, FOR_MAML, FOR_MSL } key_scope;
 
 typedef struct {
     const char *section, *name;
@@ -102,6 +102,11 @@ static const key_spec keys[] = {
     {"meta", "first_order_until", KEY_LONG, FIELD(first_order_until), 0, 4294967295.0, 0, NULL, FOR_MAML,
      "maml: first-order meta-gradients (FOMAML's) for iterations 1..N, then exact second order "
      "(MAML++'s derivative-order annealing; 0: second order throughout)"},
+    {"meta", "multi_step_loss", KEY_INT, FIELD(multi_step_loss), 0, 1, 0, NULL, FOR_MSL,
+     "maml, fomaml: 1 = the query loss after every inner step, weighted (MAML++); the weights "
+     "anneal toward the last step over meta.msl_iterations"},
+    {"meta", "msl_iterations", KEY_LONG, FIELD(msl_iterations), 1, 4294967295.0, 0, NULL, FOR_MSL,
+     "maml, fomaml: iterations over which the multi-step loss weights anneal (all 1/K at first)"},
     {"meta", "inner_lr", KEY_FLOAT, FIELD(inner_lr), 0, 1e6, LO_OPEN, NULL, FOR_ALL,
      "inner-loop SGD step size (alpha)"},
     {"meta", "eval_inner_steps", KEY_INT, FIELD(eval_inner_steps), 0, 100000, 0, NULL, FOR_ALL,
@@ -147,6 +152,7 @@ void mt_config_defaults(mt_config *c)
     memcpy(c->widths, (int[4]){64, 160, 320, 640}, sizeof c->widths);
     snprintf(c->algo, sizeof c->algo, "maml");
     c->inner_steps = 1;
+    c->msl_iterations = 1000;
     c->inner_lr = 0.01f;
     c->eval_inner_steps = 10;
     c->meta_batch = 25;
@@ -538,6 +544,7 @@ static int applies(const mt_config *c, const key_spec *k)
     case FOR_CONV4: return strcmp(c->arch, "conv4") == 0;
     case FOR_RESNET12: return strcmp(c->arch, "resnet12") == 0;
     case FOR_MAML: return strcmp(c->algo, "maml") == 0;
+    case FOR_MSL: return strcmp(c->algo, "maml") == 0 || strcmp(c->algo, "fomaml") == 0;
     }
     return 1;
 }
@@ -545,8 +552,8 @@ static int applies(const mt_config *c, const key_spec *k)
 /* Why k does not apply to c: "[task] family = sinusoid (it is for fewshot only)". */
 static void scope_text(const mt_config *c, const key_spec *k, char *out, size_t len)
 {
-    if (k->scope == FOR_MAML)
-        snprintf(out, len, "[meta] algo = %s (it is for maml only)", c->algo);
+    if (k->scope == FOR_MAML || k->scope == FOR_MSL)
+        snprintf(out, len, "[meta] algo = %s (it is for maml%s only)", c->algo, k->scope == FOR_MSL ? " and fomaml" : "");
     else if (k->scope == FOR_FEWSHOT || k->scope == FOR_SINUSOID)
         snprintf(out, len, "[task] family = %s (it is for %s only)", c->family,
                  k->scope == FOR_FEWSHOT ? "fewshot" : "sinusoid");

@@ -38,6 +38,8 @@ typedef struct {
     char algo[16];
     int inner_steps, eval_inner_steps, meta_batch;
     long first_order_until; /* maml: first-order meta-gradients up to this iteration */
+    int multi_step_loss;    /* maml, fomaml: 1 = MAML++'s weighted query loss after every step */
+    long msl_iterations;    /* ... its weights anneal toward the last step over this many */
     float inner_lr;
     /* [optim] */
     float lr, beta1, beta2, eps;

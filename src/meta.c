@@ -2,6 +2,7 @@
 #include "meta.h"
 
 #include <assert.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,6 +24,7 @@ struct mt_meta {
     float *lambda; /* adjoint of the reverse pass [P] */
     float *u;      /* α·λ on the adapted slice, the HVP direction [P] */
     float *hv;     /* H_S(θ_k)·u                 [P] */
+    const float *w; /* multi-step loss: weights of L_Q(θ_1) … L_Q(θ_K), or NULL (L_Q(θ_K) only) */
     size_t bytes;
 };
 
@@ -76,6 +78,20 @@ mt_meta *mt_meta_init_eval(const mt_model *m, mt_algo algo, int n_support, int n
 
 size_t mt_meta_bytes(const mt_meta *mm) { return mm->bytes; }
 
+void mt_meta_set_step_weights(mt_meta *mm, const float *w)
+{
+    assert(!w || mm->algo == MT_ALGO_MAML || mm->algo == MT_ALGO_FOMAML);
+    mm->w = w;
+}
+
+/* λ += w·∇L_Q(θ) on the query set; scratch[P]. */
+static void add_query_grad(mt_meta *mm, float *lambda, const float *theta, float w, const mt_task *t, float *scratch)
+{
+    mt_model_forward(mm->model, mm->ws_q, theta, t->xq, t->yq, t->n_query);
+    mt_model_backward(mm->model, mm->ws_q, theta, t->xq, t->yq, t->n_query, scratch);
+    for (size_t i = 0; i < mm->P; i++) lambda[i] += w * scratch[i];
+}
+
 void mt_meta_free(mt_meta *mm)
 {
     if (!mm) return;
@@ -121,9 +137,16 @@ float mt_meta_task_grad(mt_meta *mm, mt_algo algo, const float *theta, float inn
         losses->acc_pre = query_accuracy(mm, t);
     }
 
-    /* Inner loop: θ_{k+1} = θ_k − α ∇L_S(θ_k) on the adapted slice; g is the scratch. */
+    /* Inner loop: θ_{k+1} = θ_k − α ∇L_S(θ_k) on the adapted slice; g is the scratch. With a
+     * multi-step loss, FOMAML's sum Σ_{k<K} w_k ∇L_Q(θ_k) is gathered on the way (in u);
+     * MAML's is gathered by the reverse pass, where θ_k are at hand again. */
+    const int msl = mm->w != NULL && K > 0 && algo != MT_ALGO_REPTILE;
+    if (msl && algo == MT_ALGO_FOMAML) memset(mm->u, 0, P * sizeof(float));
     memcpy(theta_slot(mm, 0), theta, P * sizeof(float));
-    for (int k = 0; k < K; k++) inner_step(mm, theta_slot(mm, k + 1), theta_slot(mm, k), g, inner_lr, t);
+    for (int k = 0; k < K; k++) {
+        inner_step(mm, theta_slot(mm, k + 1), theta_slot(mm, k), g, inner_lr, t);
+        if (msl && algo == MT_ALGO_FOMAML && k + 1 < K) add_query_grad(mm, mm->u, theta_slot(mm, k + 1), mm->w[k], t, g);
+    }
     const float *theta_K = theta_slot(mm, K);
 
     if (algo == MT_ALGO_REPTILE) {
@@ -141,6 +164,11 @@ float mt_meta_task_grad(mt_meta *mm, mt_algo algo, const float *theta, float inn
         losses->acc_post = query_accuracy(mm, t);
     }
     mt_model_backward(m, mm->ws_q, theta_K, t->xq, t->yq, t->n_query, mm->lambda);
+    if (msl) { /* λ = w_K ∇L_Q(θ_K) (+ FOMAML's earlier steps) */
+        for (size_t i = 0; i < P; i++) mm->lambda[i] *= mm->w[K - 1];
+        if (algo == MT_ALGO_FOMAML)
+            for (size_t i = 0; i < P; i++) mm->lambda[i] += mm->u[i];
+    }
 
     if (second_order(algo)) {
         /* Reverse pass: θ_{k+1} = θ_k − α·M·∇L_S(θ_k) with M the mask of the adapted slice,
@@ -160,6 +188,8 @@ float mt_meta_task_grad(mt_meta *mm, mt_algo algo, const float *theta, float inn
             mt_model_rforward(m, mm->ws_s, theta_k, t->xs, mm->u, t->n_support);
             mt_model_rbackward(m, mm->ws_s, theta_k, t->xs, mm->u, t->n_support, mm->hv);
             for (size_t i = 0; i < P; i++) mm->lambda[i] -= mm->hv[i];
+            /* multi-step loss: θ_k's own query loss joins the adjoint of θ_k (k >= 1) */
+            if (msl && k >= 1) add_query_grad(mm, mm->lambda, theta_k, mm->w[k - 1], t, mm->hv);
         }
     }
     memcpy(g, mm->lambda, P * sizeof(float));
@@ -179,6 +209,14 @@ mt_task_losses mt_meta_adapt_eval(mt_meta *mm, const float *theta, float inner_l
     out.post = mt_model_forward(m, mm->ws_q, mm->lambda, t->xq, t->yq, t->n_query);
     out.acc_post = query_accuracy(mm, t);
     return out;
+}
+
+void mt_meta_msl_weights(float *w, int K, long iteration, long anneal)
+{
+    assert(K >= 1 && iteration >= 1 && anneal >= 1);
+    const double t = (double)(iteration - 1), decay = 1.0 / K / (double)anneal, floor = 0.03 / K;
+    for (int k = 0; k < K - 1; k++) w[k] = (float)fmax(1.0 / K - t * decay, floor);
+    w[K - 1] = (float)fmin(1.0 / K + t * (K - 1) * decay, 1.0 - (K - 1) * floor);
 }
 
 static const char *const algo_names[] = {[MT_ALGO_MAML] = "maml", [MT_ALGO_FOMAML] = "fomaml",

@@ -13,6 +13,8 @@
  *            holds R-values: the query set is never differentiated twice.
  *   fomaml   g = ∇L_Q(θ_K)        (the Hessian terms dropped)
  *   reptile  g = θ − θ_K          (adaptation on the support set; Adam then moves θ toward θ_K)
+ *   multi-step loss (maml, fomaml; mt_meta_set_step_weights): the query loss after every
+ *            step, Σ_k w_k L_Q(θ_k); maml's reverse pass adds w_k ∇L_Q(θ_k) to λ at step k.
  *   anil     the inner loop adapts only the head's block of θ (Raghu et al. 2020):
  *              θ_{k+1} = θ_k − α M ∇L_S(θ_k), M the mask of the head;  g = dL_Q(θ_K)/dθ exact:
  *              λ = ∇L_Q(θ_K);  for k = K−1 … 0:  λ ← λ − H_S(θ_k)(α M λ);  g = λ
@@ -55,6 +57,19 @@ mt_meta *mt_meta_init(const mt_model *m, mt_algo algo, int inner_steps, int n_su
 /* The smallest workspace, for mt_meta_adapt_eval only: it adapts what algo adapts (all of θ,
  * or the head for anil) with forward-only query passes. */
 mt_meta *mt_meta_init_eval(const mt_model *m, mt_algo algo, int n_support, int n_query);
+/* Multi-step loss (MAML++): with w[K] (K = the inner_steps of every later call; the array is
+ * read, not copied, and must stay valid), maml and fomaml differentiate Σ_k w[k−1]·L_Q(θ_k)
+ * over k = 1 … K instead of L_Q(θ_K): exactly for maml (each θ_k's query gradient joins the
+ * reverse pass's adjoint at step k), without the Hessian terms for fomaml. NULL restores
+ * L_Q(θ_K). Only for workspaces made for maml or fomaml. */
+void mt_meta_set_step_weights(mt_meta *mm, const float *w);
+
+/* The MAML++ weights of the multi-step loss at iteration `iteration` (1-based) of a run that
+ * anneals over `anneal` iterations, for K steps, into w[K]: all 1/K at the start; the first
+ * K−1 fall by 1/(K·anneal) per iteration to at least 0.03/K, the last rises by K−1 times as
+ * much to at most 1 − (K−1)·0.03/K. */
+void mt_meta_msl_weights(float *w, int K, long iteration, long anneal);
+
 /* Bytes of the activations and parameter vectors held (what mt_meta_init allocated). */
 size_t mt_meta_bytes(const mt_meta *mm);
 void mt_meta_free(mt_meta *mm); /* accepts NULL */

@@ -607,6 +607,8 @@ int mt_train_run(const mt_dist *d, const mt_config *config, const mt_train_opts 
     double *slots = mt_calloc((size_t)EXTRA * B, sizeof *slots);
     mt_model_init_params(&model, theta, cfg.seed);
     mt_meta *meta = mt_meta_init(&model, algo, cfg.inner_steps, family.n_support, family.n_query);
+    float *msl_w = cfg.multi_step_loss ? mt_calloc((size_t)cfg.inner_steps, sizeof *msl_w) : NULL;
+    mt_meta_set_step_weights(meta, msl_w);
     mt_task_buffer tb;
     mt_family_buffer(&family, &tb);
     const mt_adam_config adam = {cfg.lr, cfg.beta1, cfg.beta2, cfg.eps};
@@ -670,6 +672,8 @@ int mt_train_run(const mt_dist *d, const mt_config *config, const mt_train_opts 
         float local_max = 0.0f; /* max |g| over this rank's tasks, NaN if any is NaN */
         /* Derivative-order annealing: FOMAML's meta-gradient up to meta.first_order_until. */
         const mt_algo step_algo = algo == MT_ALGO_MAML && step <= cfg.first_order_until ? MT_ALGO_FOMAML : algo;
+        /* Multi-step loss: this iteration's weights, the same on every rank. */
+        if (msl_w) mt_meta_msl_weights(msl_w, cfg.inner_steps, step, cfg.msl_iterations);
         if (!exact) memset(scratch, 0, P * sizeof(float));
         for (int t = lo; t < hi; t++) {
             mt_task_losses l;
@@ -796,6 +800,7 @@ done:
     mt_run_lock_release(&lock);
     mt_task_buffer_free(&tb);
     mt_meta_free(meta);
+    free(msl_w);
     mt_family_close(&family);
     free(slots);
     free(scratch);

@@ -124,6 +124,7 @@ typedef struct {
     const mt_task *t;
     mt_workspace *ws;
     size_t lo, hi; /* the slice of θ the inner loop adapts: [0, P), or the head for anil */
+    const float *w; /* multi-step loss weights of L_Q(θ_1) … L_Q(θ_K), or NULL: L_Q(θ_K) */
 } fixture;
 
 static void fixture_init(fixture *f, int hidden, uint64_t seed)
@@ -137,6 +138,7 @@ static void fixture_init(fixture *f, int hidden, uint64_t seed)
     f->t = &f->buf.task;
     f->ws = mt_workspace_init(&f->m, N_ROWS, MT_WS_HVP);
     f->lo = 0, f->hi = f->P;
+    f->w = NULL;
 }
 
 static void fixture_free(fixture *f)
@@ -157,6 +159,13 @@ static float adapt(const fixture *f, const float *theta, float alpha, int K, flo
         float *cur = traj + (size_t)k * P, *next = cur + P;
         mt_model_loss_grad(&f->m, f->ws, cur, f->t->xs, f->t->ys, f->t->n_support, g);
         for (size_t i = 0; i < P; i++) next[i] = i >= f->lo && i < f->hi ? cur[i] - alpha * g[i] : cur[i];
+    }
+    if (f->w && K > 0) { /* Σ_k w_k L_Q(θ_k), summed in double */
+        double F = 0.0;
+        for (int k = 1; k <= K; k++)
+            F += (double)f->w[k - 1] *
+                 mt_model_forward(&f->m, f->ws, traj + (size_t)k * P, f->t->xq, f->t->yq, f->t->n_query);
+        return (float)F;
     }
     return mt_model_forward(&f->m, f->ws, traj + (size_t)K * P, f->t->xq, f->t->yq, f->t->n_query);
 }
@@ -224,7 +233,8 @@ static int trajectory_flips(const fixture *f, const float *ta, const float *tb, 
     int flips = 0;
     for (int k = 0; k < K; k++)
         flips += relu_flips(&f->m, ta + (size_t)k * f->P, tb + (size_t)k * f->P, f->t->xs, f->t->n_support);
-    flips += relu_flips(&f->m, ta + (size_t)K * f->P, tb + (size_t)K * f->P, f->t->xq, f->t->n_query);
+    for (int k = f->w ? 1 : K; k <= K; k++) /* the query passes behind F: θ_K, or all with a multi-step loss */
+        flips += relu_flips(&f->m, ta + (size_t)k * f->P, tb + (size_t)k * f->P, f->t->xq, f->t->n_query);
     return flips;
 }
 
@@ -489,6 +499,57 @@ static void check_anil(const fixture *full, const char *name, float alpha, int K
     free(g), free(gm), free(traj), free(scratch);
 }
 
+/* Multi-step loss (MAML++): MAML's meta-gradient of F = Σ_k w_k L_Q(θ_k) against FD of F;
+ * the plain MAML gradient (of L_Q(θ_K) alone) must miss it by TEETH tolerances. FOMAML's
+ * is Σ_k w_k ∇L_Q(θ_k), checked against that sum written out here (same operations but for
+ * the order of the sum: tolerance 1e-6). */
+static void check_msl(const fixture *plain, const char *name, float alpha)
+{
+    enum { K = 3 };
+    fixture f = *plain;
+    const float w[K] = {0.2f, 0.3f, 0.5f};
+    f.w = w;
+    const size_t P = f.P;
+    float *g = tu_vec(P), *gp = tu_vec(P), *fd = tu_vec(P), *traj = tu_vec((K + 1) * P), *sum = tu_vec(P),
+          *gk = tu_vec(P);
+    mt_meta *mm = mt_meta_init(&f.m, MT_ALGO_MAML, K, N_ROWS, N_ROWS);
+    char what[96], label[256];
+    snprintf(what, sizeof what, "%s multi-step loss K=%d alpha=%g", name, K, alpha);
+    mt_meta_task_grad(mm, MT_ALGO_MAML, f.theta, alpha, K, f.t, gp, NULL);
+    mt_meta_set_step_weights(mm, w);
+    mt_meta_task_grad(mm, MT_ALGO_MAML, f.theta, alpha, K, f.t, g, NULL);
+    const int flips = fd_meta_coords(&f, alpha, K, fd);
+    snprintf(label, sizeof label, "%s: MAML vs FD of sum_k w_k L_Q(theta_k) per coordinate", what);
+    tu_check(label, tu_rel_diff(g, fd, P), TOL_COORD);
+    const double d_plain = tu_rel_diff(gp, fd, P);
+    snprintf(label, sizeof label, "%s: the last step's gradient alone misses it by %.2e > %g x tol", what, d_plain, TEETH);
+    tu_expect(d_plain > TEETH * TOL_COORD, label);
+    expect_no_flips(flips, what);
+    mt_meta_task_grad(mm, MT_ALGO_FOMAML, f.theta, alpha, K, f.t, g, NULL);
+    adapt(&f, f.theta, alpha, K, traj, gk);
+    memset(sum, 0, P * sizeof *sum);
+    for (int k = 1; k <= K; k++) {
+        mt_model_loss_grad(&f.m, f.ws, traj + (size_t)k * P, f.t->xq, f.t->yq, f.t->n_query, gk);
+        for (size_t i = 0; i < P; i++) sum[i] += w[k - 1] * gk[i];
+    }
+    snprintf(label, sizeof label, "%s: FOMAML = sum_k w_k grad L_Q(theta_k)", what);
+    tu_check(label, tu_rel_diff(g, sum, P), TOL_SAME);
+    mt_meta_free(mm);
+    free(g), free(gp), free(fd), free(traj), free(sum), free(gk);
+
+    /* The annealed weights: uniform at iteration 1, at the floor and the cap once annealed. */
+    float a[K];
+    mt_meta_msl_weights(a, K, 1, 100);
+    tu_expect(a[0] == 1.0f / 3 && a[1] == 1.0f / 3 && a[2] == 1.0f / 3, "msl weights at iteration 1: all 1/K");
+    mt_meta_msl_weights(a, K, 51, 100);
+    tu_check("msl weights at iteration 51 of 100: 1/K - 50/(K*100) for the first", fabs(a[0] - (1.0 / 3 - 50.0 / 300)),
+             1e-7);
+    tu_check("  ... and 1/K + 2*50/(K*100) for the last", fabs(a[2] - (1.0 / 3 + 100.0 / 300)), 1e-7);
+    mt_meta_msl_weights(a, K, 100000, 100);
+    tu_check("msl weights long after annealing: 0.03/K for the first", fabs(a[0] - 0.01), 1e-7);
+    tu_check("  ... and 1 - (K-1)*0.03/K for the last", fabs(a[2] - 0.98), 1e-7);
+}
+
 /* FOMAML = ∇L_Q(θ_K), Reptile = θ − θ_K, MAML with K = 0 = ∇L_Q(θ), and the losses of
  * mt_meta_adapt_eval = those of mt_meta_task_grad, against the inner loop written out here. */
 static void check_identities(const fixture *f, const char *name, float alpha)
@@ -572,6 +633,8 @@ int main(void)
     check_maml(&small, "small", 0.1f, 3, 1);
     check_maml(&full, "full", 0.01f, 1, 0);
     check_maml(&full, "full", 0.01f, 3, 0);
+
+    check_msl(&small, "small", 0.05f); /* 0.1 and 0.2 cross a ReLU kink in an FD step */
 
     check_anil(&small, "small", 0.1f, 1, 1);
     check_anil(&small, "small", 0.1f, 3, 1);

@@ -17,8 +17,9 @@
  * with tests/reference/conv4_fewshot.bin (tests/reference/make_reference_conv4.py): loss,
  * accuracy, gradient, HVP, and the MAML and FOMAML meta-gradients for K = 1 and K = 2; and
  * on the same task ANIL's (the inner loop adapts only the head) query loss and meta-gradient
- * over every parameter, K = 1 and 2, with tests/reference/conv4_anil.bin
- * (tests/reference/make_reference_anil.py).
+ * over every parameter, K = 1 and 2, and the multi-step loss's MAML and FOMAML meta-gradients
+ * (K = 2, weights 0.3 and 0.7), with tests/reference/conv4_family.bin
+ * (tests/reference/make_reference_family.py).
  *
  * And for ResNet-12 (four stages of three conv-batchnorm-leaky-ReLU blocks with a 1×1 conv +
  * batchnorm shortcut, residual add, max-pool; global average pool, linear head) with
@@ -62,7 +63,7 @@
 #define FIXTURE_NAME "mlp_sinusoid.bin"
 #define CONV4_FIXTURE_NAME "conv4_fewshot.bin"
 #define RESNET12_FIXTURE_NAME "resnet12_fewshot.bin"
-#define ANIL_FIXTURE_NAME "conv4_anil.bin" /* make_reference_anil.py: ANIL on the Conv4 task */
+#define FAMILY_FIXTURE_NAME "conv4_family.bin" /* make_reference_family.py: ANIL, multi-step loss */
 #define ADAM_FIXTURE_NAME "adam_steps.bin"
 #define NAME_LEN 32     /* bytes of a record's name field */
 #define HEADER_LEN 36   /* name + int32 count */
@@ -91,7 +92,7 @@ static _Noreturn void bad_fixture(const char *path, const char *problem)
 {
     const char *script = strstr(path, CONV4_FIXTURE_NAME)      ? "make_reference_conv4.py"
                          : strstr(path, RESNET12_FIXTURE_NAME) ? "make_reference_resnet12.py"
-                         : strstr(path, ANIL_FIXTURE_NAME)     ? "make_reference_anil.py"
+                         : strstr(path, FAMILY_FIXTURE_NAME)   ? "make_reference_family.py"
                          : strstr(path, ADAM_FIXTURE_NAME)     ? "make_adam_fixture.py"
                                                                : "make_reference.py";
     fprintf(stderr,
@@ -368,8 +369,9 @@ static void check_image_model(fixture *f, const char *tag, const mt_model *m, in
     free(hv);
 }
 
-/* ANIL on the Conv4 fixture's task (f): the query loss after adapting the head only and the
- * meta-gradient over every parameter, K = 1, 2, against make_reference_anil.py's records. */
+/* The rest of the family on the Conv4 fixture's task (f), against make_reference_family.py's
+ * records: ANIL's query loss after adapting the head only and its meta-gradient over every
+ * parameter, K = 1, 2; the multi-step loss 0.3·L_Q(θ_1) + 0.7·L_Q(θ_2), MAML and FOMAML. */
 static void check_anil(fixture *f, const char *path, const mt_model *m, int ns, int nq, float inner_lr)
 {
     fixture a;
@@ -399,6 +401,15 @@ static void check_anil(fixture *f, const char *path, const mt_model *m, int ns, 
         snprintf(label, sizeof label, "conv4 K=%d ANIL meta-gradient", K);
         compare(label, g, fixture_get(&a, name, P), P, TOL_REF);
     }
+    mt_meta_free(mm);
+    const float w[2] = {0.3f, 0.7f};
+    mm = mt_meta_init(m, MT_ALGO_MAML, 2, ns, nq);
+    mt_meta_set_step_weights(mm, w);
+    mt_meta_task_grad(mm, MT_ALGO_MAML, theta, inner_lr, 2, &task, g, NULL);
+    compare("conv4 K=2 multi-step loss, MAML meta-gradient", g, fixture_get(&a, "msl_k2_maml_grad", P), P, TOL_REF);
+    mt_meta_task_grad(mm, MT_ALGO_FOMAML, theta, inner_lr, 2, &task, g, NULL);
+    compare("conv4 K=2 multi-step loss, FOMAML meta-gradient", g, fixture_get(&a, "msl_k2_fomaml_grad", P), P,
+            TOL_REF);
     mt_meta_free(mm);
     free(g);
     free(xs);
@@ -580,7 +591,7 @@ int main(int argc, char **argv)
     check_mlp(path);
     char anil[4096];
     snprintf(path, sizeof path, "%s/%s", dir, CONV4_FIXTURE_NAME);
-    snprintf(anil, sizeof anil, "%s/%s", dir, ANIL_FIXTURE_NAME);
+    snprintf(anil, sizeof anil, "%s/%s", dir, FAMILY_FIXTURE_NAME);
     check_conv4(path, anil);
     snprintf(path, sizeof path, "%s/%s", dir, RESNET12_FIXTURE_NAME);
     check_resnet12(path);

@@ -101,6 +101,24 @@ run "$BIN" train --set "run.dir=$TMP/bad" --set meta.algo=reptile --set meta.fir
 expect_exit 2 "first_order_until with reptile"
 check "  ... says it is for maml only" grep -q "first_order_until.*does not apply.*maml only" "$TMP/err"
 
+# The multi-step loss (MAML++): bit-identical on 1 and 3 ranks, with weights annealed over 20
+# of the 30 iterations, and resumed across ranks; not the plain MAML run.
+train msl1 1 --set meta.inner_steps=3 --set meta.multi_step_loss=1 --set meta.msl_iterations=20
+train msl3 3 --set meta.inner_steps=3 --set meta.multi_step_loss=1 --set meta.msl_iterations=20
+ckpt_diff 0 "multi-step loss: 1 vs 3 ranks bit-identical" "$TMP/msl1/ckpt-00000030.h5" "$TMP/msl3/ckpt-00000030.h5" --tol 0
+train plain3 1 --set meta.inner_steps=3
+ckpt_diff 1 "multi-step loss differs from the last step's loss alone" "$TMP/plain3/ckpt-00000030.h5" \
+    "$TMP/msl1/ckpt-00000030.h5" --tol 0
+run "${MPIRUN[@]}" -np 2 "$BIN" train --set "run.dir=$TMP/msl_r" --set run.iterations=12 --set meta.inner_steps=3 \
+    --set meta.multi_step_loss=1 --set meta.msl_iterations=20 --progress none
+expect_exit 0 "multi-step loss: 12 iterations on 2 ranks"
+train msl_r 4 --set meta.inner_steps=3 --set meta.multi_step_loss=1 --set meta.msl_iterations=20
+ckpt_diff 0 "multi-step loss: stopped at 12 on 2 ranks, resumed on 4: the uninterrupted run's θ" \
+    "$TMP/msl1/ckpt-00000030.h5" "$TMP/msl_r/ckpt-00000030.h5" --tol 0
+run "$BIN" train --set "run.dir=$TMP/bad" --set meta.algo=reptile --set meta.multi_step_loss=1 --progress none
+expect_exit 2 "multi_step_loss with reptile"
+check "  ... says it is for maml and fomaml only" grep -q "multi_step_loss.*does not apply.*maml and fomaml only" "$TMP/err"
+
 # ANIL (the inner loop adapts only the head): bit-identical on 1 and 3 ranks, not MAML, and
 # a checkpoint that eval adapts (the head only) on 1 and 2 ranks alike.
 train anil1 1 --set meta.algo=anil

@@ -1,23 +1,31 @@
 #!/usr/bin/python3
-"""Reference fixture for ANIL (the inner loop adapts only the head) on Conv4.
+"""Reference fixture for the rest of the MAML family on Conv4: ANIL and the
+multi-step loss (MAML++).
 
 Reads the inputs of the Conv4 fixture (theta, the 5-way 1-shot task, inner_lr)
-from tests/reference/conv4_fewshot.bin and writes, for K = 1 and 2 inner
-steps, the query loss after adaptation and the exact meta-gradient over every
-parameter:
+from tests/reference/conv4_fewshot.bin and writes:
 
+  ANIL, for K = 1 and 2 inner steps (the inner loop adapts only the head):
     theta_{k+1} = theta_k - inner_lr * M * grad L_S(theta_k),  M = mask of head.*
     anil_kK_loss [1]   L_Q(theta_K)
-    anil_kK_grad [P]   d L_Q(theta_K) / d theta   (body and head; autograd through
-                       the inner loop, create_graph, in float64)
+    anil_kK_grad [P]   d L_Q(theta_K) / d theta   (body and head)
+
+  The multi-step loss, K = 2, weights MSL_W = (0.3, 0.7):
+    F = 0.3 L_Q(theta_1) + 0.7 L_Q(theta_2)
+    msl_k2_maml_grad [P]    d F / d theta, exact second order
+    msl_k2_fomaml_grad [P]  0.3 grad L_Q(theta_1) + 0.7 grad L_Q(theta_2)
+
+All by autograd through the inner loop (create_graph) in float64.
 
 Usage:
-    /usr/bin/python3 tests/reference/make_reference_anil.py tests/reference/conv4_anil.bin
-    /usr/bin/python3 tests/reference/make_reference_anil.py tests/reference/conv4_anil.bin --check
+    /usr/bin/python3 tests/reference/make_reference_family.py tests/reference/conv4_family.bin
+    /usr/bin/python3 tests/reference/make_reference_family.py tests/reference/conv4_family.bin --check
 
 Margins: ANIL never moves the body, so every ReLU input and max-pool window
-of every pass behind these records is one of the Conv4 fixture's passes at
-theta_0, whose margins that fixture guarantees (>= 1e-4); the head is linear.
+of every pass behind its records is one of the Conv4 fixture's passes at
+theta_0; the multi-step loss uses the support passes at theta_0, theta_1 and
+the query passes at theta_1, theta_2, which are the Conv4 fixture's own. That
+fixture guarantees their margins (>= 1e-4); the head is linear.
 
 --check verifies the gradients against the reverse recursion
 lambda <- lambda - H_S(theta_k)(inner_lr * M * lambda) written with explicit
@@ -39,6 +47,7 @@ import make_reference_conv4 as c4  # noqa: E402
 torch.set_num_threads(1)
 DTYPE = torch.float64
 KS = (1, 2)
+MSL_W = (0.3, 0.7)
 
 
 def head_mask():
@@ -93,6 +102,14 @@ def main():
     for k in KS:
         loss, g = anil(theta, xs, ys, xq, yq, k, lr, mask)
         records += [(f"anil_k{k}_loss", loss.reshape(1)), (f"anil_k{k}_grad", g)]
+    full = torch.ones(c4.P, dtype=DTYPE)
+    t0 = theta.detach().clone().requires_grad_(True)
+    t1 = adapt(t0, xs, ys, 1, lr, full, True)
+    t2 = adapt(t1, xs, ys, 1, lr, full, True)
+    (g_msl,) = torch.autograd.grad(MSL_W[0] * c4.xent(t1, xq, yq) + MSL_W[1] * c4.xent(t2, xq, yq), t0)
+    _, gq1 = c4.loss_and_grad(t1.detach(), xq, yq)
+    _, gq2 = c4.loss_and_grad(t2.detach(), xq, yq)
+    records += [("msl_k2_maml_grad", g_msl), ("msl_k2_fomaml_grad", MSL_W[0] * gq1 + MSL_W[1] * gq2)]
     write_records(args.output, records)
     check_roundtrip(args.output, records)
     print(f"wrote {args.output}: {len(records)} records, P={c4.P}, inner_lr={lr:g}, head {int(mask.sum())} parameters")
@@ -126,6 +143,32 @@ def main():
         results.append((f"anil_k{k}_grad . u vs FD of L_Q(theta_K) (eps={eps:g})", (e, e)))
         _, g_maml = c4.maml(theta, xs, ys, xq, yq, k)
         results.append((f"anil_k{k}_grad differs from maml_k{k}_grad", rel_err(r[f"anil_k{k}_grad"], g_maml)))
+    # The multi-step loss: the reverse recursion with the query gradient of theta_1 joining
+    # the adjoint at step 1, and a directional derivative against central differences.
+    th = [theta]
+    for _ in range(2):
+        t = th[-1].detach().clone().requires_grad_(True)
+        th.append((th[-1] - lr * c4.grad(t, xs, ys)).detach())
+    _, lam = c4.loss_and_grad(th[2], xq, yq)
+    lam = MSL_W[1] * lam
+    lam = lam - c4.hvp(th[1], xs, ys, lr * lam)
+    lam = lam + MSL_W[0] * c4.loss_and_grad(th[1], xq, yq)[1]
+    lam = lam - c4.hvp(th[0], xs, ys, lr * lam)
+    results.append(("msl_k2_maml_grad vs reverse recursion", rel_err(r["msl_k2_maml_grad"], lam)))
+    full = torch.ones(c4.P, dtype=DTYPE)
+
+    def msl_value(t):
+        t = t.detach().clone().requires_grad_(True)
+        a = adapt(t, xs, ys, 1, lr, full, False)
+        b = adapt(a, xs, ys, 1, lr, full, False)
+        return float(MSL_W[0] * c4.xent(a, xq, yq) + MSL_W[1] * c4.xent(b, xq, yq))
+
+    gen = torch.Generator().manual_seed(11)
+    u = torch.randn(c4.P, generator=gen, dtype=DTYPE)
+    u /= u.norm()
+    fd = (msl_value(theta + 1e-5 * u) - msl_value(theta - 1e-5 * u)) / 2e-5
+    e = abs(float(r["msl_k2_maml_grad"] @ u) - fd) / abs(fd)
+    results.append(("msl_k2_maml_grad . u vs FD of F (eps=1e-05)", (e, e)))
     stored = dict(read_records(args.output))
     worst = max(rel_err(stored[n], v)[1] for n, v in records)
     results.append(("float32 file vs float64 (max over records)", (worst, worst)))
