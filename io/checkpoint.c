@@ -468,7 +468,7 @@ void mt_checkpoint_free(mt_checkpoint *ck)
  * or NULL for a kind this metatrain does not know. */
 static const char *known_kind(const char *kind)
 {
-    static const char *const kinds[] = {"linear", "conv2d", "batchnorm"};
+    static const char *const kinds[] = {"linear", "conv2d", "batchnorm", "lr"};
     for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
         if (strcmp(kind, kinds[i]) == 0) return kinds[i];
     return NULL;
@@ -545,7 +545,7 @@ static int check_row(const table_row *r, int i, size_t *next, char *why, size_t 
         return -1;
     }
     if (!memchr(r->kind, '\0', sizeof r->kind) || !known_kind(r->kind)) {
-        snprintf(why, whylen, "layout table row %d (%s) has kind \"%.*s\": not one of linear, conv2d, batchnorm", i,
+        snprintf(why, whylen, "layout table row %d (%s) has kind \"%.*s\": not one of linear, conv2d, batchnorm, lr", i,
                  r->name, (int)sizeof r->kind, r->kind);
         return -1;
     }

@@ -94,9 +94,10 @@ static const key_spec keys[] = {
     {"model", "filters", KEY_INT, FIELD(filters), 1, 4096, 0, NULL, FOR_CONV4, "conv4: channels of every conv layer"},
     {"model", "widths", KEY_WIDTHS, FIELD(widths), 1, 4096, 0, NULL, FOR_RESNET12,
      "resnet12: channels of the four stages, four whole numbers separated by commas"},
-    {"meta", "algo", KEY_CHOICE, FIELD(algo), 0, 0, 0, "maml|fomaml|reptile|anil", FOR_ALL,
+    {"meta", "algo", KEY_CHOICE, FIELD(algo), 0, 0, 0, "maml|fomaml|reptile|anil|metasgd", FOR_ALL,
      "maml (exact second order) | fomaml (first order) | reptile | anil (the inner loop adapts only "
-     "the head; exact second order)"},
+     "the head; exact second order) | metasgd (a learned inner learning rate per parameter, "
+     "starting at inner_lr; exact second order)"},
     {"meta", "inner_steps", KEY_INT, FIELD(inner_steps), 1, 10000, 0, NULL, FOR_ALL,
      "inner-loop SGD steps per task in training"},
     {"meta", "first_order_until", KEY_LONG, FIELD(first_order_until), 0, 4294967295.0, 0, NULL, FOR_MAML,

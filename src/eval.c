@@ -343,6 +343,11 @@ int mt_eval_main(const mt_dist *d, int argc, char **argv)
             if (args.n_sets > 0)
                 printf("  overrides (checkpoint -> this evaluation): %s\n",
                        changed[0] ? changed : "none (every --set value equals the checkpoint's)");
+            if (!isfinite(mean))
+                printf("  the adaptation diverged (a loss is not finite) with %d step%s; the run trained with %d "
+                       "(meta.inner_steps): try --inner-steps %d%s\n",
+                       steps, steps == 1 ? "" : "s", cfg.inner_steps, cfg.inner_steps,
+                       strcmp(cfg.algo, "metasgd") == 0 ? " (metasgd's rates are learned for that many)" : "");
         }
         fflush(stdout);
     }

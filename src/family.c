@@ -80,7 +80,7 @@ int mt_family_open(mt_family *f, const mt_dist *d, const mt_config *c, const cha
     if (!f->fewshot) {
         f->n_support = c->shots, f->n_query = c->query, f->in = 1, f->out = 1;
         snprintf(f->source, sizeof f->source, "sinusoid generator");
-        if (mt_model_mlp(model, 1, c->hidden, 1) != 0) {
+        if (mt_family_model(c, 1, 1, 1, model) != 0) {
             mt_cli_error(d, "cannot build the MLP");
             return MT_EXIT_USAGE;
         }
@@ -103,7 +103,7 @@ int mt_family_open(mt_family *f, const mt_dist *d, const mt_config *c, const cha
          * put in front when it is printed (not into err, which may already be full). */
         if (mt_fewshot_check(&f->set, c->ways, c->shots, c->query, err, sizeof err) != 0) ok = 0, in_split = 1;
     }
-    if (ok && mt_family_image_model(c, f->split.C, f->split.H, f->split.W, model) != 0) {
+    if (ok && mt_family_model(c, f->split.C, f->split.H, f->split.W, model) != 0) {
         snprintf(err, sizeof err, "%s: images of %dx%d are too small for %s (at least 16x16)", path, f->split.H,
                  f->split.W, c->arch);
         ok = 0;
@@ -149,8 +149,12 @@ void mt_family_close(mt_family *f)
     memset(f, 0, sizeof *f);
 }
 
-int mt_family_image_model(const mt_config *c, int C, int H, int W, mt_model *m)
+int mt_family_model(const mt_config *c, int C, int H, int W, mt_model *m)
 {
-    if (strcmp(c->arch, "resnet12") == 0) return mt_model_resnet12(m, C, H, W, c->widths, c->ways);
-    return mt_model_conv4(m, C, H, W, c->filters, c->ways);
+    int rc;
+    if (strcmp(c->family, "fewshot") != 0) rc = mt_model_mlp(m, 1, c->hidden, 1);
+    else if (strcmp(c->arch, "resnet12") == 0) rc = mt_model_resnet12(m, C, H, W, c->widths, c->ways);
+    else rc = mt_model_conv4(m, C, H, W, c->filters, c->ways);
+    if (rc == 0 && strcmp(c->algo, "metasgd") == 0) mt_model_learn_rates(m);
+    return rc;
 }

@@ -13,8 +13,9 @@ struct mt_meta {
     const mt_model *model;
     mt_algo algo;  /* the algorithm the workspace is sized for (see served()) */
     int max_steps;
-    size_t P;
-    size_t lo, hi;   /* the slice of θ the inner loop adapts: all of it, or the head (anil) */
+    size_t P;        /* meta-parameters: the network's, then metasgd's rates */
+    size_t Pn;       /* the network's parameters (the passes read and write these only) */
+    size_t lo, hi;   /* the slice of θ the inner loop adapts: all of the network, or the head (anil) */
     int first_op;    /* the first op owning adapted parameters: inner-loop backward starts there */
     mt_workspace *ws_q; /* query passes: forward, and backward unless reptile */
     mt_workspace *ws_s; /* support passes of the inner loop, and the R-passes of the reverse
@@ -28,13 +29,14 @@ struct mt_meta {
     size_t bytes;
 };
 
-static int second_order(mt_algo a) { return a == MT_ALGO_MAML || a == MT_ALGO_ANIL; }
+static int second_order(mt_algo a) { return a == MT_ALGO_MAML || a == MT_ALGO_ANIL || a == MT_ALGO_METASGD; }
 
 /* 1 iff a workspace sized for `sized` runs mt_meta_task_grad for `algo`: maml's serves fomaml
  * and reptile, fomaml's serves reptile; anil adapts another slice and is served by its own. */
 static int served(mt_algo sized, mt_algo algo)
 {
-    if (sized == MT_ALGO_ANIL || algo == MT_ALGO_ANIL) return sized == algo;
+    if (sized == MT_ALGO_ANIL || algo == MT_ALGO_ANIL || sized == MT_ALGO_METASGD || algo == MT_ALGO_METASGD)
+        return sized == algo;
     static const int level[] = {[MT_ALGO_MAML] = 2, [MT_ALGO_FOMAML] = 1, [MT_ALGO_REPTILE] = 0};
     return level[algo] <= level[sized];
 }
@@ -48,7 +50,9 @@ static mt_meta *meta_new(const mt_model *m, mt_algo algo, int inner_steps, int n
     mm->algo = algo;
     mm->max_steps = inner_steps;
     mm->P = m->n_params;
-    mm->lo = 0, mm->hi = mm->P, mm->first_op = 0;
+    mm->Pn = m->n_params - m->n_rates;
+    assert((algo == MT_ALGO_METASGD) == (m->n_rates > 0) && "rates in the layout exactly for metasgd");
+    mm->lo = 0, mm->hi = mm->Pn, mm->first_op = 0;
     if (algo == MT_ALGO_ANIL) {
         const int head = mt_model_find_op(m, "head");
         assert(head >= 0 && "every model has a head");
@@ -89,7 +93,7 @@ static void add_query_grad(mt_meta *mm, float *lambda, const float *theta, float
 {
     mt_model_forward(mm->model, mm->ws_q, theta, t->xq, t->yq, t->n_query);
     mt_model_backward(mm->model, mm->ws_q, theta, t->xq, t->yq, t->n_query, scratch);
-    for (size_t i = 0; i < mm->P; i++) lambda[i] += w * scratch[i];
+    for (size_t i = 0; i < mm->Pn; i++) lambda[i] += w * scratch[i];
 }
 
 void mt_meta_free(mt_meta *mm)
@@ -114,13 +118,19 @@ static float query_accuracy(const mt_meta *mm, const mt_task *t)
 }
 
 /* One inner step from cur (either may be the same vector as next): next = cur − α·∇L_S(cur)
- * on the adapted slice, next = cur elsewhere. grad[P] is scratch; for anil only the head's
- * block is formed (the backward pass stops at the head). */
+ * on the adapted slice (α ⊙ for metasgd, from cur's rates), next = cur elsewhere (the rates
+ * included). grad[P] is scratch; for anil only the head's block is formed (the backward pass
+ * stops at the head). */
 static void inner_step(mt_meta *mm, float *next, const float *cur, float *grad, float alpha, const mt_task *t)
 {
     mt_model_forward(mm->model, mm->ws_s, cur, t->xs, t->ys, t->n_support);
     mt_model_backward_ops(mm->model, mm->ws_s, cur, t->xs, t->ys, t->n_support, grad, mm->first_op);
     if (next != cur) memcpy(next, cur, mm->P * sizeof *next);
+    if (mm->algo == MT_ALGO_METASGD) { /* each parameter's own rate, carried along in θ */
+        const float *rate = cur + mm->Pn;
+        for (size_t i = mm->lo; i < mm->hi; i++) next[i] = cur[i] - rate[i] * grad[i];
+        return;
+    }
     for (size_t i = mm->lo; i < mm->hi; i++) next[i] = cur[i] - alpha * grad[i];
 }
 
@@ -164,6 +174,7 @@ float mt_meta_task_grad(mt_meta *mm, mt_algo algo, const float *theta, float inn
         losses->acc_post = query_accuracy(mm, t);
     }
     mt_model_backward(m, mm->ws_q, theta_K, t->xq, t->yq, t->n_query, mm->lambda);
+    if (mm->P > mm->Pn) memset(mm->lambda + mm->Pn, 0, (mm->P - mm->Pn) * sizeof(float)); /* dα starts at 0 */
     if (msl) { /* λ = w_K ∇L_Q(θ_K) (+ FOMAML's earlier steps) */
         for (size_t i = 0; i < P; i++) mm->lambda[i] *= mm->w[K - 1];
         if (algo == MT_ALGO_FOMAML)
@@ -178,16 +189,25 @@ float mt_meta_task_grad(mt_meta *mm, mt_algo algo, const float *theta, float inn
          * maml's backward there formed every node's gradient, so that step needs only the
          * R-passes, while anil's stopped at the head and is redone. Earlier steps recompute
          * theirs (memory stays flat in K). */
+        const int sgd = algo == MT_ALGO_METASGD;
         memset(mm->u, 0, P * sizeof(float));
         for (int k = K - 1; k >= 0; k--) {
             const float *theta_k = theta_slot(mm, k);
-            for (size_t i = mm->lo; i < mm->hi; i++) mm->u[i] = inner_lr * mm->lambda[i];
             if (k < K - 1) mt_model_forward(m, mm->ws_s, theta_k, t->xs, t->ys, t->n_support);
-            if (k < K - 1 || mm->first_op > 0)
-                mt_model_backward(m, mm->ws_s, theta_k, t->xs, t->ys, t->n_support, NULL);
+            /* metasgd needs ∇L_S(θ_k) itself (in hv until the R-passes overwrite it) */
+            if (k < K - 1 || mm->first_op > 0 || sgd)
+                mt_model_backward(m, mm->ws_s, theta_k, t->xs, t->ys, t->n_support, sgd ? mm->hv : NULL);
+            if (sgd) {
+                const float *rate = theta_k + mm->Pn;
+                float *drate = mm->lambda + mm->Pn;
+                for (size_t i = 0; i < mm->Pn; i++) drate[i] -= mm->hv[i] * mm->lambda[i];
+                for (size_t i = 0; i < mm->Pn; i++) mm->u[i] = rate[i] * mm->lambda[i];
+            } else {
+                for (size_t i = mm->lo; i < mm->hi; i++) mm->u[i] = inner_lr * mm->lambda[i];
+            }
             mt_model_rforward(m, mm->ws_s, theta_k, t->xs, mm->u, t->n_support);
             mt_model_rbackward(m, mm->ws_s, theta_k, t->xs, mm->u, t->n_support, mm->hv);
-            for (size_t i = 0; i < P; i++) mm->lambda[i] -= mm->hv[i];
+            for (size_t i = 0; i < mm->Pn; i++) mm->lambda[i] -= mm->hv[i];
             /* multi-step loss: θ_k's own query loss joins the adjoint of θ_k (k >= 1) */
             if (msl && k >= 1) add_query_grad(mm, mm->lambda, theta_k, mm->w[k - 1], t, mm->hv);
         }
@@ -220,7 +240,8 @@ void mt_meta_msl_weights(float *w, int K, long iteration, long anneal)
 }
 
 static const char *const algo_names[] = {[MT_ALGO_MAML] = "maml", [MT_ALGO_FOMAML] = "fomaml",
-                                         [MT_ALGO_REPTILE] = "reptile", [MT_ALGO_ANIL] = "anil"};
+                                         [MT_ALGO_REPTILE] = "reptile", [MT_ALGO_ANIL] = "anil",
+                                         [MT_ALGO_METASGD] = "metasgd"};
 
 int mt_algo_parse(const char *name, mt_algo *out)
 {

@@ -13,6 +13,11 @@
  *            holds R-values: the query set is never differentiated twice.
  *   fomaml   g = ∇L_Q(θ_K)        (the Hessian terms dropped)
  *   reptile  g = θ − θ_K          (adaptation on the support set; Adam then moves θ toward θ_K)
+ *   metasgd  a learned inner learning rate per parameter (Li et al. 2017): θ holds the network's
+ *            parameters then their rates α (mt_model_learn_rates), θ_{k+1} = θ_k − α ⊙ ∇L_S(θ_k),
+ *            and g = dL_Q(θ_K)/d(θ, α) exact: in the reverse pass, with λ the adjoint of θ_{k+1},
+ *              dα −= ∇L_S(θ_k) ⊙ λ;  λ ← λ − H_S(θ_k)(α ⊙ λ)
+ *            (inner_lr is not used: the rates are in θ).
  *   multi-step loss (maml, fomaml; mt_meta_set_step_weights): the query loss after every
  *            step, Σ_k w_k L_Q(θ_k); maml's reverse pass adds w_k ∇L_Q(θ_k) to λ at step k.
  *   anil     the inner loop adapts only the head's block of θ (Raghu et al. 2020):
@@ -29,7 +34,7 @@
 
 #include "model.h"
 
-typedef enum { MT_ALGO_MAML, MT_ALGO_FOMAML, MT_ALGO_REPTILE, MT_ALGO_ANIL } mt_algo;
+typedef enum { MT_ALGO_MAML, MT_ALGO_FOMAML, MT_ALGO_REPTILE, MT_ALGO_ANIL, MT_ALGO_METASGD } mt_algo;
 
 /* One task's data; rows of x are inputs [N, model.in], rows of y targets [N, model.out]. */
 typedef struct {
@@ -87,7 +92,7 @@ float mt_meta_task_grad(mt_meta *mm, mt_algo algo, const float *theta, float inn
 mt_task_losses mt_meta_adapt_eval(mt_meta *mm, const float *theta, float inner_lr, int steps,
                                   const mt_task *t);
 
-/* Parses "maml", "fomaml", "reptile", "anil"; returns 0, or -1 for an unknown name. */
+/* Parses "maml", "fomaml", "reptile", "anil", "metasgd"; returns 0, or -1 for an unknown name. */
 int mt_algo_parse(const char *name, mt_algo *out);
 const char *mt_algo_name(mt_algo a);
 

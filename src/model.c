@@ -438,7 +438,15 @@ void mt_model_init_params(const mt_model *m, float *theta, uint64_t seed)
     }
 }
 
-int mt_model_tensor_count(const mt_model *m)
+void mt_model_learn_rates(mt_model *m)
+{
+    assert(m->n_rates == 0);
+    m->n_rates = m->n_params;
+    m->n_params *= 2;
+}
+
+/* Tensors of the ops alone (the learned rates, if any, repeat them). */
+static int op_tensor_count(const mt_model *m)
 {
     int n = 0;
     for (int i = 0; i < m->n_ops; i++)
@@ -446,8 +454,25 @@ int mt_model_tensor_count(const mt_model *m)
     return n;
 }
 
+int mt_model_tensor_count(const mt_model *m)
+{
+    return op_tensor_count(m) * (m->n_rates ? 2 : 1);
+}
+
 void mt_model_tensor(const mt_model *m, int i, mt_tensor_info *out)
 {
+    const int n_ops = op_tensor_count(m);
+    if (m->n_rates && i >= n_ops) { /* a rate tensor: its parameter's, moved and renamed */
+        mt_tensor_info t;
+        mt_model_tensor(m, i - n_ops, &t);
+        *out = t;
+        const int len = snprintf(out->name, sizeof out->name, "alpha.%s", t.name);
+        assert(len < (int)sizeof out->name && "every model's names leave room for alpha."); /* 31 at most */
+        (void)len;
+        out->kind = "lr";
+        out->offset = t.offset + m->n_rates;
+        return;
+    }
     memset(out, 0, sizeof *out);
     for (int k = 0; k < m->n_ops; k++) {
         const mt_op *o = &m->op[k];

@@ -73,13 +73,15 @@ typedef struct {
     mt_op op[MT_MAX_OPS];
     int in_c, in_h, in_w;    /* one input example (rows: in_c features, in_h = in_w = 1) */
     int in, out;             /* values per example of the model's input and output */
-    size_t n_params;         /* P */
+    size_t n_params;         /* P: the ops' parameters, then the learned rates if any */
+    size_t n_rates;          /* Meta-SGD: one learned inner learning rate per op parameter,
+                              * θ[n_params − n_rates …) (0: none; mt_model_learn_rates) */
 } mt_model;
 
 /* One parameter tensor of the layout, as stored in a checkpoint's /model table. */
 typedef struct {
     char name[2 * MT_NAME_LEN]; /* "fc1.weight", "stage1.shortcut_bn.bias" */
-    const char *kind;           /* the op kind: "linear", "conv2d", "batchnorm" */
+    const char *kind;           /* the op kind: "linear", "conv2d", "batchnorm"; "lr" for rates */
     size_t offset, size;
     int ndim;
     int shape[4];
@@ -104,6 +106,11 @@ int mt_model_conv4(mt_model *m, int C, int H, int W, int filters, int ways);
  * stage4.shortcut_bn, gap, head. Returns 0, or -1 if a size is not positive or the image
  * is too small for four pools (H, W >= 16). */
 int mt_model_resnet12(mt_model *m, int C, int H, int W, const int widths[4], int ways);
+
+/* Meta-SGD: appends a learned inner learning rate α for every op parameter to the layout,
+ * after the ops' blocks (n_params doubles; the passes never read them). Their tensors are
+ * named after the parameter's, "alpha.fc1.weight", of kind "lr". Call once, after building. */
+void mt_model_learn_rates(mt_model *m);
 
 /* Fills θ[P] with the default initialisation, drawn from the seed's INIT stream so the same
  * seed gives the same θ on every rank and machine: every linear and conv weight and bias

@@ -522,11 +522,11 @@ static int check_size(const mt_dist *d, const mt_config *c)
     if (strcmp(c->family, "fewshot") == 0) {
         mt_split meta;
         if (mt_dataset_read_split_meta(c->dataset, c->train_split, &meta, err, sizeof err) == 0) {
-            known = mt_family_image_model(c, meta.C, meta.H, meta.W, &m) == 0;
+            known = mt_family_model(c, meta.C, meta.H, meta.W, &m) == 0;
             mt_split_free(&meta);
         } /* else the family reports the dataset's problem */
     } else {
-        known = mt_model_mlp(&m, 1, c->hidden, 1) == 0;
+        known = mt_family_model(c, 1, 1, 1, &m) == 0;
     }
     const size_t per_rank = mt_cli_memory_bytes() / (size_t)(d->local_size > 0 ? d->local_size : 1);
     if (known) ok = mt_config_check_size(c, m.n_params, d->size, per_rank, err, sizeof err) == 0;
@@ -606,6 +606,9 @@ int mt_train_run(const mt_dist *d, const mt_config *config, const mt_train_opts 
     enum { EXTRA = 4 };
     double *slots = mt_calloc((size_t)EXTRA * B, sizeof *slots);
     mt_model_init_params(&model, theta, cfg.seed);
+    /* metasgd: every learned rate starts at inner_lr (Li et al. 2017 draw them; one value
+     * keeps a run's start that of maml at the same inner_lr) */
+    for (size_t i = P - model.n_rates; i < P; i++) theta[i] = cfg.inner_lr;
     mt_meta *meta = mt_meta_init(&model, algo, cfg.inner_steps, family.n_support, family.n_query);
     float *msl_w = cfg.multi_step_loss ? mt_calloc((size_t)cfg.inner_steps, sizeof *msl_w) : NULL;
     mt_meta_set_step_weights(meta, msl_w);

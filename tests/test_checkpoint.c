@@ -653,7 +653,7 @@ static void test_hostile_attributes(const mt_model *m)
     expect_hostile(f, "program_version as 3 strings", path, "attribute program_version holds 3 values");
 
     /* The rows of /model: kinds, ranks, extents and offsets. */
-    static const char *const row_want[] = {"has kind \"dense\": not one of linear, conv2d, batchnorm", "has ndim 5",
+    static const char *const row_want[] = {"has kind \"dense\": not one of linear, conv2d, batchnorm, lr", "has ndim 5",
                                            "has ndim 0", "has extent 0 in dimension 2", "has extent -40",
                                            "has offset -1", "no valid tensor name"};
     for (int k = 0; k < 7; k++) {

@@ -158,7 +158,9 @@ static float adapt(const fixture *f, const float *theta, float alpha, int K, flo
     for (int k = 0; k < K; k++) {
         float *cur = traj + (size_t)k * P, *next = cur + P;
         mt_model_loss_grad(&f->m, f->ws, cur, f->t->xs, f->t->ys, f->t->n_support, g);
-        for (size_t i = 0; i < P; i++) next[i] = i >= f->lo && i < f->hi ? cur[i] - alpha * g[i] : cur[i];
+        const size_t Pn = P - f->m.n_rates; /* metasgd: each parameter's rate follows the parameters */
+        for (size_t i = 0; i < P; i++)
+            next[i] = i >= f->lo && i < f->hi ? cur[i] - (f->m.n_rates ? cur[Pn + i] : alpha) * g[i] : cur[i];
     }
     if (f->w && K > 0) { /* Σ_k w_k L_Q(θ_k), summed in double */
         double F = 0.0;
@@ -499,6 +501,53 @@ static void check_anil(const fixture *full, const char *name, float alpha, int K
     free(g), free(gm), free(traj), free(scratch);
 }
 
+/* Meta-SGD: θ holds the MLP's parameters and then a learned rate for each, drawn in
+ * [0.05, 0.15] so that each parameter's own rate matters. The meta-gradient over all 2P
+ * values (parameters and rates) against FD of F per coordinate; MAML's gradient at one
+ * scalar rate (0.1, the rates' mean) must miss the parameters' part by TEETH tolerances. */
+static void check_metasgd(const fixture *plain, const char *name, int K)
+{
+    fixture f = *plain;
+    mt_model_learn_rates(&f.m);
+    f.P = f.m.n_params;
+    const size_t P = f.P, Pn = P - f.m.n_rates;
+    f.lo = 0, f.hi = Pn;
+    float *theta = tu_vec(P);
+    memcpy(theta, plain->theta, Pn * sizeof *theta);
+    tu_random(theta + Pn, Pn, 0.05f, 0.15f, 3, 7);
+    f.theta = theta;
+    float *g = tu_vec(P), *fd = tu_vec(P), *gm = tu_vec(Pn);
+    mt_meta *mm = mt_meta_init(&f.m, MT_ALGO_METASGD, K, N_ROWS, N_ROWS);
+    mt_task_losses losses;
+    char what[96], label[256];
+    snprintf(what, sizeof what, "%s Meta-SGD K=%d", name, K);
+    mt_meta_task_grad(mm, MT_ALGO_METASGD, theta, 0.0f, K, f.t, g, &losses);
+    float *traj = tu_vec((K + 1) * P), *scratch = tu_vec(P);
+    const float F = adapt(&f, theta, 0.0f, K, traj, scratch);
+    snprintf(label, sizeof label, "%s: losses.post = F(theta, alpha) (%.4g)", what, F);
+    tu_check(label, fabs(losses.post - F) / F, TOL_SAME);
+    const int flips = fd_meta_coords(&f, 0.0f, K, fd);
+    snprintf(label, sizeof label, "%s: d/d(theta, alpha) vs FD per coordinate (%zu values)", what, P);
+    tu_check(label, tu_rel_diff(g, fd, P), TOL_COORD);
+    snprintf(label, sizeof label, "%s: the rates' part alone vs FD", what);
+    tu_check(label, tu_rel_diff(g + Pn, fd + Pn, Pn), TOL_COORD);
+    expect_no_flips(flips, what);
+    mt_meta *maml = mt_meta_init(&plain->m, MT_ALGO_MAML, K, N_ROWS, N_ROWS);
+    mt_meta_task_grad(maml, MT_ALGO_MAML, theta, 0.1f, K, f.t, gm, NULL);
+    const double d = tu_rel_diff(gm, fd, Pn);
+    snprintf(label, sizeof label, "%s: MAML at one rate misses the parameters' part by %.2e > %g x tol", what, d, TEETH);
+    tu_expect(d > TEETH * TOL_COORD, label);
+    /* evaluation adapts with the learned rates too */
+    mt_meta *ev = mt_meta_init_eval(&f.m, MT_ALGO_METASGD, N_ROWS, N_ROWS);
+    const mt_task_losses e = mt_meta_adapt_eval(ev, theta, 0.0f, K, f.t);
+    snprintf(label, sizeof label, "%s: mt_meta_adapt_eval adapts with the rates (post %.6g)", what, e.post);
+    tu_check(label, fabs(e.post - F) / F, TOL_SAME);
+    mt_meta_free(ev);
+    mt_meta_free(maml);
+    mt_meta_free(mm);
+    free(theta), free(g), free(fd), free(gm), free(traj), free(scratch);
+}
+
 /* Multi-step loss (MAML++): MAML's meta-gradient of F = Σ_k w_k L_Q(θ_k) against FD of F;
  * the plain MAML gradient (of L_Q(θ_K) alone) must miss it by TEETH tolerances. FOMAML's
  * is Σ_k w_k ∇L_Q(θ_k), checked against that sum written out here (same operations but for
@@ -633,6 +682,9 @@ int main(void)
     check_maml(&small, "small", 0.1f, 3, 1);
     check_maml(&full, "full", 0.01f, 1, 0);
     check_maml(&full, "full", 0.01f, 3, 0);
+
+    check_metasgd(&small, "small", 1);
+    check_metasgd(&small, "small", 3);
 
     check_msl(&small, "small", 0.05f); /* 0.1 and 0.2 cross a ReLU kink in an FD step */
 

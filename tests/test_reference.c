@@ -18,7 +18,8 @@
  * accuracy, gradient, HVP, and the MAML and FOMAML meta-gradients for K = 1 and K = 2; and
  * on the same task ANIL's (the inner loop adapts only the head) query loss and meta-gradient
  * over every parameter, K = 1 and 2, and the multi-step loss's MAML and FOMAML meta-gradients
- * (K = 2, weights 0.3 and 0.7), with tests/reference/conv4_family.bin
+ * (K = 2, weights 0.3 and 0.7), and Meta-SGD's over (θ, α), K = 1 and 2, with
+ * tests/reference/conv4_family.bin
  * (tests/reference/make_reference_family.py).
  *
  * And for ResNet-12 (four stages of three conv-batchnorm-leaky-ReLU blocks with a 1×1 conv +
@@ -411,6 +412,25 @@ static void check_anil(fixture *f, const char *path, const mt_model *m, int ns, 
     compare("conv4 K=2 multi-step loss, FOMAML meta-gradient", g, fixture_get(&a, "msl_k2_fomaml_grad", P), P,
             TOL_REF);
     mt_meta_free(mm);
+    /* Meta-SGD: θ then a rate per parameter, all inner_lr (the fixture says why). */
+    mt_model ms = *m;
+    mt_model_learn_rates(&ms);
+    float *big = mt_malloc(2 * P * sizeof *big), *gb = mt_malloc(2 * P * sizeof *gb);
+    memcpy(big, theta, P * sizeof *big);
+    for (size_t i = P; i < 2 * P; i++) big[i] = inner_lr;
+    mm = mt_meta_init(&ms, MT_ALGO_METASGD, 2, ns, nq);
+    for (int K = 1; K <= 2; K++) {
+        char name[NAME_LEN], label[96];
+        mt_meta_task_grad(mm, MT_ALGO_METASGD, big, 0.0f, K, &task, gb, NULL);
+        snprintf(name, sizeof name, "metasgd_k%d_grad", K);
+        snprintf(label, sizeof label, "conv4 K=%d Meta-SGD meta-gradient (theta, alpha)", K);
+        compare(label, gb, fixture_get(&a, name, 2 * P), 2 * P, TOL_REF);
+        snprintf(label, sizeof label, "conv4 K=%d Meta-SGD meta-gradient, the rates' part", K);
+        compare(label, gb + P, fixture_get(&a, name, 2 * P) + P, P, TOL_REF);
+    }
+    mt_meta_free(mm);
+    free(big);
+    free(gb);
     free(g);
     free(xs);
     free(xq);

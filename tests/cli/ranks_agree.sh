@@ -119,6 +119,26 @@ run "$BIN" train --set "run.dir=$TMP/bad" --set meta.algo=reptile --set meta.mul
 expect_exit 2 "multi_step_loss with reptile"
 check "  ... says it is for maml and fomaml only" grep -q "multi_step_loss.*does not apply.*maml and fomaml only" "$TMP/err"
 
+# Meta-SGD (a learned rate per parameter, in the checkpoint after θ): bit-identical on 1 and 3
+# ranks, resumed from 12 iterations on 2 ranks to 30 on 4 exactly (the rates and their Adam
+# moments come back from the checkpoint), listed by inspect, evaluated with the rates.
+train sgd1 1 --set meta.algo=metasgd
+train sgd3 3 --set meta.algo=metasgd
+ckpt_diff 0 "metasgd: 1 vs 3 ranks bit-identical" "$TMP/sgd1/ckpt-00000030.h5" "$TMP/sgd3/ckpt-00000030.h5" --tol 0
+run "${MPIRUN[@]}" -np 2 "$BIN" train --set "run.dir=$TMP/sgd_r" --set run.iterations=12 --set meta.algo=metasgd \
+    --progress none
+expect_exit 0 "metasgd: 12 iterations on 2 ranks"
+train sgd_r 4 --set meta.algo=metasgd
+ckpt_diff 0 "metasgd: stopped at 12 on 2 ranks, resumed on 4: the uninterrupted run's θ and rates" \
+    "$TMP/sgd1/ckpt-00000030.h5" "$TMP/sgd_r/ckpt-00000030.h5" --tol 0
+run "$BIN" inspect "$TMP/sgd1/ckpt-00000030.h5"
+expect_exit 0 "inspect a metasgd checkpoint"
+check "  ... 3522 values: 1761 parameters and their rates" grep -q "3522 parameters" "$TMP/out"
+check "  ... the rates are tensors alpha.fc1.weight ... alpha.head.bias of kind lr" \
+    bash -c "grep -q 'alpha.fc1.weight *lr' '$TMP/out' && grep -q 'alpha.head.bias *lr' '$TMP/out'"
+run "$BIN" eval "$TMP/sgd1/ckpt-00000030.h5" --tasks 50 --json
+expect_exit 0 "eval a metasgd checkpoint"
+
 # ANIL (the inner loop adapts only the head): bit-identical on 1 and 3 ranks, not MAML, and
 # a checkpoint that eval adapts (the head only) on 1 and 2 ranks alike.
 train anil1 1 --set meta.algo=anil

@@ -15,6 +15,12 @@ from tests/reference/conv4_fewshot.bin and writes:
     msl_k2_maml_grad [P]    d F / d theta, exact second order
     msl_k2_fomaml_grad [P]  0.3 grad L_Q(theta_1) + 0.7 grad L_Q(theta_2)
 
+  Meta-SGD, K = 1 and 2: the meta-parameters are (theta, alpha), alpha a rate per
+  parameter, all equal to inner_lr here (so the passes are the Conv4 fixture's and keep its
+  margins; rates that differ per parameter are covered by test_meta's finite differences):
+    theta_{k+1} = theta_k - alpha * grad L_S(theta_k)
+    metasgd_kK_grad [2P]    d L_Q(theta_K) / d(theta, alpha), theta's part first
+
 All by autograd through the inner loop (create_graph) in float64.
 
 Usage:
@@ -110,6 +116,14 @@ def main():
     _, gq1 = c4.loss_and_grad(t1.detach(), xq, yq)
     _, gq2 = c4.loss_and_grad(t2.detach(), xq, yq)
     records += [("msl_k2_maml_grad", g_msl), ("msl_k2_fomaml_grad", MSL_W[0] * gq1 + MSL_W[1] * gq2)]
+    for k in KS:
+        t0 = theta.detach().clone().requires_grad_(True)
+        a0 = torch.full((c4.P,), lr, dtype=DTYPE, requires_grad=True)
+        t = t0
+        for _ in range(k):
+            t = t - a0 * c4.grad(t, xs, ys, create_graph=True)
+        g_t, g_a = torch.autograd.grad(c4.xent(t, xq, yq), (t0, a0))
+        records.append((f"metasgd_k{k}_grad", torch.cat([g_t, g_a])))
     write_records(args.output, records)
     check_roundtrip(args.output, records)
     print(f"wrote {args.output}: {len(records)} records, P={c4.P}, inner_lr={lr:g}, head {int(mask.sum())} parameters")
@@ -169,6 +183,22 @@ def main():
     fd = (msl_value(theta + 1e-5 * u) - msl_value(theta - 1e-5 * u)) / 2e-5
     e = abs(float(r["msl_k2_maml_grad"] @ u) - fd) / abs(fd)
     results.append(("msl_k2_maml_grad . u vs FD of F (eps=1e-05)", (e, e)))
+    # Meta-SGD at rates all equal to inner_lr: theta's part is MAML's; alpha's part by the
+    # reverse recursion d alpha -= grad L_S(theta_k) * lambda_{k+1}.
+    for k in KS:
+        g = r[f"metasgd_k{k}_grad"]
+        _, g_maml = c4.maml(theta, xs, ys, xq, yq, k)
+        results.append((f"metasgd_k{k}_grad theta part vs maml_k{k}_grad", rel_err(g[:c4.P], g_maml)))
+        th = [theta]
+        for _ in range(k):
+            t = th[-1].detach().clone().requires_grad_(True)
+            th.append((th[-1] - lr * c4.grad(t, xs, ys)).detach())
+        _, lam = c4.loss_and_grad(th[k], xq, yq)
+        da = torch.zeros(c4.P, dtype=DTYPE)
+        for j in reversed(range(k)):
+            da = da - c4.loss_and_grad(th[j], xs, ys)[1] * lam
+            lam = lam - c4.hvp(th[j], xs, ys, lr * lam)
+        results.append((f"metasgd_k{k}_grad alpha part vs reverse recursion", rel_err(g[c4.P:], da)))
     stored = dict(read_records(args.output))
     worst = max(rel_err(stored[n], v)[1] for n, v in records)
     results.append(("float32 file vs float64 (max over records)", (worst, worst)))
