@@ -86,6 +86,11 @@ static const key_spec keys[] = {
      "sinusoid: inputs x ~ U[x_min, x_max]"},
     {"task", "x_max", KEY_FLOAT, FIELD(x_max), -MAX_SINE, MAX_SINE, 0, NULL, FOR_SINUSOID,
      "sinusoid: the largest input (above x_min)"},
+    {"augment", "crop_padding", KEY_INT, FIELD(crop_padding), 0, 64, 0, NULL, FOR_FEWSHOT,
+     "fewshot: shift every meta-training image by up to this many pixels each way, zeros coming in "
+     "(a random crop of the image padded by it)"},
+    {"augment", "flip", KEY_INT, FIELD(flip), 0, 1, 0, NULL, FOR_FEWSHOT,
+     "fewshot: 1 = mirror every meta-training image left-right with probability 1/2"},
     {"model", "arch", KEY_CHOICE, FIELD(arch), 0, 0, 0, "mlp|conv4|resnet12", FOR_ALL,
      "mlp (sinusoid; fc1, fc2, head) | conv4 (fewshot; conv1-4, bn1-4, head) | resnet12 (fewshot; "
      "stage1-4.conv1-3/bn1-3/shortcut/shortcut_bn, head)"},

@@ -30,6 +30,8 @@ typedef struct {
     char train_split[64], test_split[64], val_split[64];
     int rotations;
     float amp_min, amp_max, phase_min, phase_max, x_min, x_max; /* sinusoid: the task distribution */
+    /* [augment] (fewshot meta-training tasks) */
+    int crop_padding, flip;
     /* [model] */
     char arch[16];
     int hidden, filters;

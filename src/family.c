@@ -102,6 +102,11 @@ int mt_family_open(mt_family *f, const mt_dist *d, const mt_config *c, const cha
         /* The check's message is about the split, not the file: the file and split names are
          * put in front when it is printed (not into err, which may already be full). */
         if (mt_fewshot_check(&f->set, c->ways, c->shots, c->query, err, sizeof err) != 0) ok = 0, in_split = 1;
+        else if (c->crop_padding >= f->split.H || c->crop_padding >= f->split.W) {
+            snprintf(err, sizeof err, "[augment] crop_padding = %d must be below the image size %dx%d", c->crop_padding,
+                     f->split.H, f->split.W);
+            ok = 0, in_split = 1;
+        }
     }
     if (ok && mt_family_model(c, f->split.C, f->split.H, f->split.W, model) != 0) {
         snprintf(err, sizeof err, "%s: images of %dx%d are too small for %s (at least 16x16)", path, f->split.H,
@@ -130,7 +135,8 @@ void mt_family_buffer(const mt_family *f, mt_task_buffer *b)
 void mt_family_fill(const mt_family *f, mt_task_buffer *b, mt_stream purpose, uint64_t iteration, uint32_t task)
 {
     const mt_config *c = f->cfg;
-    if (f->fewshot) mt_fewshot_fill(b, &f->set, c->ways, c->shots, c->query, c->seed, purpose, iteration, task);
+    const mt_augment aug = {c->crop_padding, c->flip};
+    if (f->fewshot) mt_fewshot_fill(b, &f->set, c->ways, c->shots, c->query, &aug, c->seed, purpose, iteration, task);
     else {
         const mt_sine_dist dist = {c->amp_min, c->amp_max, c->phase_min, c->phase_max, c->x_min, c->x_max};
         mt_sinusoid_fill(b, &dist, c->seed, purpose, iteration, task);

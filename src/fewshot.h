@@ -12,6 +12,13 @@
  *
  * Images are uint8 [C, H, W] in the set; tasks hold floats in [0, 1] laid out CNHW
  * ([C][N][H][W]), the layout of the conv layers.
+ *
+ * Augmentation (meta-training tasks only, MT_STREAM_TRAIN): each image of the task, support
+ * and query, is mirrored left-right with probability 1/2 (flip) and shifted by (dy, dx),
+ * each uniform in [−p, p], with zeros coming in at the edges (crop_padding p: PyTorch's
+ * RandomCrop(H, padding=p) with zero fill), after its class's rotation. The draws come from
+ * the task's own stream at blocks MT_RNG_AUGMENT on (rng.h): the classes and images of a
+ * task are those of the task without augmentation, and any rank draws the same.
  */
 #ifndef MT_FEWSHOT_H
 #define MT_FEWSHOT_H
@@ -30,6 +37,12 @@ typedef struct {
     int rotations; /* 1: add the 90/180/270° rotations of every class as new classes */
 } mt_image_set;
 
+/* Augmentation of meta-training tasks; all zero: none. */
+typedef struct {
+    int crop_padding; /* p >= 0: shift every image by up to p pixels each way, zero fill */
+    int flip;         /* 1: mirror every image left-right with probability 1/2 */
+} mt_augment;
+
 /* Classes a task can draw from: n_classes, or 4·n_classes with rotations. */
 int mt_fewshot_n_classes(const mt_image_set *s);
 
@@ -39,8 +52,9 @@ int mt_fewshot_n_classes(const mt_image_set *s);
 int mt_fewshot_check(const mt_image_set *s, int ways, int shots, int query, char *err, size_t errlen);
 
 /* Fills b, made by mt_task_buffer_init(b, ways·shots, ways·query, C·H·W, 1), with task
- * (seed, purpose, iteration, task). The set must have passed mt_fewshot_check. */
-void mt_fewshot_fill(mt_task_buffer *b, const mt_image_set *s, int ways, int shots, int query, uint64_t seed,
-                     mt_stream purpose, uint64_t iteration, uint32_t task);
+ * (seed, purpose, iteration, task), augmented by aug if purpose is MT_STREAM_TRAIN (aug NULL:
+ * none). The set must have passed mt_fewshot_check. */
+void mt_fewshot_fill(mt_task_buffer *b, const mt_image_set *s, int ways, int shots, int query, const mt_augment *aug,
+                     uint64_t seed, mt_stream purpose, uint64_t iteration, uint32_t task);
 
 #endif

@@ -44,6 +44,12 @@ void mt_rng_init(mt_rng *r, uint64_t seed, mt_stream purpose, uint64_t iteration
     r->used = 4;
 }
 
+void mt_rng_init_at(mt_rng *r, uint64_t seed, mt_stream purpose, uint64_t iteration, uint32_t task, uint32_t block)
+{
+    mt_rng_init(r, seed, purpose, iteration, task);
+    r->ctr[0] = block;
+}
+
 uint32_t mt_rng_u32(mt_rng *r)
 {
     if (r->used == 4) {

@@ -39,6 +39,12 @@ void mt_philox4x32_10(uint32_t out[4], const uint32_t ctr[4], const uint32_t key
  * must fit in 32 bits (the config enforces it). */
 void mt_rng_init(mt_rng *r, uint64_t seed, mt_stream purpose, uint64_t iteration, uint32_t task);
 
+/* The same stream from block `block` on: a stream's first 2^31 blocks serve its main draws,
+ * the rest other uses of the same task (MT_RNG_AUGMENT: few-shot augmentation), so they never
+ * overlap and adding one does not move the other. */
+#define MT_RNG_AUGMENT (UINT32_C(1) << 31)
+void mt_rng_init_at(mt_rng *r, uint64_t seed, mt_stream purpose, uint64_t iteration, uint32_t task, uint32_t block);
+
 uint32_t mt_rng_u32(mt_rng *r);
 
 /* Uniform float in [lo, hi] (hi itself only through rounding): 24 random bits. */

@@ -1,5 +1,8 @@
 /* test_fewshot.c — the N-way K-shot sampler: distinct classes and images, labels, layout,
- * rotations, and that a task depends only on (seed, purpose, iteration, task). */
+ * rotations, and that a task depends only on (seed, purpose, iteration, task); augmentation:
+ * every image of an augmented task is its unaugmented self mirrored and/or shifted within
+ * the padding (zeros coming in), the classes and images are the same, and evaluation
+ * tasks are never augmented. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,6 +82,83 @@ static int check_task(const mt_task *t, int ways, int shots, int query, int rota
     return ok;
 }
 
+/* 1 iff example n of the augmented array a is example n of the plain array x (both CNHW, 1×S×S,
+ * N examples) mirrored if flip and shifted by (dy, dx) with zeros coming in. */
+static int is_placed(const float *a, const float *x, int n, int flip, int dy, int dx)
+{
+    for (int h = 0; h < S; h++)
+        for (int w = 0; w < S; w++) {
+            const int th = h - dy, tw = w - dx;
+            const float want = th < 0 || th >= S || tw < 0 || tw >= S ? 0.0f : x[(size_t)n * S * S + th * S + (flip ? S - 1 - tw : tw)];
+            if (a[(size_t)n * S * S + h * S + w] != want) return 0;
+        }
+    return 1;
+}
+
+/* Augmentation with padding p and flips on 40 tasks of random images: every example is a
+ * placement of its plain self with |dy|, |dx| <= p (the only one: random pixels), labels as
+ * plain; over the tasks flips, no flips, every shift within the padding and none beyond. */
+static void check_augment(void)
+{
+    enum { P = 2 };
+    uint8_t *images = mt_malloc((size_t)CLASSES * PER_CLASS * S * S);
+    int64_t offsets[CLASSES + 1];
+    mt_image_set set;
+    make_set(&set, images, offsets, 0);
+    for (size_t i = 0; i < (size_t)CLASSES * PER_CLASS * S * S; i++) images[i] = (uint8_t)(1 + (i * 2654435761u >> 13) % 255);
+    const mt_augment aug = {P, 1}, none = {0, 0};
+    mt_task_buffer plain, b;
+    mt_task_buffer_init(&plain, 5 * 2, 5 * 3, S * S, 1);
+    mt_task_buffer_init(&b, 5 * 2, 5 * 3, S * S, 1);
+    int ok = 1, flips = 0, kept = 0, shifts[2 * P + 1][2 * P + 1] = {{0}};
+    for (uint32_t t = 0; t < 40; t++) {
+        mt_fewshot_fill(&plain, &set, 5, 2, 3, NULL, 42, MT_STREAM_TRAIN, 3, t);
+        mt_fewshot_fill(&b, &set, 5, 2, 3, &aug, 42, MT_STREAM_TRAIN, 3, t);
+        ok &= memcmp(plain.task.ys, b.task.ys, 10 * sizeof(float)) == 0 &&
+              memcmp(plain.task.yq, b.task.yq, 15 * sizeof(float)) == 0;
+        for (int set_i = 0; set_i < 2; set_i++) {
+            const int N = set_i ? 15 : 10;
+            const float *a = set_i ? b.task.xq : b.task.xs, *x = set_i ? plain.task.xq : plain.task.xs;
+            for (int n = 0; n < N; n++) {
+                int found = 0;
+                for (int f = 0; f < 2; f++)
+                    for (int dy = -P - 1; dy <= P + 1; dy++)
+                        for (int dx = -P - 1; dx <= P + 1; dx++)
+                            if (is_placed(a, x, n, f, dy, dx)) {
+                                found++;
+                                if (abs(dy) > P || abs(dx) > P) ok = 0; /* beyond the padding */
+                                else shifts[dy + P][dx + P]++;
+                                flips += f, kept += !f;
+                            }
+                ok &= found == 1;
+            }
+        }
+    }
+    int every_shift = 1;
+    for (int i = 0; i < 2 * P + 1; i++)
+        for (int j = 0; j < 2 * P + 1; j++) every_shift &= shifts[i][j] > 0;
+    printf("     1000 augmented images: %d mirrored, %d not\n", flips, kept);
+    tu_expect(ok, "augmented tasks: every image is its plain self mirrored or not and shifted by at most 2, "
+                  "zeros coming in; the labels are the plain task's");
+    tu_expect(flips > 400 && kept > 400, "about half the images are mirrored");
+    tu_expect(every_shift, "every shift in [-2, 2] x [-2, 2] occurs");
+
+    mt_fewshot_fill(&plain, &set, 5, 2, 3, NULL, 42, MT_STREAM_EVAL, 3, 5);
+    mt_fewshot_fill(&b, &set, 5, 2, 3, &aug, 42, MT_STREAM_EVAL, 3, 5);
+    const size_t bytes = ((size_t)(10 + 15) * (S * S + 1)) * sizeof(float);
+    tu_expect(memcmp(plain.slab, b.slab, bytes) == 0, "evaluation tasks are not augmented");
+    mt_fewshot_fill(&plain, &set, 5, 2, 3, NULL, 42, MT_STREAM_TRAIN, 3, 5);
+    mt_fewshot_fill(&b, &set, 5, 2, 3, &none, 42, MT_STREAM_TRAIN, 3, 5);
+    tu_expect(memcmp(plain.slab, b.slab, bytes) == 0, "an all-zero augmentation is none");
+    mt_fewshot_fill(&b, &set, 5, 2, 3, &aug, 42, MT_STREAM_TRAIN, 3, 5);
+    mt_fewshot_fill(&plain, &set, 5, 2, 3, &aug, 42, MT_STREAM_TRAIN, 3, 6);
+    mt_fewshot_fill(&plain, &set, 5, 2, 3, &aug, 42, MT_STREAM_TRAIN, 3, 5);
+    tu_expect(memcmp(plain.slab, b.slab, bytes) == 0, "an augmented task depends on its coordinates alone");
+    mt_task_buffer_free(&plain);
+    mt_task_buffer_free(&b);
+    free(images);
+}
+
 int main(void)
 {
     uint8_t *images = mt_malloc((size_t)CLASSES * PER_CLASS * S * S);
@@ -95,7 +175,7 @@ int main(void)
     mt_task_buffer_init(&b2, 5 * 2, 5 * 3, S * S, 1);
     int all_ok = 1, classes_used[CLASSES] = {0};
     for (uint32_t t = 0; t < 50; t++) {
-        mt_fewshot_fill(&b, &set, 5, 2, 3, 42, MT_STREAM_TRAIN, 3, t);
+        mt_fewshot_fill(&b, &set, 5, 2, 3, NULL, 42, MT_STREAM_TRAIN, 3, t);
         all_ok &= check_task(&b.task, 5, 2, 3, 0);
         int k, i, r;
         for (int j = 0; j < 5; j++)
@@ -107,16 +187,16 @@ int main(void)
     tu_expect(every, "every class is drawn at some point");
 
     /* Same coordinates, same task; any coordinate changed, a different task. */
-    mt_fewshot_fill(&b, &set, 5, 2, 3, 42, MT_STREAM_TRAIN, 3, 17);
-    mt_fewshot_fill(&b2, &set, 5, 2, 3, 42, MT_STREAM_TRAIN, 3, 16); /* something else in between */
-    mt_fewshot_fill(&b2, &set, 5, 2, 3, 42, MT_STREAM_TRAIN, 3, 17);
+    mt_fewshot_fill(&b, &set, 5, 2, 3, NULL, 42, MT_STREAM_TRAIN, 3, 17);
+    mt_fewshot_fill(&b2, &set, 5, 2, 3, NULL, 42, MT_STREAM_TRAIN, 3, 16); /* something else in between */
+    mt_fewshot_fill(&b2, &set, 5, 2, 3, NULL, 42, MT_STREAM_TRAIN, 3, 17);
     const size_t bytes = ((size_t)(10 + 15) * (S * S + 1)) * sizeof(float);
     tu_expect(memcmp(b.slab, b2.slab, bytes) == 0, "(seed, purpose, iteration, task) alone decides the task");
-    mt_fewshot_fill(&b2, &set, 5, 2, 3, 42, MT_STREAM_EVAL, 3, 17);
+    mt_fewshot_fill(&b2, &set, 5, 2, 3, NULL, 42, MT_STREAM_EVAL, 3, 17);
     int differs = memcmp(b.slab, b2.slab, bytes) != 0;
-    mt_fewshot_fill(&b2, &set, 5, 2, 3, 43, MT_STREAM_TRAIN, 3, 17);
+    mt_fewshot_fill(&b2, &set, 5, 2, 3, NULL, 43, MT_STREAM_TRAIN, 3, 17);
     differs &= memcmp(b.slab, b2.slab, bytes) != 0;
-    mt_fewshot_fill(&b2, &set, 5, 2, 3, 42, MT_STREAM_TRAIN, 4, 17);
+    mt_fewshot_fill(&b2, &set, 5, 2, 3, NULL, 42, MT_STREAM_TRAIN, 4, 17);
     differs &= memcmp(b.slab, b2.slab, bytes) != 0;
     tu_expect(differs, "purpose, seed and iteration each change the task");
 
@@ -128,7 +208,7 @@ int main(void)
     all_ok = 1;
     int rot_used[4] = {0};
     for (uint32_t t = 0; t < 30; t++) {
-        mt_fewshot_fill(&b, &set, 20, 1, 2, 7, MT_STREAM_TRAIN, 0, t);
+        mt_fewshot_fill(&b, &set, 20, 1, 2, NULL, 7, MT_STREAM_TRAIN, 0, t);
         all_ok &= check_task(&b.task, 20, 1, 2, 1);
         for (int j = 0; j < 20; j++) {
             int k, i, r;
@@ -153,5 +233,6 @@ int main(void)
     mt_task_buffer_free(&b);
     mt_task_buffer_free(&b2);
     free(images);
+    check_augment();
     return tu_finish();
 }

@@ -156,6 +156,20 @@ run "$BIN" train --set task.family=fewshot --set task.dataset="$TMP/tiny.h5" --s
 expect_exit 2 "fewshot with the mlp"
 check "fewshot with the mlp: says conv4 is needed" grep -q "arch = conv4" "$TMP/err"
 
+# Augmentation (random shifts within 2 pixels and mirroring of meta-training images): drawn
+# from each task's own stream, so θ is the same bits on 1 and 3 ranks; it changes θ; a
+# padding as large as the images is refused.
+aug=(--set augment.crop_padding=2 --set augment.flip=1)
+for np in 1 3; do
+    run "${MPIRUN[@]}" -np $np "$BIN" train "${common[@]}" "${aug[@]}" --set run.dir="$TMP/aug$np" --set run.iterations=6
+    expect_exit 0 "train with augmentation on $np rank(s)"
+done
+check "augmentation: 1 vs 3 ranks bit-identical theta" "$CKPT_DIFF" "$TMP/aug1/ckpt-00000006.h5" "$TMP/aug3/ckpt-00000006.h5" --tol 0
+check "augmentation changes theta" bash -c "! '$CKPT_DIFF' '$TMP/aug1/ckpt-00000006.h5' '$CKPT' --tol 0 >/dev/null"
+run "$BIN" train "${common[@]}" --set augment.crop_padding=16 --set run.dir="$TMP/bad"
+expect_exit 2 "a crop padding as large as the 16x16 images"
+check "  ... says it must be below the image size" grep -q "crop_padding = 16 must be below the image size 16x16" "$TMP/err"
+
 # ResNet-12 (narrow, for test time): the same promises as Conv4. θ is the same bits on 1-4
 # ranks, the checkpoint's layout table names the stages, eval and inspect read it.
 rn=(--set task.family=fewshot --set model.arch=resnet12 --set model.widths=3,4,4,5 --set task.dataset="$TMP/tiny.h5"
