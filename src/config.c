@@ -108,6 +108,9 @@ static const key_spec keys[] = {
     {"meta", "first_order_until", KEY_LONG, FIELD(first_order_until), 0, 4294967295.0, 0, NULL, FOR_MAML,
      "maml: first-order meta-gradients (FOMAML's) for iterations 1..N, then exact second order "
      "(MAML++'s derivative-order annealing; 0: second order throughout)"},
+    {"meta", "lslr", KEY_INT, FIELD(lslr), 0, 1, 0, NULL, FOR_MSL,
+     "maml, fomaml: 1 = learn an inner learning rate per inner step and parameter tensor (MAML++'s "
+     "LSLR; they start at inner_lr and are saved as tensor lslr)"},
     {"meta", "multi_step_loss", KEY_INT, FIELD(multi_step_loss), 0, 1, 0, NULL, FOR_MSL,
      "maml, fomaml: 1 = the query loss after every inner step, weighted (MAML++); the weights "
      "anneal toward the last step over meta.msl_iterations"},

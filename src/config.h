@@ -42,6 +42,7 @@ typedef struct {
     long first_order_until; /* maml: first-order meta-gradients up to this iteration */
     int multi_step_loss;    /* maml, fomaml: 1 = MAML++'s weighted query loss after every step */
     long msl_iterations;    /* ... its weights anneal toward the last step over this many */
+    int lslr;               /* maml, fomaml: 1 = a learned rate per inner step and tensor (MAML++) */
     float inner_lr;
     /* [optim] */
     float lr, beta1, beta2, eps;

@@ -162,5 +162,6 @@ int mt_family_model(const mt_config *c, int C, int H, int W, mt_model *m)
     else if (strcmp(c->arch, "resnet12") == 0) rc = mt_model_resnet12(m, C, H, W, c->widths, c->ways);
     else rc = mt_model_conv4(m, C, H, W, c->filters, c->ways);
     if (rc == 0 && strcmp(c->algo, "metasgd") == 0) mt_model_learn_rates(m);
+    else if (rc == 0 && c->lslr) mt_model_learn_step_rates(m, c->inner_steps);
     return rc;
 }

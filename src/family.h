@@ -48,8 +48,9 @@ void mt_family_buffer(const mt_family *f, mt_task_buffer *b);
 void mt_family_close(mt_family *f); /* accepts a zeroed family */
 
 /* Builds the model c names: the MLP for sinusoid ([model] hidden), conv4 or resnet12 for
- * fewshot (with its widths and [task] ways) on images of C×H×W, and for [meta] algo =
- * metasgd the learned rates after its parameters (mt_model_learn_rates). Returns 0, or -1 if
+ * fewshot (with its widths and [task] ways) on images of C×H×W, and the learned rates after
+ * its parameters: one per parameter for [meta] algo = metasgd (mt_model_learn_rates), one
+ * per inner step and tensor for meta.lslr (mt_model_learn_step_rates). Returns 0, or -1 if
  * the images are too small. */
 int mt_family_model(const mt_config *c, int C, int H, int W, mt_model *m);
 

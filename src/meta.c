@@ -17,6 +17,9 @@ struct mt_meta {
     size_t Pn;       /* the network's parameters (the passes read and write these only) */
     size_t lo, hi;   /* the slice of θ the inner loop adapts: all of the network, or the head (anil) */
     int first_op;    /* the first op owning adapted parameters: inner-loop backward starts there */
+    int lslr;        /* the layout holds LSLR's rates [K, T]: T tensors of bounds bound[T + 1] */
+    int n_tensors;
+    size_t *bound;
     mt_workspace *ws_q; /* query passes: forward, and backward unless reptile */
     mt_workspace *ws_s; /* support passes of the inner loop, and the R-passes of the reverse
                          * pass (maml reuses the last step's activations) */
@@ -51,7 +54,18 @@ static mt_meta *meta_new(const mt_model *m, mt_algo algo, int inner_steps, int n
     mm->max_steps = inner_steps;
     mm->P = m->n_params;
     mm->Pn = m->n_params - m->n_rates;
-    assert((algo == MT_ALGO_METASGD) == (m->n_rates > 0) && "rates in the layout exactly for metasgd");
+    mm->lslr = m->rate_steps > 0;
+    assert((algo == MT_ALGO_METASGD) == (m->n_rates > 0 && !mm->lslr) && "per-parameter rates exactly for metasgd");
+    assert(!mm->lslr || algo == MT_ALGO_MAML || algo == MT_ALGO_FOMAML);
+    if (mm->lslr) { /* the op tensors' bounds in θ, for each rate's block */
+        mm->n_tensors = mt_model_tensor_count(m) - 1;
+        mm->bound = mt_calloc((size_t)mm->n_tensors + 1, sizeof *mm->bound);
+        for (int i = 0; i < mm->n_tensors; i++) {
+            mt_tensor_info ti;
+            mt_model_tensor(m, i, &ti);
+            mm->bound[i + 1] = ti.offset + ti.size;
+        }
+    }
     mm->lo = 0, mm->hi = mm->Pn, mm->first_op = 0;
     if (algo == MT_ALGO_ANIL) {
         const int head = mt_model_find_op(m, "head");
@@ -71,8 +85,10 @@ static mt_meta *meta_new(const mt_model *m, mt_algo algo, int inner_steps, int n
 
 mt_meta *mt_meta_init(const mt_model *m, mt_algo algo, int inner_steps, int n_support, int n_query)
 {
+    /* LSLR's reverse pass revisits every θ_k, first order too */
+    const int keep = second_order(algo) || m->rate_steps > 0;
     return meta_new(m, algo, inner_steps, n_support, n_query, algo == MT_ALGO_REPTILE ? MT_WS_FORWARD : MT_WS_GRAD,
-                    second_order(algo) ? MT_WS_HVP : MT_WS_GRAD, second_order(algo) ? (size_t)inner_steps + 1 : 2);
+                    second_order(algo) ? MT_WS_HVP : MT_WS_GRAD, keep ? (size_t)inner_steps + 1 : 2);
 }
 
 mt_meta *mt_meta_init_eval(const mt_model *m, mt_algo algo, int n_support, int n_query)
@@ -101,6 +117,7 @@ void mt_meta_free(mt_meta *mm)
     if (!mm) return;
     mt_workspace_free(mm->ws_q);
     mt_workspace_free(mm->ws_s);
+    free(mm->bound);
     free(mm->slab);
     free(mm);
 }
@@ -108,7 +125,7 @@ void mt_meta_free(mt_meta *mm)
 /* θ_k: all of them are kept for the reverse pass of maml and anil, the last two otherwise. */
 static float *theta_slot(const mt_meta *mm, int k)
 {
-    return mm->thetas + (size_t)(second_order(mm->algo) ? k : k % 2) * mm->P;
+    return mm->thetas + (size_t)(second_order(mm->algo) || mm->lslr ? k : k % 2) * mm->P;
 }
 
 /* Fraction of the query set the last forward pass (on the query set) got right. */
@@ -117,11 +134,11 @@ static float query_accuracy(const mt_meta *mm, const mt_task *t)
     return (float)mt_model_correct(mm->model, mm->ws_q, t->yq, t->n_query) / (float)t->n_query;
 }
 
-/* One inner step from cur (either may be the same vector as next): next = cur − α·∇L_S(cur)
- * on the adapted slice (α ⊙ for metasgd, from cur's rates), next = cur elsewhere (the rates
- * included). grad[P] is scratch; for anil only the head's block is formed (the backward pass
+/* Inner step k from cur (either may be the same vector as next): next = cur − α·∇L_S(cur)
+ * on the adapted slice (α ⊙ for metasgd, step k's per-tensor rates for LSLR, both from cur's
+ * rates), next = cur elsewhere (the rates included). grad[P] is scratch; for anil only the head's block is formed (the backward pass
  * stops at the head). */
-static void inner_step(mt_meta *mm, float *next, const float *cur, float *grad, float alpha, const mt_task *t)
+static void inner_step(mt_meta *mm, float *next, const float *cur, float *grad, float alpha, int k, const mt_task *t)
 {
     mt_model_forward(mm->model, mm->ws_s, cur, t->xs, t->ys, t->n_support);
     mt_model_backward_ops(mm->model, mm->ws_s, cur, t->xs, t->ys, t->n_support, grad, mm->first_op);
@@ -129,6 +146,13 @@ static void inner_step(mt_meta *mm, float *next, const float *cur, float *grad, 
     if (mm->algo == MT_ALGO_METASGD) { /* each parameter's own rate, carried along in θ */
         const float *rate = cur + mm->Pn;
         for (size_t i = mm->lo; i < mm->hi; i++) next[i] = cur[i] - rate[i] * grad[i];
+        return;
+    }
+    if (mm->lslr) { /* step k's rate of each tensor (steps past the learned ones: the last's) */
+        const float *rate = cur + mm->Pn + (size_t)(k < mm->model->rate_steps ? k : mm->model->rate_steps - 1) *
+                                               (size_t)mm->n_tensors;
+        for (int tau = 0; tau < mm->n_tensors; tau++)
+            for (size_t i = mm->bound[tau]; i < mm->bound[tau + 1]; i++) next[i] = cur[i] - rate[tau] * grad[i];
         return;
     }
     for (size_t i = mm->lo; i < mm->hi; i++) next[i] = cur[i] - alpha * grad[i];
@@ -151,11 +175,15 @@ float mt_meta_task_grad(mt_meta *mm, mt_algo algo, const float *theta, float inn
      * multi-step loss, FOMAML's sum Σ_{k<K} w_k ∇L_Q(θ_k) is gathered on the way (in u);
      * MAML's is gathered by the reverse pass, where θ_k are at hand again. */
     const int msl = mm->w != NULL && K > 0 && algo != MT_ALGO_REPTILE;
-    if (msl && algo == MT_ALGO_FOMAML) memset(mm->u, 0, P * sizeof(float));
+    /* the reverse pass runs for second order and for LSLR's rates; FOMAML without it sums
+     * its multi-step loss in the inner loop */
+    const int reverse = second_order(algo) || (mm->lslr && algo != MT_ALGO_REPTILE);
+    const int fo_sum = algo == MT_ALGO_FOMAML && !reverse;
+    if (msl && fo_sum) memset(mm->u, 0, P * sizeof(float));
     memcpy(theta_slot(mm, 0), theta, P * sizeof(float));
     for (int k = 0; k < K; k++) {
-        inner_step(mm, theta_slot(mm, k + 1), theta_slot(mm, k), g, inner_lr, t);
-        if (msl && algo == MT_ALGO_FOMAML && k + 1 < K) add_query_grad(mm, mm->u, theta_slot(mm, k + 1), mm->w[k], t, g);
+        inner_step(mm, theta_slot(mm, k + 1), theta_slot(mm, k), g, inner_lr, k, t);
+        if (msl && fo_sum && k + 1 < K) add_query_grad(mm, mm->u, theta_slot(mm, k + 1), mm->w[k], t, g);
     }
     const float *theta_K = theta_slot(mm, K);
 
@@ -176,12 +204,12 @@ float mt_meta_task_grad(mt_meta *mm, mt_algo algo, const float *theta, float inn
     mt_model_backward(m, mm->ws_q, theta_K, t->xq, t->yq, t->n_query, mm->lambda);
     if (mm->P > mm->Pn) memset(mm->lambda + mm->Pn, 0, (mm->P - mm->Pn) * sizeof(float)); /* dα starts at 0 */
     if (msl) { /* λ = w_K ∇L_Q(θ_K) (+ FOMAML's earlier steps) */
-        for (size_t i = 0; i < P; i++) mm->lambda[i] *= mm->w[K - 1];
-        if (algo == MT_ALGO_FOMAML)
-            for (size_t i = 0; i < P; i++) mm->lambda[i] += mm->u[i];
+        for (size_t i = 0; i < mm->Pn; i++) mm->lambda[i] *= mm->w[K - 1];
+        if (fo_sum)
+            for (size_t i = 0; i < mm->Pn; i++) mm->lambda[i] += mm->u[i];
     }
 
-    if (second_order(algo)) {
+    if (reverse) {
         /* Reverse pass: θ_{k+1} = θ_k − α·M·∇L_S(θ_k) with M the mask of the adapted slice,
          * so λ ← (I − α H_S(θ_k) M) λ = λ − H_S(θ_k)(α M λ), from the last inner step to the
          * first (H is symmetric). The whole of λ moves: for anil the body's share is the
@@ -189,25 +217,39 @@ float mt_meta_task_grad(mt_meta *mm, mt_algo algo, const float *theta, float inn
          * maml's backward there formed every node's gradient, so that step needs only the
          * R-passes, while anil's stopped at the head and is redone. Earlier steps recompute
          * theirs (memory stays flat in K). */
-        const int sgd = algo == MT_ALGO_METASGD;
+        const int sgd = algo == MT_ALGO_METASGD, hvp = second_order(algo);
         memset(mm->u, 0, P * sizeof(float));
         for (int k = K - 1; k >= 0; k--) {
             const float *theta_k = theta_slot(mm, k);
-            if (k < K - 1) mt_model_forward(m, mm->ws_s, theta_k, t->xs, t->ys, t->n_support);
-            /* metasgd needs ∇L_S(θ_k) itself (in hv until the R-passes overwrite it) */
-            if (k < K - 1 || mm->first_op > 0 || sgd)
-                mt_model_backward(m, mm->ws_s, theta_k, t->xs, t->ys, t->n_support, sgd ? mm->hv : NULL);
+            /* the learned rates need ∇L_S(θ_k) itself (in hv until the R-passes overwrite it) */
+            const int need_g = sgd || mm->lslr;
+            if (k < K - 1 || (!hvp && need_g)) mt_model_forward(m, mm->ws_s, theta_k, t->xs, t->ys, t->n_support);
+            if (k < K - 1 || mm->first_op > 0 || need_g)
+                mt_model_backward(m, mm->ws_s, theta_k, t->xs, t->ys, t->n_support, need_g ? mm->hv : NULL);
             if (sgd) {
                 const float *rate = theta_k + mm->Pn;
                 float *drate = mm->lambda + mm->Pn;
                 for (size_t i = 0; i < mm->Pn; i++) drate[i] -= mm->hv[i] * mm->lambda[i];
                 for (size_t i = 0; i < mm->Pn; i++) mm->u[i] = rate[i] * mm->lambda[i];
+            } else if (mm->lslr) { /* dρ[k, τ] −= Σ_{i in τ} ∇L_S(θ_k)_i λ_i;  u = ρ[k, τ(i)] λ_i */
+                const float *rate = theta_k + mm->Pn + (size_t)k * (size_t)mm->n_tensors;
+                float *drate = mm->lambda + mm->Pn + (size_t)k * (size_t)mm->n_tensors;
+                for (int tau = 0; tau < mm->n_tensors; tau++) {
+                    double sum = 0.0;
+                    for (size_t i = mm->bound[tau]; i < mm->bound[tau + 1]; i++) {
+                        sum += (double)mm->hv[i] * mm->lambda[i];
+                        mm->u[i] = rate[tau] * mm->lambda[i];
+                    }
+                    drate[tau] -= (float)sum;
+                }
             } else {
                 for (size_t i = mm->lo; i < mm->hi; i++) mm->u[i] = inner_lr * mm->lambda[i];
             }
-            mt_model_rforward(m, mm->ws_s, theta_k, t->xs, mm->u, t->n_support);
-            mt_model_rbackward(m, mm->ws_s, theta_k, t->xs, mm->u, t->n_support, mm->hv);
-            for (size_t i = 0; i < mm->Pn; i++) mm->lambda[i] -= mm->hv[i];
+            if (hvp) { /* FOMAML drops the Hessian: λ passes θ_k unchanged */
+                mt_model_rforward(m, mm->ws_s, theta_k, t->xs, mm->u, t->n_support);
+                mt_model_rbackward(m, mm->ws_s, theta_k, t->xs, mm->u, t->n_support, mm->hv);
+                for (size_t i = 0; i < mm->Pn; i++) mm->lambda[i] -= mm->hv[i];
+            }
             /* multi-step loss: θ_k's own query loss joins the adjoint of θ_k (k >= 1) */
             if (msl && k >= 1) add_query_grad(mm, mm->lambda, theta_k, mm->w[k - 1], t, mm->hv);
         }
@@ -225,7 +267,7 @@ mt_task_losses mt_meta_adapt_eval(mt_meta *mm, const float *theta, float inner_l
     out.acc_pre = query_accuracy(mm, t);
     /* Fast weights in lambda, their gradient in hv: two vectors whatever the step count. */
     memcpy(mm->lambda, theta, mm->P * sizeof(float));
-    for (int k = 0; k < steps; k++) inner_step(mm, mm->lambda, mm->lambda, mm->hv, inner_lr, t);
+    for (int k = 0; k < steps; k++) inner_step(mm, mm->lambda, mm->lambda, mm->hv, inner_lr, k, t);
     out.post = mt_model_forward(m, mm->ws_q, mm->lambda, t->xq, t->yq, t->n_query);
     out.acc_post = query_accuracy(mm, t);
     return out;

@@ -441,6 +441,7 @@ void mt_model_init_params(const mt_model *m, float *theta, uint64_t seed)
 void mt_model_learn_rates(mt_model *m)
 {
     assert(m->n_rates == 0);
+    m->rate_steps = 0;
     m->n_rates = m->n_params;
     m->n_params *= 2;
 }
@@ -454,14 +455,32 @@ static int op_tensor_count(const mt_model *m)
     return n;
 }
 
+void mt_model_learn_step_rates(mt_model *m, int K)
+{
+    assert(m->n_rates == 0 && K >= 1);
+    m->rate_steps = K;
+    m->n_rates = (size_t)K * (size_t)op_tensor_count(m);
+    m->n_params += m->n_rates;
+}
+
 int mt_model_tensor_count(const mt_model *m)
 {
+    if (m->rate_steps) return op_tensor_count(m) + 1;
     return op_tensor_count(m) * (m->n_rates ? 2 : 1);
 }
 
 void mt_model_tensor(const mt_model *m, int i, mt_tensor_info *out)
 {
     const int n_ops = op_tensor_count(m);
+    if (m->rate_steps && i == n_ops) { /* LSLR: one tensor [K, tensors] */
+        memset(out, 0, sizeof *out);
+        snprintf(out->name, sizeof out->name, "lslr");
+        out->kind = "lr";
+        out->offset = m->n_params - m->n_rates;
+        out->size = m->n_rates;
+        out->ndim = 2, out->shape[0] = m->rate_steps, out->shape[1] = n_ops;
+        return;
+    }
     if (m->n_rates && i >= n_ops) { /* a rate tensor: its parameter's, moved and renamed */
         mt_tensor_info t;
         mt_model_tensor(m, i - n_ops, &t);

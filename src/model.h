@@ -74,8 +74,10 @@ typedef struct {
     int in_c, in_h, in_w;    /* one input example (rows: in_c features, in_h = in_w = 1) */
     int in, out;             /* values per example of the model's input and output */
     size_t n_params;         /* P: the ops' parameters, then the learned rates if any */
-    size_t n_rates;          /* Meta-SGD: one learned inner learning rate per op parameter,
-                              * θ[n_params − n_rates …) (0: none; mt_model_learn_rates) */
+    size_t n_rates;          /* learned inner learning rates after the ops' parameters,
+                              * θ[n_params − n_rates …): one per op parameter (Meta-SGD,
+                              * mt_model_learn_rates) or one per step and tensor (LSLR) */
+    int rate_steps;          /* LSLR: K, the rates are [K, tensors] (mt_model_learn_step_rates) */
 } mt_model;
 
 /* One parameter tensor of the layout, as stored in a checkpoint's /model table. */
@@ -111,6 +113,11 @@ int mt_model_resnet12(mt_model *m, int C, int H, int W, const int widths[4], int
  * after the ops' blocks (n_params doubles; the passes never read them). Their tensors are
  * named after the parameter's, "alpha.fc1.weight", of kind "lr". Call once, after building. */
 void mt_model_learn_rates(mt_model *m);
+
+/* MAML++'s LSLR: appends a learned inner learning rate per inner step and op parameter tensor,
+ * one tensor "lslr" [K, tensors] of kind "lr" (step k's rate of tensor τ at row k, column
+ * τ, tensors in θ order). Call once, after building, instead of mt_model_learn_rates. */
+void mt_model_learn_step_rates(mt_model *m, int K);
 
 /* Fills θ[P] with the default initialisation, drawn from the seed's INIT stream so the same
  * seed gives the same θ on every rank and machine: every linear and conv weight and bias

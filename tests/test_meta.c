@@ -158,7 +158,17 @@ static float adapt(const fixture *f, const float *theta, float alpha, int K, flo
     for (int k = 0; k < K; k++) {
         float *cur = traj + (size_t)k * P, *next = cur + P;
         mt_model_loss_grad(&f->m, f->ws, cur, f->t->xs, f->t->ys, f->t->n_support, g);
-        const size_t Pn = P - f->m.n_rates; /* metasgd: each parameter's rate follows the parameters */
+        const size_t Pn = P - f->m.n_rates; /* learned rates follow the parameters */
+        if (f->m.rate_steps) { /* LSLR: step k's rate of the tensor holding i */
+            memcpy(next, cur, P * sizeof *next);
+            for (int tau = 0; tau < mt_model_tensor_count(&f->m) - 1; tau++) {
+                mt_tensor_info ti;
+                mt_model_tensor(&f->m, tau, &ti);
+                const float rate = cur[Pn + (size_t)k * (mt_model_tensor_count(&f->m) - 1) + (size_t)tau];
+                for (size_t i = ti.offset; i < ti.offset + ti.size; i++) next[i] = cur[i] - rate * g[i];
+            }
+            continue;
+        }
         for (size_t i = 0; i < P; i++)
             next[i] = i >= f->lo && i < f->hi ? cur[i] - (f->m.n_rates ? cur[Pn + i] : alpha) * g[i] : cur[i];
     }
@@ -548,6 +558,54 @@ static void check_metasgd(const fixture *plain, const char *name, int K)
     free(theta), free(g), free(fd), free(gm), free(traj), free(scratch);
 }
 
+/* LSLR (MAML++): a learned rate per inner step and tensor, drawn in [0.05, 0.15]. MAML's
+ * meta-gradient over the parameters and the K × 6 rates against FD per coordinate; FOMAML's
+ * against its definition written out here: ∇L_Q(θ_K) for the parameters and, for the rate of
+ * step k and tensor τ, −Σ_{i in τ} ∇L_S(θ_k)_i ∇L_Q(θ_K)_i. */
+static void check_lslr(const fixture *plain, const char *name)
+{
+    enum { K = 3 };
+    fixture f = *plain;
+    mt_model_learn_step_rates(&f.m, K);
+    f.P = f.m.n_params;
+    const size_t P = f.P, Pn = P - f.m.n_rates;
+    const int T = mt_model_tensor_count(&f.m) - 1;
+    f.lo = 0, f.hi = Pn;
+    float *theta = tu_vec(P);
+    memcpy(theta, plain->theta, Pn * sizeof *theta);
+    tu_random(theta + Pn, (size_t)K * T, 0.05f, 0.15f, 3, 9);
+    f.theta = theta;
+    float *g = tu_vec(P), *fd = tu_vec(P), *traj = tu_vec((K + 1) * P), *gk = tu_vec(P), *gq = tu_vec(P), *want = tu_vec(P);
+    mt_meta *mm = mt_meta_init(&f.m, MT_ALGO_MAML, K, N_ROWS, N_ROWS);
+    char what[96], label[256];
+    snprintf(what, sizeof what, "%s LSLR K=%d", name, K);
+    mt_meta_task_grad(mm, MT_ALGO_MAML, theta, 0.0f, K, f.t, g, NULL);
+    const int flips = fd_meta_coords(&f, 0.0f, K, fd);
+    snprintf(label, sizeof label, "%s: MAML d/d(theta, rates) vs FD per coordinate (%zu values)", what, P);
+    tu_check(label, tu_rel_diff(g, fd, P), TOL_COORD);
+    snprintf(label, sizeof label, "%s: the %d rates' part alone vs FD", what, K * T);
+    tu_check(label, tu_rel_diff(g + Pn, fd + Pn, (size_t)K * T), TOL_COORD);
+    expect_no_flips(flips, what);
+    mt_meta_task_grad(mm, MT_ALGO_FOMAML, theta, 0.0f, K, f.t, g, NULL);
+    adapt(&f, theta, 0.0f, K, traj, gk);
+    mt_model_loss_grad(&f.m, f.ws, traj + (size_t)K * P, f.t->xq, f.t->yq, f.t->n_query, gq);
+    memcpy(want, gq, Pn * sizeof *want);
+    for (int k = 0; k < K; k++) {
+        mt_model_loss_grad(&f.m, f.ws, traj + (size_t)k * P, f.t->xs, f.t->ys, f.t->n_support, gk);
+        for (int tau = 0; tau < T; tau++) {
+            mt_tensor_info ti;
+            mt_model_tensor(&f.m, tau, &ti);
+            double sum = 0.0;
+            for (size_t i = ti.offset; i < ti.offset + ti.size; i++) sum += (double)gk[i] * gq[i];
+            want[Pn + (size_t)k * T + (size_t)tau] = (float)-sum;
+        }
+    }
+    snprintf(label, sizeof label, "%s: FOMAML = its first-order definition (parameters and rates)", what);
+    tu_check(label, tu_rel_diff(g, want, P), TOL_SAME);
+    mt_meta_free(mm);
+    free(theta), free(g), free(fd), free(traj), free(gk), free(gq), free(want);
+}
+
 /* Multi-step loss (MAML++): MAML's meta-gradient of F = Σ_k w_k L_Q(θ_k) against FD of F;
  * the plain MAML gradient (of L_Q(θ_K) alone) must miss it by TEETH tolerances. FOMAML's
  * is Σ_k w_k ∇L_Q(θ_k), checked against that sum written out here (same operations but for
@@ -686,6 +744,7 @@ int main(void)
     check_metasgd(&small, "small", 1);
     check_metasgd(&small, "small", 3);
 
+    check_lslr(&small, "small");
     check_msl(&small, "small", 0.05f); /* 0.1 and 0.2 cross a ReLU kink in an FD step */
 
     check_anil(&small, "small", 0.1f, 1, 1);

@@ -18,7 +18,8 @@
  * accuracy, gradient, HVP, and the MAML and FOMAML meta-gradients for K = 1 and K = 2; and
  * on the same task ANIL's (the inner loop adapts only the head) query loss and meta-gradient
  * over every parameter, K = 1 and 2, and the multi-step loss's MAML and FOMAML meta-gradients
- * (K = 2, weights 0.3 and 0.7), and Meta-SGD's over (θ, α), K = 1 and 2, with
+ * (K = 2, weights 0.3 and 0.7), Meta-SGD's over (θ, α), K = 1 and 2, and LSLR's over θ and
+ * the rates per step and tensor, K = 2, with
  * tests/reference/conv4_family.bin
  * (tests/reference/make_reference_family.py).
  *
@@ -428,6 +429,18 @@ static void check_anil(fixture *f, const char *path, const mt_model *m, int ns, 
         snprintf(label, sizeof label, "conv4 K=%d Meta-SGD meta-gradient, the rates' part", K);
         compare(label, gb + P, fixture_get(&a, name, 2 * P) + P, P, TOL_REF);
     }
+    mt_meta_free(mm);
+    /* LSLR: θ then a rate per inner step and tensor, all inner_lr (as the fixture says). */
+    mt_model ls = *m;
+    mt_model_learn_step_rates(&ls, 2);
+    const size_t PL = ls.n_params;
+    memcpy(big, theta, P * sizeof *big);
+    for (size_t i = P; i < PL; i++) big[i] = inner_lr;
+    mm = mt_meta_init(&ls, MT_ALGO_MAML, 2, ns, nq);
+    mt_meta_task_grad(mm, MT_ALGO_MAML, big, 0.0f, 2, &task, gb, NULL);
+    compare("conv4 K=2 LSLR meta-gradient (theta, rates)", gb, fixture_get(&a, "lslr_k2_maml_grad", PL), PL, TOL_REF);
+    compare("conv4 K=2 LSLR meta-gradient, the rates' part", gb + P, fixture_get(&a, "lslr_k2_maml_grad", PL) + P,
+            PL - P, TOL_REF);
     mt_meta_free(mm);
     free(big);
     free(gb);

@@ -139,6 +139,22 @@ check "  ... the rates are tensors alpha.fc1.weight ... alpha.head.bias of kind 
 run "$BIN" eval "$TMP/sgd1/ckpt-00000030.h5" --tasks 50 --json
 expect_exit 0 "eval a metasgd checkpoint"
 
+# LSLR (a learned rate per inner step and tensor, MAML++), with the multi-step loss: 1 vs 3
+# ranks, resumed from 12 on 2 ranks to 30 on 4, and the rates' tensor in the checkpoint.
+lslr=(--set meta.inner_steps=2 --set meta.lslr=1 --set meta.multi_step_loss=1 --set meta.msl_iterations=20)
+train lslr1 1 "${lslr[@]}"
+train lslr3 3 "${lslr[@]}"
+ckpt_diff 0 "lslr: 1 vs 3 ranks bit-identical" "$TMP/lslr1/ckpt-00000030.h5" "$TMP/lslr3/ckpt-00000030.h5" --tol 0
+run "${MPIRUN[@]}" -np 2 "$BIN" train --set "run.dir=$TMP/lslr_r" --set run.iterations=12 "${lslr[@]}" --progress none
+expect_exit 0 "lslr: 12 iterations on 2 ranks"
+train lslr_r 4 "${lslr[@]}"
+ckpt_diff 0 "lslr: stopped at 12 on 2 ranks, resumed on 4: the uninterrupted run's θ and rates" \
+    "$TMP/lslr1/ckpt-00000030.h5" "$TMP/lslr_r/ckpt-00000030.h5" --tol 0
+run "$BIN" inspect "$TMP/lslr1/ckpt-00000030.h5"
+check "  ... the rates are one tensor lslr [2 steps x 6 tensors]" grep -q "lslr *lr *1761 *2x6" "$TMP/out"
+run "$BIN" train --set "run.dir=$TMP/bad" --set meta.algo=anil --set meta.lslr=1 --progress none
+expect_exit 2 "lslr with anil"
+
 # ANIL (the inner loop adapts only the head): bit-identical on 1 and 3 ranks, not MAML, and
 # a checkpoint that eval adapts (the head only) on 1 and 2 ranks alike.
 train anil1 1 --set meta.algo=anil

@@ -21,6 +21,10 @@ from tests/reference/conv4_fewshot.bin and writes:
     theta_{k+1} = theta_k - alpha * grad L_S(theta_k)
     metasgd_kK_grad [2P]    d L_Q(theta_K) / d(theta, alpha), theta's part first
 
+  LSLR (MAML++), K = 2: a rate per inner step and parameter tensor, all inner_lr (same
+  reason), after theta as one [2, 18] block (step-major, tensors in theta order):
+    lslr_k2_maml_grad [P + 36]   d L_Q(theta_2) / d(theta, rates), exact second order
+
 All by autograd through the inner loop (create_graph) in float64.
 
 Usage:
@@ -124,6 +128,20 @@ def main():
             t = t - a0 * c4.grad(t, xs, ys, create_graph=True)
         g_t, g_a = torch.autograd.grad(c4.xent(t, xq, yq), (t0, a0))
         records.append((f"metasgd_k{k}_grad", torch.cat([g_t, g_a])))
+    sizes = []
+    for _, shape, _ in c4.LAYOUT:
+        n = 1
+        for d in shape:
+            n *= d
+        sizes.append(n)
+    rates = torch.full((2, len(sizes)), lr, dtype=DTYPE, requires_grad=True)
+    t0 = theta.detach().clone().requires_grad_(True)
+    t = t0
+    for k in range(2):
+        per_param = torch.cat([rates[k, j].expand(n) for j, n in enumerate(sizes)])
+        t = t - per_param * c4.grad(t, xs, ys, create_graph=True)
+    g_t, g_r = torch.autograd.grad(c4.xent(t, xq, yq), (t0, rates))
+    records.append(("lslr_k2_maml_grad", torch.cat([g_t, g_r.flatten()])))
     write_records(args.output, records)
     check_roundtrip(args.output, records)
     print(f"wrote {args.output}: {len(records)} records, P={c4.P}, inner_lr={lr:g}, head {int(mask.sum())} parameters")
@@ -199,6 +217,28 @@ def main():
             da = da - c4.loss_and_grad(th[j], xs, ys)[1] * lam
             lam = lam - c4.hvp(th[j], xs, ys, lr * lam)
         results.append((f"metasgd_k{k}_grad alpha part vs reverse recursion", rel_err(g[c4.P:], da)))
+    # LSLR at rates all inner_lr: theta's part is MAML's; a rate's part is the metasgd rates'
+    # part summed over its tensor.
+    g = r["lslr_k2_maml_grad"]
+    _, g_maml = c4.maml(theta, xs, ys, xq, yq, 2)
+    results.append(("lslr_k2_maml_grad theta part vs maml_k2_grad", rel_err(g[:c4.P], g_maml)))
+    th = [theta]
+    for _ in range(2):
+        t = th[-1].detach().clone().requires_grad_(True)
+        th.append((th[-1] - lr * c4.grad(t, xs, ys)).detach())
+    _, lam = c4.loss_and_grad(th[2], xq, yq)
+    want = torch.zeros(2, len(c4.LAYOUT), dtype=DTYPE)
+    for j in reversed(range(2)):
+        gs = c4.loss_and_grad(th[j], xs, ys)[1] * lam
+        off = 0
+        for tau, (_, shape, _) in enumerate(c4.LAYOUT):
+            n = 1
+            for d in shape:
+                n *= d
+            want[j, tau] = -gs[off:off + n].sum()
+            off += n
+        lam = lam - c4.hvp(th[j], xs, ys, lr * lam)
+    results.append(("lslr_k2_maml_grad rates part vs reverse recursion", rel_err(g[c4.P:], want.flatten())))
     stored = dict(read_records(args.output))
     worst = max(rel_err(stored[n], v)[1] for n, v in records)
     results.append(("float32 file vs float64 (max over records)", (worst, worst)))
