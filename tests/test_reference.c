@@ -318,22 +318,26 @@ static float *to_cnhw(const float *x, int N, int C, int HW)
     return out;
 }
 
+/* The fixture's task for image model m, its images turned CNHW (free xs and xq). */
+static mt_task image_task(fixture *f, const mt_model *m, int ns, int nq)
+{
+    const int C = m->in_c, HW = m->in_h * m->in_w;
+    return (mt_task){.xs = to_cnhw(fixture_get(f, "x_support", (size_t)ns * C * HW), ns, C, HW),
+                     .ys = fixture_get(f, "y_support", (size_t)ns),
+                     .xq = to_cnhw(fixture_get(f, "x_query", (size_t)nq * C * HW), nq, C, HW),
+                     .yq = fixture_get(f, "y_query", (size_t)nq),
+                     .n_support = ns,
+                     .n_query = nq};
+}
+
 /* The checks shared by the image-model fixtures (Conv4, ResNet-12): model m, built from the
  * fixture's config, against its support loss, gradient and HVP at θ, the query loss and
  * accuracy, and MAML's and FOMAML's meta-gradients for K = 1, 2. Labels start with tag. */
 static void check_image_model(fixture *f, const char *tag, const mt_model *m, int ns, int nq, float inner_lr)
 {
     const size_t P = m->n_params;
-    const int C = m->in_c, HW = m->in_h * m->in_w;
     const float *theta = fixture_get(f, "theta", P), *v = fixture_get(f, "v", P);
-    float *xs = to_cnhw(fixture_get(f, "x_support", (size_t)ns * C * HW), ns, C, HW);
-    float *xq = to_cnhw(fixture_get(f, "x_query", (size_t)nq * C * HW), nq, C, HW);
-    mt_task task = {.xs = xs,
-                    .ys = fixture_get(f, "y_support", (size_t)ns),
-                    .xq = xq,
-                    .yq = fixture_get(f, "y_query", (size_t)nq),
-                    .n_support = ns,
-                    .n_query = nq};
+    const mt_task task = image_task(f, m, ns, nq);
     const int max_rows = ns > nq ? ns : nq;
     mt_workspace *ws = mt_workspace_init(m, max_rows, MT_WS_HVP);
     float *g = mt_malloc(P * sizeof *g), *hv = mt_malloc(P * sizeof *hv);
@@ -365,8 +369,8 @@ static void check_image_model(fixture *f, const char *tag, const mt_model *m, in
 #undef LABEL
     mt_meta_free(mm);
     mt_workspace_free(ws);
-    free(xs);
-    free(xq);
+    free((float *)task.xs);
+    free((float *)task.xq);
     free(g);
     free(hv);
 }
@@ -380,15 +384,7 @@ static void check_anil(fixture *f, const char *path, const mt_model *m, int ns, 
     fixture_read(&a, path);
     printf("fixture %s: %d records\n", path, a.n);
     const size_t P = m->n_params;
-    const int C = m->in_c, HW = m->in_h * m->in_w;
-    float *xs = to_cnhw(fixture_get(f, "x_support", (size_t)ns * C * HW), ns, C, HW);
-    float *xq = to_cnhw(fixture_get(f, "x_query", (size_t)nq * C * HW), nq, C, HW);
-    mt_task task = {.xs = xs,
-                    .ys = fixture_get(f, "y_support", (size_t)ns),
-                    .xq = xq,
-                    .yq = fixture_get(f, "y_query", (size_t)nq),
-                    .n_support = ns,
-                    .n_query = nq};
+    const mt_task task = image_task(f, m, ns, nq);
     const float *theta = fixture_get(f, "theta", P);
     float *g = mt_malloc(P * sizeof *g);
     mt_meta *mm = mt_meta_init(m, MT_ALGO_ANIL, 2, ns, nq);
@@ -445,8 +441,8 @@ static void check_anil(fixture *f, const char *path, const mt_model *m, int ns, 
     free(big);
     free(gb);
     free(g);
-    free(xs);
-    free(xq);
+    free((float *)task.xs);
+    free((float *)task.xq);
     fixture_free(&a);
 }
 
