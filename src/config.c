@@ -24,7 +24,7 @@ enum {
 
 /* Which configurations a key applies to; a key that does not apply must keep its default
  * (mt_config_check) and cannot be given with --set (mt_config_check_set). */
-typedef enum { FOR_ALL, FOR_SINUSOID, FOR_FEWSHOT, FOR_MLP, FOR_CONV4, FOR_RESNET12, FOR_MAML, FOR_MSL } key_scope;
+typedef enum { FOR_ALL, FOR_SINUSOID, FOR_FEWSHOT, FOR_MLP, FOR_CONV4, FOR_RESNET12, FOR_MAML, FOR_MSL, FOR_RATES } key_scope;
 
 typedef struct {
     const char *section, *name;
@@ -111,6 +111,8 @@ static const key_spec keys[] = {
     {"meta", "lslr", KEY_INT, FIELD(lslr), 0, 1, 0, NULL, FOR_MSL,
      "maml, fomaml: 1 = learn an inner learning rate per inner step and parameter tensor (MAML++'s "
      "LSLR; they start at inner_lr and are saved as tensor lslr)"},
+    {"meta", "alpha_lr", KEY_FLOAT, FIELD(alpha_lr), 0, 1e6, LO_OPEN, NULL, FOR_RATES,
+     "metasgd, lslr: Adam's rate for the learned inner learning rates, as a multiple of optim.lr"},
     {"meta", "multi_step_loss", KEY_INT, FIELD(multi_step_loss), 0, 1, 0, NULL, FOR_MSL,
      "maml, fomaml: 1 = the query loss after every inner step, weighted (MAML++); the weights "
      "anneal toward the last step over meta.msl_iterations"},
@@ -162,6 +164,7 @@ void mt_config_defaults(mt_config *c)
     snprintf(c->algo, sizeof c->algo, "maml");
     c->inner_steps = 1;
     c->msl_iterations = 1000;
+    c->alpha_lr = 1.0f;
     c->inner_lr = 0.01f;
     c->eval_inner_steps = 10;
     c->meta_batch = 25;
@@ -554,6 +557,7 @@ static int applies(const mt_config *c, const key_spec *k)
     case FOR_RESNET12: return strcmp(c->arch, "resnet12") == 0;
     case FOR_MAML: return strcmp(c->algo, "maml") == 0;
     case FOR_MSL: return strcmp(c->algo, "maml") == 0 || strcmp(c->algo, "fomaml") == 0;
+    case FOR_RATES: return strcmp(c->algo, "metasgd") == 0 || c->lslr;
     }
     return 1;
 }
@@ -561,7 +565,9 @@ static int applies(const mt_config *c, const key_spec *k)
 /* Why k does not apply to c: "[task] family = sinusoid (it is for fewshot only)". */
 static void scope_text(const mt_config *c, const key_spec *k, char *out, size_t len)
 {
-    if (k->scope == FOR_MAML || k->scope == FOR_MSL)
+    if (k->scope == FOR_RATES)
+        snprintf(out, len, "[meta] algo = %s without lslr (it is for learned rates: metasgd, or lslr = 1)", c->algo);
+    else if (k->scope == FOR_MAML || k->scope == FOR_MSL)
         snprintf(out, len, "[meta] algo = %s (it is for maml%s only)", c->algo, k->scope == FOR_MSL ? " and fomaml" : "");
     else if (k->scope == FOR_FEWSHOT || k->scope == FOR_SINUSOID)
         snprintf(out, len, "[task] family = %s (it is for %s only)", c->family,

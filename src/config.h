@@ -43,6 +43,7 @@ typedef struct {
     int multi_step_loss;    /* maml, fomaml: 1 = MAML++'s weighted query loss after every step */
     long msl_iterations;    /* ... its weights anneal toward the last step over this many */
     int lslr;               /* maml, fomaml: 1 = a learned rate per inner step and tensor (MAML++) */
+    float alpha_lr;         /* metasgd, lslr: the learned rates' Adam rate, as a multiple of optim.lr */
     float inner_lr;
     /* [optim] */
     float lr, beta1, beta2, eps;

@@ -615,6 +615,8 @@ int mt_train_run(const mt_dist *d, const mt_config *config, const mt_train_opts 
     mt_task_buffer tb;
     mt_family_buffer(&family, &tb);
     const mt_adam_config adam = {cfg.lr, cfg.beta1, cfg.beta2, cfg.eps};
+    const mt_adam_config adam_rates = {cfg.lr * cfg.alpha_lr, cfg.beta1, cfg.beta2, cfg.eps};
+    const size_t rates_from = P - model.n_rates; /* θ index of the first learned rate */
 
     FILE *metrics = NULL;
     char err[MT_ERR_LEN] = "", path[MT_H5_PATH_LEN];
@@ -710,7 +712,11 @@ int mt_train_run(const mt_dist *d, const mt_config *config, const mt_train_opts 
             rc = MT_EXIT_FAILURE;
             goto done;
         }
-        mt_adam_step(theta + shards.lo, adam_m, adam_v, gshard, S, step, &adam);
+        /* The learned rates (after the network's parameters) take optim.lr · meta.alpha_lr: the
+         * shard is cut where they start (Adam is elementwise, so the cut changes no bits). */
+        const size_t cut = rates_from > shards.hi ? S : rates_from > shards.lo ? rates_from - shards.lo : 0;
+        mt_adam_step(theta + shards.lo, adam_m, adam_v, gshard, cut, step, &adam);
+        mt_adam_step(theta + shards.lo + cut, adam_m + cut, adam_v + cut, gshard + cut, S - cut, step, &adam_rates);
         state_ok = all_finite(theta + shards.lo, S) && all_finite(adam_m, S) && all_finite(adam_v, S);
         mt_dist_allgather_shards(d, &shards, theta);
         if (sig && step < end) {

@@ -131,6 +131,16 @@ expect_exit 0 "metasgd: 12 iterations on 2 ranks"
 train sgd_r 4 --set meta.algo=metasgd
 ckpt_diff 0 "metasgd: stopped at 12 on 2 ranks, resumed on 4: the uninterrupted run's θ and rates" \
     "$TMP/sgd1/ckpt-00000030.h5" "$TMP/sgd_r/ckpt-00000030.h5" --tol 0
+# meta.alpha_lr scales the rates' Adam rate: each rank cuts its shard where the rates start,
+# so 1 and 3 ranks (different cuts) must agree, and the run must differ from alpha_lr = 1.
+train sgd_a1 1 --set meta.algo=metasgd --set meta.alpha_lr=0.1
+train sgd_a3 3 --set meta.algo=metasgd --set meta.alpha_lr=0.1
+ckpt_diff 0 "metasgd, alpha_lr 0.1: 1 vs 3 ranks bit-identical" "$TMP/sgd_a1/ckpt-00000030.h5" \
+    "$TMP/sgd_a3/ckpt-00000030.h5" --tol 0
+ckpt_diff 1 "metasgd: alpha_lr 0.1 differs from 1" "$TMP/sgd1/ckpt-00000030.h5" "$TMP/sgd_a1/ckpt-00000030.h5" --tol 0
+run "$BIN" train --set "run.dir=$TMP/bad" --set meta.alpha_lr=0.5 --progress none
+expect_exit 2 "alpha_lr without learned rates"
+check "  ... says it is for learned rates" grep -q "alpha_lr.*does not apply.*learned rates" "$TMP/err"
 run "$BIN" inspect "$TMP/sgd1/ckpt-00000030.h5"
 expect_exit 0 "inspect a metasgd checkpoint"
 check "  ... 3522 values: 1761 parameters and their rates" grep -q "3522 parameters" "$TMP/out"
