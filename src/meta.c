@@ -13,7 +13,7 @@ struct mt_meta {
     const mt_model *model;
     mt_algo algo;  /* the algorithm the workspace is sized for (see served()) */
     int max_steps;
-    size_t P;        /* meta-parameters: the network's, then metasgd's rates */
+    size_t P;        /* meta-parameters: the network's, then the learned rates (metasgd, lslr) */
     size_t Pn;       /* the network's parameters (the passes read and write these only) */
     size_t lo, hi;   /* the slice of θ the inner loop adapts: all of the network, or the head (anil) */
     int first_op;    /* the first op owning adapted parameters: inner-loop backward starts there */
@@ -24,9 +24,10 @@ struct mt_meta {
     mt_workspace *ws_s; /* support passes of the inner loop, and the R-passes of the reverse
                          * pass (maml reuses the last step's activations) */
     float *slab;   /* one allocation: */
-    float *thetas; /* θ_0 … θ_K [K+1, P] for maml and anil; two alternating vectors [2, P] otherwise */
+    float *thetas; /* θ_0 … θ_K [K+1, P] when a reverse pass revisits them (second order,
+                    * LSLR); two alternating vectors [2, P] otherwise */
     float *lambda; /* adjoint of the reverse pass [P] */
-    float *u;      /* α·λ on the adapted slice, the HVP direction [P] */
+    float *u;      /* rate·λ on the adapted slice, the HVP direction [P] */
     float *hv;     /* H_S(θ_k)·u                 [P] */
     const float *w; /* multi-step loss: weights of L_Q(θ_1) … L_Q(θ_K), or NULL (L_Q(θ_K) only) */
     size_t bytes;
@@ -35,7 +36,8 @@ struct mt_meta {
 static int second_order(mt_algo a) { return a == MT_ALGO_MAML || a == MT_ALGO_ANIL || a == MT_ALGO_METASGD; }
 
 /* 1 iff a workspace sized for `sized` runs mt_meta_task_grad for `algo`: maml's serves fomaml
- * and reptile, fomaml's serves reptile; anil adapts another slice and is served by its own. */
+ * and reptile, fomaml's serves reptile; anil (another slice) and metasgd (rates in θ) are
+ * served by their own. */
 static int served(mt_algo sized, mt_algo algo)
 {
     if (sized == MT_ALGO_ANIL || algo == MT_ALGO_ANIL || sized == MT_ALGO_METASGD || algo == MT_ALGO_METASGD)
