@@ -189,11 +189,10 @@ float mt_dist_mean_exact_shard(const mt_dist *d, const mt_shards *s, const mt_bl
     return gmax;
 }
 
-float mt_dist_mean_fast_shard(const mt_dist *d, const mt_shards *s, float *sum, size_t P, float local_max,
-                              long n_total, float *out, int *stop)
+float mt_dist_mean_fast_shard(const mt_dist *d, const mt_shards *s, float *sum, float local_max, long n_total,
+                              float *out, int *stop)
 {
     const float gmax = agree_max(d, local_max, stop);
-    (void)P; /* the shard counts cover it */
     MPI_CHECK(MPI_Reduce_scatter(MPI_IN_PLACE, sum, s->counts, MPI_FLOAT, MPI_SUM, d->comm));
     const float inv = 1.0f / (float)n_total;
     for (size_t i = 0; i < s->hi - s->lo; i++) out[i] = sum[i] * inv;

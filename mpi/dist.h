@@ -78,8 +78,8 @@ float mt_dist_mean_exact_shard(const mt_dist *d, const mt_shards *s, const mt_bl
  * reduce-scatter) and the same return value. sum[P] holds this rank's tasks' gradients
  * already summed (the caller adds each as it is formed, so no task's gradient is kept) and is
  * reduced in place. */
-float mt_dist_mean_fast_shard(const mt_dist *d, const mt_shards *s, float *sum, size_t P, float local_max,
-                              long n_total, float *out, int *stop);
+float mt_dist_mean_fast_shard(const mt_dist *d, const mt_shards *s, float *sum, float local_max, long n_total,
+                              float *out, int *stop);
 /* Rank 0's full vector full[P] (ignored elsewhere) scattered: every rank gets its shard. */
 void mt_dist_scatter_shards(const mt_dist *d, const mt_shards *s, const float *full, float *shard);
 

@@ -702,7 +702,7 @@ int mt_train_run(const mt_dist *d, const mt_config *config, const mt_train_opts 
         const float gmax =
             exact ? mt_dist_mean_exact_shard(d, &shards, &blocks, task_g, hi - lo, P, local_max, B, gshard, scratch,
                                              &sig)
-                  : mt_dist_mean_fast_shard(d, &shards, scratch, P, local_max, B, gshard, &sig);
+                  : mt_dist_mean_fast_shard(d, &shards, scratch, local_max, B, gshard, &sig);
         if (isnan(gmax)) { /* the same on every rank: they stop together, θ untouched */
             mt_progress_finish(&progress);
             mt_cli_error(d, "training diverged at iteration %ld: a meta-gradient or the parameters are not finite "

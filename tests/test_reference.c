@@ -378,7 +378,7 @@ static void check_image_model(fixture *f, const char *tag, const mt_model *m, in
 /* The rest of the family on the Conv4 fixture's task (f), against make_reference_family.py's
  * records: ANIL's query loss after adapting the head only and its meta-gradient over every
  * parameter, K = 1, 2; the multi-step loss 0.3·L_Q(θ_1) + 0.7·L_Q(θ_2), MAML and FOMAML. */
-static void check_anil(fixture *f, const char *path, const mt_model *m, int ns, int nq, float inner_lr)
+static void check_family(fixture *f, const char *path, const mt_model *m, int ns, int nq, float inner_lr)
 {
     fixture a;
     fixture_read(&a, path);
@@ -446,7 +446,7 @@ static void check_anil(fixture *f, const char *path, const mt_model *m, int ns, 
     fixture_free(&a);
 }
 
-static void check_conv4(const char *path, const char *anil_path)
+static void check_conv4(const char *path, const char *family_path)
 {
     fixture f;
     fixture_read(&f, path);
@@ -464,7 +464,7 @@ static void check_conv4(const char *path, const char *anil_path)
     printf("model conv4 %dx%dx%d, %d filters, %d ways, P=%zu; %d support, %d query images; inner_lr %g\n", C, H, W, F,
            ways, m.n_params, ns, nq, inner_lr);
     check_image_model(&f, "conv4", &m, ns, nq, inner_lr);
-    if (anil_path) check_anil(&f, anil_path, &m, ns, nq, inner_lr);
+    if (family_path) check_family(&f, family_path, &m, ns, nq, inner_lr);
     fixture_free(&f);
 }
 
@@ -618,10 +618,10 @@ int main(int argc, char **argv)
         return 1;
     }
     check_mlp(path);
-    char anil[4096];
+    char family[4096];
     snprintf(path, sizeof path, "%s/%s", dir, CONV4_FIXTURE_NAME);
-    snprintf(anil, sizeof anil, "%s/%s", dir, FAMILY_FIXTURE_NAME);
-    check_conv4(path, anil);
+    snprintf(family, sizeof family, "%s/%s", dir, FAMILY_FIXTURE_NAME);
+    check_conv4(path, family);
     snprintf(path, sizeof path, "%s/%s", dir, RESNET12_FIXTURE_NAME);
     check_resnet12(path);
     snprintf(path, sizeof path, "%s/%s", dir, ADAM_FIXTURE_NAME);
