@@ -195,3 +195,54 @@ size_t mt_cli_memory_bytes(void)
     if (v > 0 && !errno && *end == '\0' && (bytes == 0 || v < bytes)) bytes = v > SIZE_MAX ? SIZE_MAX : (size_t)v;
     return bytes;
 }
+
+int mt_cli_read_checkpoint(const mt_dist *d, const char *path, mt_checkpoint *ck, mt_config *cfg)
+{
+    memset(ck, 0, sizeof *ck);
+    char err[MT_ERR_LEN] = "";
+    char *config_text = NULL;
+    long len = -1;
+    if (d->rank == 0 && mt_checkpoint_read(path, ck, err, sizeof err) == 0) {
+        config_text = ck->config;
+        len = (long)strlen(ck->config);
+    }
+    len = mt_dist_bcast_text(d, &config_text, len);
+    if (len < 0) {
+        mt_cli_error(d, "%s", err);
+        return MT_EXIT_USAGE;
+    }
+    mt_config_defaults(cfg);
+    char origin[MT_PATH_LEN + 16];
+    snprintf(origin, sizeof origin, "%s:/config", path);
+    const int ok = mt_config_parse(cfg, config_text, origin, err, sizeof err) == 0;
+    if (d->rank != 0) free(config_text);
+    if (!mt_dist_all(d, ok)) {
+        mt_cli_error(d, "%s", err);
+        mt_checkpoint_free(ck);
+        return MT_EXIT_USAGE;
+    }
+    return 0;
+}
+
+int mt_cli_check_checkpoint_model(const mt_dist *d, const char *path, const mt_checkpoint *ck, const mt_model *m,
+                                  const char *source)
+{
+    char err[MT_ERR_LEN] = "";
+    int ok = 1;
+    if (d->rank == 0 && ck->input_shape[0] > 0 &&
+        (ck->input_shape[0] != m->in_c || ck->input_shape[1] != m->in_h || ck->input_shape[2] != m->in_w)) {
+        snprintf(err, sizeof err, "it was trained on inputs of %dx%dx%d (CxHxW), but %s has %dx%dx%d",
+                 ck->input_shape[0], ck->input_shape[1], ck->input_shape[2], source, m->in_c, m->in_h, m->in_w);
+        ok = 0;
+    } else if (d->rank == 0 && mt_checkpoint_match_model(ck, m, err, sizeof err) != 0) {
+        ok = 0;
+    } else if (d->rank == 0 && ck->input_shape[0] == 0) {
+        fprintf(stderr,
+                "metatrain: warning: %s predates stored input shapes (format version %d): only the layout was "
+                "checked against the data (%dx%dx%d)\n",
+                path, ck->version, m->in_c, m->in_h, m->in_w);
+    }
+    if (mt_dist_all(d, ok)) return 0;
+    mt_cli_error(d, "%s: %s", path, err);
+    return MT_EXIT_USAGE;
+}

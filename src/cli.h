@@ -6,6 +6,7 @@
 #ifndef MT_CLI_H
 #define MT_CLI_H
 
+#include "checkpoint.h"
 #include "config.h"
 #include "dist.h"
 
@@ -54,6 +55,18 @@ int mt_cli_add_set(const mt_dist *d, char **sets, int *n_sets, const char *v);
  * MT_EXIT_USAGE after printing the error. */
 int mt_cli_config_arg(const mt_dist *d, const char *cmd, const char *arg, const char **config);
 
+/* Collective. Rank 0 reads and validates checkpoint `path` into *ck (the other ranks' ck stays
+ * zeroed), every rank parses its configuration into *cfg. Returns 0, or MT_EXIT_USAGE after
+ * printing why (on rank 0); ck is freed then. */
+int mt_cli_read_checkpoint(const mt_dist *d, const char *path, mt_checkpoint *ck, mt_config *cfg);
+
+/* Collective. Checks on rank 0 that ck (read by mt_cli_read_checkpoint) holds model m and was
+ * trained on inputs of m's shape (a layout alone cannot tell 16x16 images from 28x28 ones when
+ * the parameter count happens to match); source names the data in the message. Returns 0, or
+ * MT_EXIT_USAGE after printing why. */
+int mt_cli_check_checkpoint_model(const mt_dist *d, const char *path, const mt_checkpoint *ck, const mt_model *m,
+                                  const char *source);
+
 /* Parses a whole non-negative decimal long (for CLI values); returns 0, or -1. */
 int mt_parse_long(const char *s, long lo, long hi, long *out);
 
@@ -62,5 +75,6 @@ int mt_eval_main(const mt_dist *d, int argc, char **argv);
 int mt_inspect_main(const mt_dist *d, int argc, char **argv);
 int mt_data_main(const mt_dist *d, int argc, char **argv);
 int mt_sweep_main(const mt_dist *d, int argc, char **argv);
+int mt_finetune_main(const mt_dist *d, int argc, char **argv);
 
 #endif

@@ -134,6 +134,33 @@ static const key_spec keys[] = {
      "checkpoints kept in run.dir; older ones are deleted"},
     {"dist", "reduce", KEY_CHOICE, FIELD(reduce), 0, 0, 0, "exact|fast", FOR_ALL,
      "exact: fixed-point sum, same bits for any rank count | fast: float allreduce"},
+    {"finetune", "checkpoint", KEY_STRING, FIELD(ft_checkpoint), 0, 0, 0, NULL, FOR_ALL,
+     "the meta-trained checkpoint that is fine-tuned (`metatrain finetune CKPT` sets it; a sweep that "
+     "sets it fine-tunes that checkpoint at every point instead of meta-training)"},
+    {"finetune", "split", KEY_STRING, FIELD(ft_split), 0, 0, 0, NULL, FOR_ALL,
+     "the dataset split fine-tuned on and evaluated (empty: the checkpoint's task.test_split)"},
+    {"finetune", "ways", KEY_INT, FIELD(ft_ways), 0, 10000, 0, NULL, FOR_ALL,
+     "classes per repeat, drawn from the split (0: the checkpoint's task.ways); another number than "
+     "the checkpoint's re-initialises the head"},
+    {"finetune", "shots", KEY_INT, FIELD(ft_shots), 0, 1000000, 0, NULL, FOR_ALL,
+     "training images per class (0: all but the held-out ones)"},
+    {"finetune", "query", KEY_INT, FIELD(ft_query), 0, 1000000, 0, NULL, FOR_ALL,
+     "held-out images per class that measure accuracy (0: all the rest, or 1/5 of each class "
+     "with shots = 0)"},
+    {"finetune", "steps", KEY_LONG, FIELD(ft_steps), 0, 1000000000, 0, NULL, FOR_ALL,
+     "optimizer steps per repeat (0: evaluate the checkpoint as it is)"},
+    {"finetune", "batch", KEY_INT, FIELD(ft_batch), 1, 1000000, 0, NULL, FOR_ALL,
+     "images per step, drawn from the training images (all of them when fewer); held-out images "
+     "are classified in batches of at most this many (batchnorm uses batch statistics)"},
+    {"finetune", "optim", KEY_CHOICE, FIELD(ft_optim), 0, 0, 0, "adam|sgd", FOR_ALL,
+     "adam (Adam with optim.beta1, beta2, eps) | sgd (plain gradient descent)"},
+    {"finetune", "lr", KEY_FLOAT, FIELD(ft_lr), 0, 1e6, LO_OPEN, NULL, FOR_ALL, "fine-tuning learning rate"},
+    {"finetune", "freeze", KEY_STRING, FIELD(ft_freeze), 0, 0, 0, NULL, FOR_ALL,
+     "layers kept as they are, separated by commas (conv1, bn1, ..., head; fc1, fc2; stage1.conv1, ... "
+     "or a whole stage1), or body (every layer but the head)"},
+    {"finetune", "repeats", KEY_INT, FIELD(ft_repeats), 1, 1000000, 0, NULL, FOR_ALL,
+     "independent draws of classes and images, each fine-tuned from the checkpoint; accuracy is "
+     "their mean and 95% CI"},
 };
 
 #define N_KEYS ((int)(sizeof keys / sizeof keys[0]))
@@ -175,6 +202,11 @@ void mt_config_defaults(mt_config *c)
     c->ckpt_every = 0;
     c->ckpt_keep = 3;
     snprintf(c->reduce, sizeof c->reduce, "exact");
+    c->ft_steps = 100;
+    c->ft_batch = 64;
+    c->ft_repeats = 10;
+    snprintf(c->ft_optim, sizeof c->ft_optim, "adam");
+    c->ft_lr = 1e-3f;
 }
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
@@ -703,7 +735,8 @@ int mt_config_check_set(const mt_config *c, const char *assignment, char *err, s
 }
 
 /* Keys a user changes on purpose when resuming: the length of the run, its logging and
- * checkpointing, and where it lives. Any other change alters what the run computes. */
+ * checkpointing, and where it lives (and the [finetune] section, which training does not
+ * read). Any other change alters what the run computes. */
 static const char *const resume_changeable[] = {"run.dir", "run.iterations", "run.log_every", "checkpoint.every",
                                                 "checkpoint.keep"};
 
@@ -711,7 +744,7 @@ int mt_config_resume_may_change(const char *key)
 {
     for (size_t i = 0; i < sizeof resume_changeable / sizeof resume_changeable[0]; i++)
         if (strcmp(key, resume_changeable[i]) == 0) return 1;
-    return 0;
+    return strncmp(key, "finetune.", 9) == 0;
 }
 
 /* Lists "section.key: old -> new" for the keys that differ (only those a resumed run may not

@@ -52,6 +52,16 @@ typedef struct {
     int ckpt_keep;
     /* [dist] */
     char reduce[16];
+    /* [finetune] (metatrain finetune; a sweep that sets finetune.checkpoint fine-tunes it) */
+    char ft_checkpoint[MT_PATH_LEN]; /* the parent checkpoint */
+    char ft_split[64];               /* "": the parent's task.test_split */
+    int ft_ways;                     /* 0: the parent's task.ways */
+    int ft_shots, ft_query;          /* training / held-out images per class (0: see the key table) */
+    long ft_steps;
+    int ft_batch, ft_repeats;
+    char ft_optim[16];               /* adam | sgd */
+    float ft_lr;
+    char ft_freeze[512];             /* layer names separated by commas, or body */
 } mt_config;
 
 /* The built-in default: sinusoid MAML as in Finn et al. 2017 (DESIGN §7). */
@@ -109,8 +119,8 @@ int mt_config_check_size(const mt_config *c, size_t n_params, int world_size, si
 int mt_config_diff(const mt_config *old, const mt_config *new, char *out, size_t outlen);
 
 /* 1 iff a resumed run may change the key ("section.key") on purpose: run.dir, run.iterations,
- * run.log_every, checkpoint.every, checkpoint.keep. Any other change alters what the run
- * computes. */
+ * run.log_every, checkpoint.every, checkpoint.keep, and the finetune.* keys (training does not
+ * read them). Any other change alters what the run computes. */
 int mt_config_resume_may_change(const char *key);
 
 /* mt_config_diff restricted to the keys mt_config_resume_may_change refuses: a resumed run

@@ -248,29 +248,8 @@ int mt_eval_main(const mt_dist *d, int argc, char **argv)
 
     /* Rank 0 reads and validates the checkpoint, then shares the config and θ. */
     mt_checkpoint ck = {0};
-    char err[MT_ERR_LEN] = "";
-    char *config_text = NULL;
-    long len = -1;
-    if (d->rank == 0 && mt_checkpoint_read(args.ckpt, &ck, err, sizeof err) == 0) {
-        config_text = ck.config;
-        len = (long)strlen(ck.config);
-    }
-    len = mt_dist_bcast_text(d, &config_text, len);
-    if (len < 0) {
-        mt_cli_error(d, "%s", err);
-        return MT_EXIT_USAGE;
-    }
     mt_config cfg;
-    mt_config_defaults(&cfg);
-    char origin[MT_PATH_LEN + 16];
-    snprintf(origin, sizeof origin, "%s:/config", args.ckpt);
-    rc = mt_config_parse(&cfg, config_text, origin, err, sizeof err) == 0 ? 0 : MT_EXIT_USAGE;
-    if (d->rank != 0) free(config_text);
-    if (!mt_dist_all(d, rc == 0)) {
-        mt_cli_error(d, "%s", err);
-        mt_checkpoint_free(&ck);
-        return MT_EXIT_USAGE;
-    }
+    if ((rc = mt_cli_read_checkpoint(d, args.ckpt, &ck, &cfg)) != 0) return rc;
     char changed[4096] = "";
     if (args.n_sets > 0 && (rc = apply_overrides(d, &args, &cfg, changed, sizeof changed)) != 0) {
         mt_checkpoint_free(&ck);
@@ -283,27 +262,10 @@ int mt_eval_main(const mt_dist *d, int argc, char **argv)
         mt_checkpoint_free(&ck);
         return rc;
     }
-    /* The data's input shape against the checkpoint's: a layout alone cannot tell 16x16 images
-     * from 28x28 ones when the parameter count happens to match. */
-    const mt_model *in = &model;
-    if (d->rank == 0 && ck.input_shape[0] > 0 &&
-        (ck.input_shape[0] != in->in_c || ck.input_shape[1] != in->in_h || ck.input_shape[2] != in->in_w)) {
-        snprintf(err, sizeof err, "it was trained on inputs of %dx%dx%d (CxHxW), but %s has %dx%dx%d", ck.input_shape[0],
-                 ck.input_shape[1], ck.input_shape[2], family.source, in->in_c, in->in_h, in->in_w);
-        rc = MT_EXIT_USAGE;
-    } else if (d->rank == 0 && mt_checkpoint_match_model(&ck, &model, err, sizeof err) != 0) {
-        rc = MT_EXIT_USAGE;
-    } else if (d->rank == 0 && ck.input_shape[0] == 0) {
-        fprintf(stderr,
-                "metatrain: warning: %s predates stored input shapes (format version %d): only the layout was "
-                "checked against the data (%dx%dx%d)\n",
-                args.ckpt, ck.version, in->in_c, in->in_h, in->in_w);
-    }
-    if (!mt_dist_all(d, rc == 0)) {
-        mt_cli_error(d, "%s: %s", args.ckpt, err);
+    if ((rc = mt_cli_check_checkpoint_model(d, args.ckpt, &ck, &model, family.source)) != 0) {
         mt_checkpoint_free(&ck);
         mt_family_close(&family);
-        return MT_EXIT_USAGE;
+        return rc;
     }
 
     const size_t P = model.n_params;

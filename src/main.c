@@ -3,6 +3,7 @@
  *
  *   metatrain train [CONFIG] [--set section.key=value]...
  *   metatrain eval CKPT [--tasks N] [--json]
+ *   metatrain finetune CKPT [--ways W] [--shots K] [--freeze LAYERS] ...
  *   metatrain inspect CKPT [--json]
  *   metatrain data import|info ...
  *
@@ -29,6 +30,8 @@ static void usage(FILE *out)
             "  sweep CONFIG     train every point of a sweep (task distributions, hyper-parameters)\n"
             "                   side by side in one allocation; sweep.csv holds the results\n"
             "  eval CKPT        adapt a checkpoint to fresh tasks; mean and 95%% CI of the loss\n"
+            "  finetune CKPT    transfer learning: train a checkpoint on a few labelled images of new\n"
+            "                   classes, layers frozen or not; held-out accuracy, a new checkpoint\n"
             "  inspect CKPT     a checkpoint's step, ranks, layout, config; verifies its checksums\n"
             "  data import|info build a few-shot dataset file (IDX, Omniglot, image folders), describe one\n"
             "  help             this text; `metatrain COMMAND --help` explains a command\n"
@@ -60,6 +63,8 @@ int main(int argc, char **argv)
         rc = mt_sweep_main(&d, argc - 2, argv + 2);
     } else if (strcmp(cmd, "eval") == 0) {
         rc = mt_eval_main(&d, argc - 2, argv + 2);
+    } else if (strcmp(cmd, "finetune") == 0) {
+        rc = mt_finetune_main(&d, argc - 2, argv + 2);
     } else if (strcmp(cmd, "inspect") == 0) {
         rc = mt_inspect_main(&d, argc - 2, argv + 2);
     } else if (strcmp(cmd, "data") == 0) {
@@ -71,7 +76,7 @@ int main(int argc, char **argv)
         if (d.rank == 0) printf("metatrain %s\n", MT_VERSION);
         rc = MT_EXIT_OK;
     } else {
-        mt_cli_error(&d, "unknown command '%s' (commands: train, sweep, eval, inspect, data, help, version)", cmd);
+        mt_cli_error(&d, "unknown command '%s' (commands: train, sweep, eval, finetune, inspect, data, help, version)", cmd);
         rc = MT_EXIT_USAGE;
     }
     mt_dist_finalize(&d);

@@ -21,7 +21,8 @@ typedef enum {
     MT_STREAM_EVAL = 1,  /* evaluation tasks: (0, task) */
     MT_STREAM_INIT = 2,  /* parameter initialisation: (0, 0) */
     MT_STREAM_VAL = 3,   /* meta-validation tasks (sweeps choose points on them): (0, task) */
-    MT_STREAM_SWEEP = 4  /* a random-search sweep's points: (point, swept key) */
+    MT_STREAM_SWEEP = 4,   /* a random-search sweep's points: (point, swept key) */
+    MT_STREAM_FINETUNE = 5 /* fine-tuning repeat r: its classes and images (0, r), step s's batch (s, r) */
 } mt_stream;
 
 typedef struct {

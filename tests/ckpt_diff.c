@@ -2,13 +2,15 @@
  * ckpt_diff.c — compares the meta-parameters (/params) of two metatrain checkpoints; a test
  * tool for the multi-rank scripts, not part of metatrain.
  *
- *   ckpt_diff A.h5 B.h5 [--tol X]
+ *   ckpt_diff A.h5 B.h5 [--tol X] [--tensor NAME]
  *
  * Prints the number of parameters, the largest absolute difference max|a − b| and the
  * normwise relative difference max|a − b| / max|b| (the definition of tu_rel_diff; absolute
  * when b is all zero). With --tol 0 (the default) the two vectors must be bit-identical
  * (compared as bytes, so -0.0 and 0.0 differ); with --tol X > 0 the relative difference
  * must be at most X. Only /params is compared: step, seed, config and layout may differ.
+ * With --tensor NAME only that tensor of the two layouts ("conv1.weight") is compared, so the
+ * files may hold models of different sizes (a fine-tuned checkpoint with another head).
  *
  * Exit status: 0 within the tolerance, 1 not (or different parameter counts, or a NaN),
  * 2 bad usage or an unreadable checkpoint.
@@ -24,7 +26,8 @@
 
 static int usage(void)
 {
-    fprintf(stderr, "usage: ckpt_diff A.h5 B.h5 [--tol X]   (X >= 0; 0 = bit-identical, the default)\n");
+    fprintf(stderr, "usage: ckpt_diff A.h5 B.h5 [--tol X] [--tensor NAME]   (X >= 0; 0 = bit-identical, the "
+                    "default)\n");
     return 2;
 }
 
@@ -52,7 +55,7 @@ static int compare(const char *what, const float *a, const float *b, size_t n, d
 
 int main(int argc, char **argv)
 {
-    const char *path[2] = {NULL, NULL};
+    const char *path[2] = {NULL, NULL}, *tensor = NULL;
     double tol = 0.0;
     int n_paths = 0;
     for (int i = 1; i < argc; i++) {
@@ -64,6 +67,9 @@ int main(int argc, char **argv)
                 fprintf(stderr, "ckpt_diff: --tol takes a finite number >= 0\n");
                 return usage();
             }
+        } else if (strcmp(argv[i], "--tensor") == 0) {
+            if (i + 1 >= argc) return usage();
+            tensor = argv[++i];
         } else if (argv[i][0] == '-' && argv[i][1] != '\0') {
             fprintf(stderr, "ckpt_diff: unknown option '%s'\n", argv[i]);
             return usage();
@@ -86,7 +92,19 @@ int main(int argc, char **argv)
     }
 
     int status;
-    if (ck[0].n_params != ck[1].n_params) {
+    const mt_tensor_info *t[2] = {NULL, NULL};
+    for (int k = 0; k < 2 && tensor; k++)
+        for (int i = 0; i < ck[k].n_tensors; i++)
+            if (strcmp(ck[k].tensors[i].name, tensor) == 0) t[k] = &ck[k].tensors[i];
+    if (tensor && (!t[0] || !t[1])) {
+        printf("ckpt_diff: no tensor %s in %s\n", tensor, path[t[0] ? 1 : 0]);
+        status = 2;
+    } else if (tensor && t[0]->size != t[1]->size) {
+        printf("ckpt_diff: %s has %zu values in %s, %zu in %s\n", tensor, t[0]->size, path[0], t[1]->size, path[1]);
+        status = 1;
+    } else if (tensor) {
+        status = compare(tensor, ck[0].params + t[0]->offset, ck[1].params + t[1]->offset, t[0]->size, tol);
+    } else if (ck[0].n_params != ck[1].n_params) {
         printf("ckpt_diff: different parameter counts: %zu in %s, %zu in %s\n", ck[0].n_params, path[0],
                ck[1].n_params, path[1]);
         status = 1;
