@@ -29,6 +29,7 @@
 
 #include "cli.h"
 #include "common.h"
+#include "finetune.h"
 #include "ioutil.h"
 #include "rundir.h"
 #include "sweep_plan.h"
@@ -73,6 +74,11 @@ static void usage(FILE *out)
             "                                checkpoint) to min_iterations*eta, ..., up to run.iterations\n"
             "  min_iterations = M, eta = E   halving's first rung (default 100) and factor (default 3)\n"
             "  eval_tasks = T                meta-validation tasks per evaluation (default 100; 0: none)\n"
+            "\n"
+            "A config that sets [finetune] checkpoint = CKPT is a fine-tuning sweep: every point runs\n"
+            "`metatrain finetune CKPT` with its [finetune] keys (and run.seed) instead of meta-training;\n"
+            "its metric is the held-out accuracy, its iterations the optimizer steps, and the point's\n"
+            "directory holds finetuned.h5. Only finetune.* keys and run.seed may be swept; no halving.\n"
             "\n"
             "  --set S.K=V      override a config key, or a [sweep] key (--set sweep.eta=2)\n"
             "  --dry-run        print the points (index and id, the name of its run directory) and\n"
@@ -163,6 +169,8 @@ struct sweep_plan {
     int classify; /* fewshot: accuracy, higher is better */
 };
 
+static void plan_free(sweep_plan *p);
+
 /* Collective: rank 0 reads CONFIG, every rank parses it and the --set overrides the same way. */
 static int load_plan(const mt_dist *d, const sweep_args *a, sweep_plan *p)
 {
@@ -208,7 +216,24 @@ static int load_plan(const mt_dist *d, const sweep_args *a, sweep_plan *p)
     p->pts = mt_calloc((size_t)p->n, sizeof *p->pts);
     mt_sweep_points(&p->spec, p->pts);
     p->n_rungs = mt_sweep_rungs(&p->spec, p->base.iterations, p->target);
-    p->classify = strcmp(p->base.family, "fewshot") == 0;
+    p->classify = strcmp(p->base.family, "fewshot") == 0 || p->base.ft_checkpoint[0];
+    if (p->base.ft_checkpoint[0]) { /* a fine-tuning sweep: the model and tasks are the checkpoint's */
+        for (int i = 0; i < p->spec.n_axes; i++)
+            if (strncmp(p->spec.axis[i].key, "finetune.", 9) != 0 && strcmp(p->spec.axis[i].key, "run.seed") != 0) {
+                snprintf(err, sizeof err, "%s: a fine-tuning sweep (finetune.checkpoint = %s) sweeps finetune.* keys and "
+                         "run.seed; %s does not change what is fine-tuned", a->config_path, p->base.ft_checkpoint,
+                         p->spec.axis[i].key);
+                plan_free(p);
+                mt_cli_error(d, "%s", err);
+                return MT_EXIT_USAGE;
+            }
+        if (p->spec.halving) {
+            mt_cli_error(d, "%s: a fine-tuning sweep has no rungs; schedule = halving is for meta-training",
+                         a->config_path);
+            plan_free(p);
+            return MT_EXIT_USAGE;
+        }
+    }
     return 0;
 bad:
     free(base_text);
@@ -268,6 +293,11 @@ static void print_plan(const sweep_plan *p, int world, int groups, int R)
     printf("  ranks: %d in %d group%s of %d", world, groups, groups == 1 ? "" : "s", R);
     if (world - groups * R > 0) printf(" (%d rank%s idle)", world - groups * R, world - groups * R == 1 ? "" : "s");
     printf("; each group trains one point at a time\n");
+    if (p->base.ft_checkpoint[0]) {
+        printf("  every point fine-tunes %s (%ld steps, %d repeats), then measures held-out accuracy\n",
+               p->base.ft_checkpoint, p->base.ft_steps, p->base.ft_repeats);
+        return;
+    }
     if (s->halving) {
         printf("  schedule: successive halving, eta %d, rungs at", s->eta);
         for (int r = 0; r < p->n_rungs; r++) printf(" %ld", p->target[r]);
@@ -416,6 +446,10 @@ static void sched_result(scheduler *s, int group, const mt_sweep_record *r)
     else if (strcmp(r->status, "stopped") == 0)
         printf("[%6.0f s] %s: stopped at iteration %ld (group %d), checkpointed\n", mt_now() - s->t0, r->id,
                r->iterations, group);
+    else if (p->base.ft_checkpoint[0])
+        printf("[%6.0f s] %s: %ld fine-tuning steps, train loss %.4g, held-out accuracy %.4g%% +- %.2g, %.1f s (group "
+               "%d)\n", mt_now() - s->t0, r->id, r->iterations, r->train_loss, 100 * r->eval_mean, 100 * r->eval_ci95,
+               r->wall_s, group);
     else {
         printf("[%6.0f s] %s: %ld iterations (rung %d of %d), train loss %.4g", mt_now() - s->t0, r->id, r->iterations,
                r->rung + 1, p->n_rungs, r->train_loss);
@@ -429,8 +463,11 @@ static void sched_result(scheduler *s, int group, const mt_sweep_record *r)
 
 static void sched_started(scheduler *s, int group, int point, int rung)
 {
-    printf("[%6.0f s] %s: start rung %d of %d (to %ld iterations) on group %d\n", mt_now() - s->t0,
-           s->plan->pts[point].id, rung + 1, s->plan->n_rungs, s->plan->target[rung], group);
+    if (s->plan->base.ft_checkpoint[0])
+        printf("[%6.0f s] %s: start fine-tuning on group %d\n", mt_now() - s->t0, s->plan->pts[point].id, group);
+    else
+        printf("[%6.0f s] %s: start rung %d of %d (to %ld iterations) on group %d\n", mt_now() - s->t0,
+               s->plan->pts[point].id, rung + 1, s->plan->n_rungs, s->plan->target[rung], group);
     fflush(stdout);
 }
 
@@ -530,6 +567,36 @@ static void wait_request(MPI_Request *req)
 
 /* ---- one point ---------------------------------------------------------------------- */
 
+/* Collective over the group: point c of a fine-tuning sweep; the report goes to log (rank 0). */
+static void finetune_point(const mt_dist *g, const mt_config *c, FILE *log, mt_sweep_record *rec)
+{
+    char out[MT_PATH_LEN + 32];
+    snprintf(out, sizeof out, "%s/finetuned.h5", c->run_dir);
+    const mt_finetune_opts o = {.data = c->dataset[0] ? c->dataset : NULL, .out_path = out, .progress = MT_PROGRESS_NONE};
+    mt_finetune_result res;
+    mt_cli_error_capture(1);
+    const int rc = mt_finetune_run(g, c, &o, &res);
+    mt_cli_error_capture(0);
+    if (rc == 0) {
+        rec->iterations = c->ft_steps;
+        rec->train_loss = res.loss_last;
+        rec->eval_mean = res.mean, rec->eval_ci95 = res.ci95;
+        snprintf(rec->status, sizeof rec->status, "done");
+    } else {
+        snprintf(rec->status, sizeof rec->status, "failed");
+        copy_text(rec->message, sizeof rec->message, mt_cli_last_error()[0] ? mt_cli_last_error() : "failed");
+    }
+    if (log) {
+        if (rc == 0)
+            fprintf(log, "finetune %s on %s: %d-way, %.0f training and %.0f held-out images, %ld %s steps, frozen: %s; "
+                         "held-out accuracy %.6g +- %.3g (95%% CI, %d repeats; before %.6g), %s\n",
+                    c->ft_checkpoint, res.source, res.ways, res.train_images, res.held_out, c->ft_steps, c->ft_optim,
+                    res.frozen[0] ? res.frozen : "none", res.mean, res.ci95, c->ft_repeats, res.mean_before, out);
+        else fprintf(log, "failed: %s\n", rec->message);
+        fclose(log);
+    }
+}
+
 /* Collective over the group: trains point i to rung r and evaluates it. */
 static void run_point(const mt_dist *g, const sweep_plan *p, const sweep_args *a, long i, int rung,
                       int (*hook)(void *), void *hook_ctx, mt_sweep_record *rec)
@@ -558,6 +625,11 @@ static void run_point(const mt_dist *g, const sweep_plan *p, const sweep_args *a
         if (log) fclose(log);
         snprintf(rec->status, sizeof rec->status, "failed");
         copy_text(rec->message, sizeof rec->message, err[0] ? err : "cannot open the point's train.log");
+        rec->wall_s = mt_now() - t0;
+        return;
+    }
+    if (c.ft_checkpoint[0]) {
+        finetune_point(g, &c, log, rec);
         rec->wall_s = mt_now() - t0;
         return;
     }

@@ -85,6 +85,22 @@ expect_exit 0 "--steps 0 evaluates the checkpoint"
 check "--steps 0: the default output beside the checkpoint" test -f "$TMP/run/finetuned-ckpt-00000200.h5"
 check "--steps 0: the checkpoint's parameters unchanged" same "$TMP/run/finetuned-ckpt-00000200.h5" "$CKPT"
 
+# A fine-tuning sweep: finetune.checkpoint set, every point fine-tunes it; a point's result is
+# the same command run alone.
+printf '[run]\ndir = %s\nseed = 1\n[finetune]\ncheckpoint = %s\nways = 8\nshots = 5\nquery = 5\nsteps = 40\nlr = 0.01\nrepeats = 6\n[sweep]\nfinetune.freeze = body, conv1\n' \
+    "$TMP/ftsweep" "$CKPT" >"$TMP/ftsweep.ini"
+run "${MPIRUN[@]}" -np 2 "$BIN" sweep "$TMP/ftsweep.ini"
+expect_exit 0 "a fine-tuning sweep over finetune.freeze on 2 ranks"
+check "sweep.csv: 2 points done, accuracy in [0, 1]" \
+    test "$(grep -cE '^freeze=(body|conv1),(body|conv1),1,40,[0-9.e+-]+,accuracy,(0(\.[0-9]+)?|1),[0-9.e+-]+,[0-9.]+,done$' \
+        "$TMP/ftsweep/sweep.csv")" -eq 2
+check "the point freeze=body = finetune --freeze body alone" same "$TMP/ftsweep/freeze=body/finetuned.h5" "$TMP/body.h5"
+printf '[run]\ndir = %s\n[finetune]\ncheckpoint = %s\n[sweep]\nmodel.filters = 4, 8\n' "$TMP/ftsweep2" "$CKPT" \
+    >"$TMP/ftsweep2.ini"
+run "$BIN" sweep "$TMP/ftsweep2.ini"
+expect_exit 2 "a fine-tuning sweep over a model key"
+check "... says what it may sweep" grep -q "sweeps finetune.\* keys and run.seed" "$TMP/err"
+
 # Errors: exit 2 with a message that says what to do.
 run "$BIN" finetune "$CKPT" --ways 5 --freeze conv1,conv9
 expect_exit 2 "an unknown layer"
