@@ -156,8 +156,8 @@ static const key_spec keys[] = {
      "adam (Adam with optim.beta1, beta2, eps) | sgd (plain gradient descent)"},
     {"finetune", "lr", KEY_FLOAT, FIELD(ft_lr), 0, 1e6, LO_OPEN, NULL, FOR_ALL, "fine-tuning learning rate"},
     {"finetune", "freeze", KEY_STRING, FIELD(ft_freeze), 0, 0, 0, NULL, FOR_ALL,
-     "layers kept as they are, separated by commas (conv1, bn1, ..., head; fc1, fc2; stage1.conv1, ... "
-     "or a whole stage1), or body (every layer but the head)"},
+     "layers kept as they are, separated by commas or + (conv1, bn1, ..., head; stage1.conv1, ... or "
+     "a whole stage1), body (every layer but the head), or none"},
     {"finetune", "repeats", KEY_INT, FIELD(ft_repeats), 1, 1000000, 0, NULL, FOR_ALL,
      "independent draws of classes and images, each fine-tuned from the checkpoint; accuracy is "
      "their mean and 95% CI"},

@@ -36,7 +36,7 @@ static void valid_names(const mt_model *m, char *out, size_t len)
     for (int i = 0; i < m->n_ops; i++)
         if (m->op[i].n_params > 0) list_add(out, len, m->op[i].name);
     if (strcmp(m->arch, "resnet12") == 0) list_add(out, len, "stage1, stage2, stage3, stage4");
-    list_add(out, len, "body (every layer but head)");
+    list_add(out, len, "body (every layer but head), none");
 }
 
 /* 1 iff token names op o: its name, "body" (every layer but the head), or a stage prefix. */
@@ -48,8 +48,9 @@ static int names_op(const char *token, const mt_op *o)
                                            o->name[n] == '.');
 }
 
-/* Marks frozen[op] for the layers the comma-separated list names; writes them, in model
- * order, into names. Returns 0, or -1 with err naming the unknown token and the valid names. */
+/* Marks frozen[op] for the layers the list names (separated by commas or '+', which a sweep's
+ * list of values can hold; "none" names nothing); writes them, in model order, into names.
+ * Returns 0, or -1 with err naming the unknown token and the valid names. */
 static int resolve_freeze(const mt_model *m, const char *list, int *frozen, char *names, size_t len, char *err,
                           size_t errlen)
 {
@@ -57,10 +58,10 @@ static int resolve_freeze(const mt_model *m, const char *list, int *frozen, char
     names[0] = '\0';
     char buf[sizeof ((mt_config *)0)->ft_freeze];
     snprintf(buf, sizeof buf, "%s", list);
-    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+    for (char *save = NULL, *tok = strtok_r(buf, ",+", &save); tok; tok = strtok_r(NULL, ",+", &save)) {
         while (*tok == ' ' || *tok == '\t') tok++;
         for (char *e = tok + strlen(tok); e > tok && (e[-1] == ' ' || e[-1] == '\t');) *--e = '\0';
-        if (!*tok) continue;
+        if (!*tok || strcmp(tok, "none") == 0) continue;
         int hit = 0;
         for (int i = 0; i < m->n_ops; i++)
             if (m->op[i].n_params > 0 && names_op(tok, &m->op[i])) frozen[i] = hit = 1;
@@ -475,9 +476,9 @@ static void usage(FILE *out)
             "                   images are classified in batches of at most B (batch statistics)\n"
             "  --optim O        adam (default) or sgd\n"
             "  --lr LR          learning rate (default 0.001)\n"
-            "  --freeze LIST    layers left as they are, separated by commas: conv1, bn1, ..., head\n"
-            "                   (conv4); stage1.conv1, ..., or a whole stage1 (resnet12); or body: every\n"
-            "                   layer but the head. A wrong name lists the valid ones.\n"
+            "  --freeze LIST    layers left as they are, separated by commas or +: conv1, bn1, ..., head\n"
+            "                   (conv4); stage1.conv1, ..., or a whole stage1 (resnet12); body: every\n"
+            "                   layer but the head; none (default). A wrong name lists the valid ones.\n"
             "  --repeats R      repeats (default 10)\n"
             "  --seed S         seed of the draws (default: the checkpoint's run.seed)\n"
             "  --set KEY=VALUE  any [finetune] key, or run.seed (repeatable)\n"
@@ -614,7 +615,7 @@ static void report(const finetune_args *a, const char *out, const mt_finetune_re
         json_string("split", c->ft_split), printf(", \"ways\": %d, \"head_reset\": %s, ", c->ways,
                                                    r->ways != r->parent_ways ? "true" : "false");
         printf("\"repeats\": %d, \"steps\": %ld, \"optim\": \"%s\", ", c->ft_repeats, c->ft_steps, c->ft_optim);
-        json_double("lr", c->ft_lr), printf(", "), json_double("train_images", r->train_images), printf(", ");
+        printf("\"lr\": %.7g, ", (double)c->ft_lr), json_double("train_images", r->train_images), printf(", ");
         json_double("held_out", r->held_out), printf(", "), json_string("frozen", r->frozen);
         printf(", \"trainable\": %ld, ", r->trainable);
         json_double("mean", r->mean), printf(", "), json_double("ci95", r->ci95), printf(", ");

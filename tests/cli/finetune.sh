@@ -87,12 +87,12 @@ check "--steps 0: the checkpoint's parameters unchanged" same "$TMP/run/finetune
 
 # A fine-tuning sweep: finetune.checkpoint set, every point fine-tunes it; a point's result is
 # the same command run alone.
-printf '[run]\ndir = %s\nseed = 1\n[finetune]\ncheckpoint = %s\nways = 8\nshots = 5\nquery = 5\nsteps = 40\nlr = 0.01\nrepeats = 6\n[sweep]\nfinetune.freeze = body, conv1\n' \
+printf '[run]\ndir = %s\nseed = 1\n[finetune]\ncheckpoint = %s\nways = 8\nshots = 5\nquery = 5\nsteps = 40\nlr = 0.01\nrepeats = 6\n[sweep]\nfinetune.freeze = body, conv1+bn1\n' \
     "$TMP/ftsweep" "$CKPT" >"$TMP/ftsweep.ini"
 run "${MPIRUN[@]}" -np 2 "$BIN" sweep "$TMP/ftsweep.ini"
 expect_exit 0 "a fine-tuning sweep over finetune.freeze on 2 ranks"
 check "sweep.csv: 2 points done, accuracy in [0, 1]" \
-    test "$(grep -cE '^freeze=(body|conv1),(body|conv1),1,40,[0-9.e+-]+,accuracy,(0(\.[0-9]+)?|1),[0-9.e+-]+,[0-9.]+,done$' \
+    test "$(grep -cE '^freeze=(body|conv1\+bn1),(body|conv1\+bn1),1,40,[0-9.e+-]+,accuracy,(0(\.[0-9]+)?|1),[0-9.e+-]+,[0-9.]+,done$' \
         "$TMP/ftsweep/sweep.csv")" -eq 2
 check "the point freeze=body = finetune --freeze body alone" same "$TMP/ftsweep/freeze=body/finetuned.h5" "$TMP/body.h5"
 printf '[run]\ndir = %s\n[finetune]\ncheckpoint = %s\n[sweep]\nmodel.filters = 4, 8\n' "$TMP/ftsweep2" "$CKPT" \
@@ -105,6 +105,9 @@ check "... says what it may sweep" grep -q "sweeps finetune.\* keys and run.seed
 run "$BIN" finetune "$CKPT" --ways 5 --freeze conv1,conv9
 expect_exit 2 "an unknown layer"
 check "... lists the valid names" grep -q "conv9 is not a layer; the layers of this conv4 are: conv1, bn1, conv2, .*head, body" "$TMP/err"
+run "$BIN" finetune "$CKPT" --ways 5 --freeze "conv1 + bn1, none" --steps 1 --repeats 2 --json
+expect_exit 0 "--freeze with + and none"
+check "... freezes conv1 and bn1" grep -q '"frozen": "conv1, bn1"' "$TMP/out"
 run "$BIN" finetune "$CKPT" --ways 5 --freeze relu1
 expect_exit 2 "a layer without parameters"
 check "... says so" grep -q "relu1 has no parameters" "$TMP/err"
