@@ -85,6 +85,20 @@ expect_exit 0 "--steps 0 evaluates the checkpoint"
 check "--steps 0: the default output beside the checkpoint" test -f "$TMP/run/finetuned-ckpt-00000200.h5"
 check "--steps 0: the checkpoint's parameters unchanged" same "$TMP/run/finetuned-ckpt-00000200.h5" "$CKPT"
 
+# ResNet-12: a whole stage by its prefix, and one layer of the next.
+train "$TMP/r12" 1 3 --set task.family=fewshot --set model.arch=resnet12 --set model.widths=4,4,8,8 \
+    --set task.dataset="$TMP/cls.h5" --set task.ways=5 --set task.shots=1 --set task.query=2 --set meta.meta_batch=2
+expect_exit 0 "meta-train a narrow ResNet-12 for 3 iterations"
+run "$BIN" finetune "$TMP/r12/ckpt-00000003.h5" --ways 8 --shots 5 --query 5 --steps 5 --repeats 2 \
+    --freeze stage1,stage2.conv1 -o "$TMP/r12ft.h5" --progress none
+expect_exit 0 "fine-tune ResNet-12 with stage1 and stage2.conv1 frozen"
+for t in stage1.conv1.weight stage1.bn3.bias stage1.shortcut.weight stage1.shortcut_bn.weight stage2.conv1.weight; do
+    check "ResNet-12 frozen $t: bit-identical" same "$TMP/r12ft.h5" "$TMP/r12/ckpt-00000003.h5" --tensor "$t"
+done
+for t in stage2.bn1.weight stage2.conv2.weight stage4.conv3.weight; do
+    check "ResNet-12 trained $t: changed" differ "$TMP/r12ft.h5" "$TMP/r12/ckpt-00000003.h5" --tensor "$t"
+done
+
 # A fine-tuning sweep: finetune.checkpoint set, every point fine-tunes it; a point's result is
 # the same command run alone.
 printf '[run]\ndir = %s\nseed = 1\n[finetune]\ncheckpoint = %s\nways = 8\nshots = 5\nquery = 5\nsteps = 40\nlr = 0.01\nrepeats = 6\n[sweep]\nfinetune.freeze = body, conv1+bn1\n' \
