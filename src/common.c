@@ -51,3 +51,9 @@ double mt_now(void)
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
+
+static double flops; /* one count per process: ranks are processes, each with one BLAS thread */
+
+void mt_flops_add(double n) { flops += n; }
+
+double mt_flops_count(void) { return flops; }

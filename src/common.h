@@ -60,4 +60,10 @@ void *mt_calloc_at(size_t count, size_t size, const char *file, int line);
 /* Monotonic wall clock in seconds. */
 double mt_now(void);
 
+/* The arithmetic of the matrix products (layers.c, conv.c): each product of an [M,K] and a
+ * [K,N] matrix adds 2·M·N·K floating-point operations to this process's count, whether
+ * OpenBLAS or a small-matrix loop computes it. Benchmarks divide it by the time taken. */
+void mt_flops_add(double n);
+double mt_flops_count(void);
+
 #endif

@@ -13,6 +13,8 @@
 #include <math.h>
 #include <string.h>
 
+#include "common.h"
+
 #undef I /* OpenBLAS's cblas.h pulls in <complex.h>; no imaginary unit here */
 
 /* ---- conv: geometry and chunks ------------------------------------------------------ */
@@ -177,6 +179,7 @@ static const float *columns(float *scratch, const float *a, int N, const mt_conv
  * column of a [F, N·Ho·Wo] matrix (leading dimension ldy = N·Ho·Wo). */
 static void gemm_w_cols(float *y, int ldy, const float *a, const float *cols, int F, int CK, int ncols, float beta)
 {
+    mt_flops_add(2.0 * F * ncols * CK);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, F, ncols, CK, 1.0f, a, CK, cols, ncols, beta, y, ldy);
 }
 
@@ -184,12 +187,14 @@ static void gemm_w_cols(float *y, int ldy, const float *a, const float *cols, in
 static void gemm_dy_colsT(float *dw, const float *dy, int ldy, const float *cols, int F, int CK, int ncols,
                           float beta)
 {
+    mt_flops_add(2.0 * F * ncols * CK);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, F, CK, ncols, 1.0f, dy, ldy, cols, ncols, beta, dw, CK);
 }
 
 /* cols[C·k², ncols] (+)= w[F, C·k²]ᵀ · dy[F, chunk columns] */
 static void gemm_wT_dy(float *cols, const float *w, const float *dy, int ldy, int F, int CK, int ncols, float beta)
 {
+    mt_flops_add(2.0 * F * ncols * CK);
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, CK, ncols, F, 1.0f, w, CK, dy, ldy, beta, cols, ncols);
 }
 
@@ -416,23 +421,42 @@ void mt_conv_rbackward_ref(float *rdx, float *rdw, float *rdb, const float *dy, 
 
 /* ---- batchnorm, fast ---------------------------------------------------------------- */
 
+/* The channel sums run in double over LANES independent partial sums (lane l takes the values
+ * j ≡ l mod LANES, the tail goes to lane 0, then the lanes are added in a fixed tree): one
+ * serial chain of additions would wait on every add's latency, eight keep the adders busy
+ * and vectorise. The order is fixed, so the result is the same on every run and rank. */
+#define LANES 8
+
+static double lanes_sum(const double *a)
+{
+    return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+}
+
 void mt_bn_forward(float *y, float *stats, const float *x, const float *gamma, const float *beta, int C, int M)
 {
     assert(C > 0 && M > 0);
     for (int c = 0; c < C; c++) {
         const float *xc = x + (size_t)c * M;
         float *yc = y + (size_t)c * M;
-        double sum = 0.0;
-        for (int j = 0; j < M; j++) sum += xc[j];
-        const float mu = (float)(sum / M);
-        double ss = 0.0; /* two passes: no cancellation in E[x²] − μ² */
-        for (int j = 0; j < M; j++) {
+        double sum[LANES] = {0}, ss[LANES] = {0};
+        int j = 0;
+        for (; j + LANES <= M; j += LANES)
+            for (int l = 0; l < LANES; l++) sum[l] += xc[j + l];
+        for (; j < M; j++) sum[0] += xc[j];
+        const float mu = (float)(lanes_sum(sum) / M);
+        /* two passes: no cancellation in E[x²] − μ² */
+        for (j = 0; j + LANES <= M; j += LANES)
+            for (int l = 0; l < LANES; l++) {
+                const double d = (double)xc[j + l] - mu;
+                ss[l] += d * d;
+            }
+        for (; j < M; j++) {
             const double d = (double)xc[j] - mu;
-            ss += d * d;
+            ss[0] += d * d;
         }
-        const float s = (float)(1.0 / sqrt(ss / M + MT_BN_EPS));
+        const float s = (float)(1.0 / sqrt(lanes_sum(ss) / M + MT_BN_EPS));
         const float g = gamma[c], b = beta[c];
-        for (int j = 0; j < M; j++) yc[j] = g * ((xc[j] - mu) * s) + b;
+        for (j = 0; j < M; j++) yc[j] = g * ((xc[j] - mu) * s) + b;
         stats[c] = mu;
         stats[C + c] = s;
     }
@@ -445,12 +469,20 @@ void mt_bn_backward(float *dx, float *dgamma, float *dbeta, const float *dy, con
     for (int c = 0; c < C; c++) {
         const float *xc = x + (size_t)c * M, *dyc = dy + (size_t)c * M;
         const float mu = stats[c], s = stats[C + c];
-        double A = 0.0, B = 0.0; /* Σ dy, Σ dy·x̂ */
-        for (int j = 0; j < M; j++) {
+        double a_l[LANES] = {0}, b_l[LANES] = {0}; /* Σ dy, Σ dy·x̂ */
+        int j = 0;
+        for (; j + LANES <= M; j += LANES)
+            for (int l = 0; l < LANES; l++) {
+                const float xh = (xc[j + l] - mu) * s;
+                a_l[l] += dyc[j + l];
+                b_l[l] += (double)dyc[j + l] * xh;
+            }
+        for (; j < M; j++) {
             const float xh = (xc[j] - mu) * s;
-            A += dyc[j];
-            B += (double)dyc[j] * xh;
+            a_l[0] += dyc[j];
+            b_l[0] += (double)dyc[j] * xh;
         }
+        const double A = lanes_sum(a_l), B = lanes_sum(b_l);
         if (dgamma) {
             dgamma[c] = (float)B;
             dbeta[c] = (float)A;
@@ -458,7 +490,7 @@ void mt_bn_backward(float *dx, float *dgamma, float *dbeta, const float *dy, con
         if (!dx) continue;
         float *dxc = dx + (size_t)c * M;
         const float k = gamma[c] * s, a = (float)(A / M), b = (float)(B / M);
-        for (int j = 0; j < M; j++) {
+        for (j = 0; j < M; j++) {
             const float xh = (xc[j] - mu) * s;
             dxc[j] = k * (dyc[j] - a - xh * b);
         }
@@ -477,16 +509,24 @@ void mt_bn_rforward(float *ry, float *rstats, const float *x, const float *rx, c
         if (rxc) {
             /* Σ (x − μ)(rx − Rμ) = Σ (x − μ)·rx − Rμ·Σ (x − μ): one pass; Σ (x − μ) is not
              * exactly zero with μ rounded to float, so it is kept. */
-            double r = 0.0, d = 0.0, drx = 0.0;
-            for (int j = 0; j < M; j++) {
+            double r[LANES] = {0}, d[LANES] = {0}, drx[LANES] = {0};
+            int j = 0;
+            for (; j + LANES <= M; j += LANES)
+                for (int l = 0; l < LANES; l++) {
+                    const double dj = (double)xc[j + l] - mu;
+                    r[l] += rxc[j + l];
+                    d[l] += dj;
+                    drx[l] += dj * rxc[j + l];
+                }
+            for (; j < M; j++) {
                 const double dj = (double)xc[j] - mu;
-                r += rxc[j];
-                d += dj;
-                drx += dj * rxc[j];
+                r[0] += rxc[j];
+                d[0] += dj;
+                drx[0] += dj * rxc[j];
             }
-            const double rmu_d = r / M;
+            const double rmu_d = lanes_sum(r) / M;
             rmu = (float)rmu_d;
-            rs = (float)(-(double)s * s * s * (drx - rmu_d * d) / M);
+            rs = (float)(-(double)s * s * s * (lanes_sum(drx) - rmu_d * lanes_sum(d)) / M);
         }
         const float g = gamma[c], vg = vgamma[c], vb = vbeta ? vbeta[c] : 0.0f;
         for (int j = 0; j < M; j++) {
@@ -508,15 +548,20 @@ void mt_bn_rbackward(float *rdx, float *rdgamma, float *rdbeta, const float *dy,
         const size_t off = (size_t)c * M;
         const float *xc = x + off, *dyc = dy + off, *rdyc = rdy + off, *rxc = rx ? rx + off : NULL;
         const float mu = stats[c], s = stats[C + c], rmu = rstats[c], rs = rstats[C + c];
-        double A = 0.0, B = 0.0, RA = 0.0, RB = 0.0; /* Σ dy, Σ dy·x̂, Σ rdy, Σ (rdy·x̂ + dy·Rx̂) */
-        for (int j = 0; j < M; j++) {
-            const float d = xc[j] - mu, xh = d * s;
-            const float rxh = rxc ? (rxc[j] - rmu) * s + d * rs : 0.0f;
-            A += dyc[j];
-            B += (double)dyc[j] * xh;
-            RA += rdyc[j];
-            RB += (double)rdyc[j] * xh + (double)dyc[j] * rxh;
+        double a_l[LANES] = {0}, b_l[LANES] = {0}, ra_l[LANES] = {0}, rb_l[LANES] = {0};
+        for (int j0 = 0; j0 < M; j0 += LANES) { /* Σ dy, Σ dy·x̂, Σ rdy, Σ (rdy·x̂ + dy·Rx̂) */
+            const int n = M - j0 < LANES ? M - j0 : LANES;
+            for (int l = 0; l < n; l++) {
+                const int j = j0 + l;
+                const float d = xc[j] - mu, xh = d * s;
+                const float rxh = rxc ? (rxc[j] - rmu) * s + d * rs : 0.0f;
+                a_l[l] += dyc[j];
+                b_l[l] += (double)dyc[j] * xh;
+                ra_l[l] += rdyc[j];
+                rb_l[l] += (double)rdyc[j] * xh + (double)dyc[j] * rxh;
+            }
         }
+        const double A = lanes_sum(a_l), B = lanes_sum(b_l), RA = lanes_sum(ra_l), RB = lanes_sum(rb_l);
         rdgamma[c] = (float)RB;
         rdbeta[c] = (float)RA;
         if (!rdx) continue;

@@ -6,6 +6,8 @@
 #include <cblas.h>
 #include <string.h>
 
+#include "common.h"
+
 #undef I /* OpenBLAS's cblas.h pulls in <complex.h>; here I is a dimension, not the imaginary unit */
 
 /* ---- linear, fast ------------------------------------------------------------------- */
@@ -96,6 +98,7 @@ static inline float dot(const float *a, const float *b, int n)
 MT_CLONES static void gemm_nt(int M, int N, int K, const float *restrict a, const float *restrict b, float beta,
                               float *restrict c)
 {
+    mt_flops_add(2.0 * M * N * K);
     if (!is_small(M, N, K)) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, a, K, b, K, beta, c, N);
         return;
@@ -135,6 +138,7 @@ MT_CLONES static void gemm_nt(int M, int N, int K, const float *restrict a, cons
 MT_CLONES static void gemm_nn(int M, int N, int K, const float *restrict a, const float *restrict b, float beta,
                     float *restrict c)
 {
+    mt_flops_add(2.0 * M * N * K);
     if (!is_small(M, N, K)) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, a, K, b, N, beta, c, N);
         return;
@@ -149,6 +153,7 @@ MT_CLONES static void gemm_nn(int M, int N, int K, const float *restrict a, cons
 MT_CLONES static void gemm_tn(int M, int N, int K, const float *restrict a, const float *restrict b, float beta,
                     float *restrict c)
 {
+    mt_flops_add(2.0 * M * N * K);
     if (!is_small(M, N, K)) {
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, M, N, K, 1.0f, a, M, b, N, beta, c, N);
         return;

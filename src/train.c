@@ -655,6 +655,7 @@ int mt_train_run(const mt_dist *d, const mt_config *config, const mt_train_opts 
     mt_progress progress;
     mt_progress_start(&progress, d->rank == 0 ? o->progress : MT_PROGRESS_NONE, out, "train", start, end);
     double t_start = mt_now(), t_log = t_start;
+    const double flops_start = mt_flops_count();
     long s_log = start;
     mt_metrics_row last = {0};
     /* A signal while loading or resuming: nothing new to save (the state is the checkpoint
@@ -781,6 +782,8 @@ int mt_train_run(const mt_dist *d, const mt_config *config, const mt_train_opts 
     if ((rc = save_checkpoint(d, &ts, end, path, sizeof path)) != 0) goto done;
     double rss_own;
     const double rss_max = peak_rss_mib(d, &rss_own), pss_sum = pss_sum_mib(d);
+    double flops = mt_flops_count() - flops_start; /* this rank's matrix products, then all ranks' */
+    mt_dist_sum_double(d, &flops, 1);
     if (d->rank == 0) {
         double elapsed = mt_now() - t_start;
         fprintf(out, "%s: %ld iterations in %.1f s (%.0f tasks/s); query loss %.4g before, %.4g after adaptation",
@@ -789,6 +792,9 @@ int mt_train_run(const mt_dist *d, const mt_config *config, const mt_train_opts 
         if (last.has_accuracy) fprintf(out, "; accuracy %.1f%% -> %.1f%%", 100 * last.acc_pre, 100 * last.acc_post);
         fprintf(out, "\n  peak memory (resident set) per rank: %.1f MiB at most, %.1f MiB on rank 0\n", rss_max,
                 rss_own);
+        if (end > start)
+            fprintf(out, "  matrix products: %.4g GFLOP per iteration, %.3g GFLOP/s per rank\n",
+                    flops / 1e9 / (double)(end - start), flops / 1e9 / elapsed / d->size);
         if (pss_sum >= 0)
             fprintf(out, "  memory of all %d rank%s now: %.1f MiB (proportional set sizes summed: a page shared by "
                          "k ranks counts once)\n",

@@ -48,12 +48,13 @@ Examples (data files from make_fewshot_h5.py, see its docstring):
   /usr/bin/python3 tests/reference/torch_maml_fewshot.py --selfcheck
 
 The last line of output is one JSON object with the results.
-Runs single-threaded (torch.set_num_threads(1)).
+Runs single-threaded (torch.set_num_threads(1)) unless --threads N says otherwise.
 """
 
 import argparse
 import json
 import math
+import resource
 import sys
 import time
 
@@ -395,6 +396,8 @@ def train(args):
         "eval_accuracy_mean": None,
         "eval_accuracy_ci95": None,
         "eval_tasks": 0 if args.time_only else args.eval_tasks,
+        "threads": torch.get_num_threads(),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,  # Linux: KiB
         "eval_steps": args.eval_steps,
         "mode": args.mode,
         "query": args.query,
@@ -439,9 +442,11 @@ def main():
     ap.add_argument("--time-only", action="store_true",
                     help="skip evaluation; only run the iterations and report speed")
     ap.add_argument("--log-every", type=int, default=50, help="0 disables progress lines")
+    ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     ap.add_argument("--selfcheck", action="store_true",
                     help="compare loop and batched meta-gradients on synthetic tasks and exit")
     args = ap.parse_args()
+    torch.set_num_threads(args.threads)
     return selfcheck(args) if args.selfcheck else train(args)
 
 
