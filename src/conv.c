@@ -116,8 +116,8 @@ static void im2col(float *restrict cols, const float *restrict x, int N, const m
                         float *out = block + (size_t)oh * Wo;
                         const float *in = img + (size_t)(oh * s + kh - pad) * W;
                         zero_margin(out, ow_lo);
-                        if (s == 1)
-                            memcpy(out + ow_lo, in + ow_lo + off, sizeof(float) * (ow_hi - ow_lo));
+                        if (s == 1) /* a few to a few dozen floats: a loop, not a call */
+                            for (int ow = ow_lo; ow < ow_hi; ow++) out[ow] = in[ow + off];
                         else
                             for (int ow = ow_lo; ow < ow_hi; ow++) out[ow] = in[ow * s + off];
                         zero_margin(out + ow_hi, Wo - ow_hi);
@@ -718,18 +718,33 @@ void mt_maxpool_forward(float *restrict y, int32_t *restrict argmax, const float
     }
 }
 
-/* dx[P,H,W] = 0, then dx[argmax] += dy: windows do not overlap, so each input receives at
- * most one value. */
+/* dx[P,H,W] = dy at the argmax of each window and 0 elsewhere (windows do not overlap, so each
+ * input receives at most one value), written in one sweep of dx: each window's four values
+ * together, then an odd last column and row (outside every window) zero. */
 static void maxpool_scatter(float *restrict dx, const float *restrict dy, const int32_t *restrict argmax, int P,
                             int H, int W)
 {
-    const size_t plane = (size_t)H * W, outs = (size_t)(H / 2) * (W / 2);
-    memset(dx, 0, sizeof(float) * P * plane);
-    for (int p = 0; p < P; p++)
-        for (size_t o = 0; o < outs; o++) {
-            assert(argmax[p * outs + o] >= 0 && (size_t)argmax[p * outs + o] < plane);
-            dx[p * plane + argmax[p * outs + o]] += dy[p * outs + o];
+    const int Ho = H / 2, Wo = W / 2;
+    const size_t plane = (size_t)H * W, outs = (size_t)Ho * Wo;
+    for (int p = 0; p < P; p++) {
+        float *dp = dx + p * plane;
+        const float *gp = dy + p * outs;
+        const int32_t *ap = argmax + p * outs;
+        for (int i = 0; i < Ho; i++) {
+            float *r0 = dp + (size_t)2 * i * W, *r1 = r0 + W;
+            for (int j = 0; j < Wo; j++) {
+                const int32_t at = ap[i * Wo + j] - (int32_t)(2 * i * W + 2 * j); /* 0, 1, W or W + 1 */
+                const float g = gp[i * Wo + j];
+                assert(at == 0 || at == 1 || at == W || at == W + 1);
+                r0[2 * j] = at == 0 ? g : 0.0f;
+                r0[2 * j + 1] = at == 1 ? g : 0.0f;
+                r1[2 * j] = at == W ? g : 0.0f;
+                r1[2 * j + 1] = at == W + 1 ? g : 0.0f;
+            }
+            if (W & 1) r0[W - 1] = r1[W - 1] = 0.0f;
         }
+        if (H & 1) memset(dp + (size_t)(H - 1) * W, 0, sizeof(float) * W);
+    }
 }
 
 void mt_maxpool_backward(float *dx, const float *dy, const int32_t *argmax, int P, int H, int W)
