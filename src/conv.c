@@ -721,8 +721,8 @@ void mt_maxpool_forward(float *restrict y, int32_t *restrict argmax, const float
 /* dx[P,H,W] = dy at the argmax of each window and 0 elsewhere (windows do not overlap, so each
  * input receives at most one value), written in one sweep of dx: each window's four values
  * together, then an odd last column and row (outside every window) zero. */
-static void maxpool_scatter(float *restrict dx, const float *restrict dy, const int32_t *restrict argmax, int P,
-                            int H, int W)
+static void maxpool_scatter(float *restrict dx, const float *restrict dy, const float *restrict mask,
+                            const int32_t *restrict argmax, int P, int H, int W)
 {
     const int Ho = H / 2, Wo = W / 2;
     const size_t plane = (size_t)H * W, outs = (size_t)Ho * Wo;
@@ -734,7 +734,8 @@ static void maxpool_scatter(float *restrict dx, const float *restrict dy, const 
             float *r0 = dp + (size_t)2 * i * W, *r1 = r0 + W;
             for (int j = 0; j < Wo; j++) {
                 const int32_t at = ap[i * Wo + j] - (int32_t)(2 * i * W + 2 * j); /* 0, 1, W or W + 1 */
-                const float g = gp[i * Wo + j];
+                /* mask: a fused relu's output; where it is not positive, so is the gradient */
+                const float g = mask && !(mask[p * outs + (size_t)i * Wo + j] > 0.0f) ? 0.0f : gp[i * Wo + j];
                 assert(at == 0 || at == 1 || at == W || at == W + 1);
                 r0[2 * j] = at == 0 ? g : 0.0f;
                 r0[2 * j + 1] = at == 1 ? g : 0.0f;
@@ -749,7 +750,7 @@ static void maxpool_scatter(float *restrict dx, const float *restrict dy, const 
 
 void mt_maxpool_backward(float *dx, const float *dy, const int32_t *argmax, int P, int H, int W)
 {
-    maxpool_scatter(dx, dy, argmax, P, H, W);
+    maxpool_scatter(dx, dy, NULL, argmax, P, H, W);
 }
 
 void mt_maxpool_rforward(float *restrict ry, const float *restrict rx, const int32_t *restrict argmax, int P, int H,
@@ -762,7 +763,30 @@ void mt_maxpool_rforward(float *restrict ry, const float *restrict rx, const int
 
 void mt_maxpool_rbackward(float *rdx, const float *rdy, const int32_t *argmax, int P, int H, int W)
 {
-    maxpool_scatter(rdx, rdy, argmax, P, H, W);
+    maxpool_scatter(rdx, rdy, NULL, argmax, P, H, W);
+}
+
+void mt_maxpool_relu_forward(float *y, int32_t *argmax, const float *x, int P, int H, int W)
+{
+    mt_maxpool_forward(y, argmax, x, P, H, W);
+    const size_t n = (size_t)P * (H / 2) * (W / 2);
+    for (size_t i = 0; i < n; i++) y[i] = y[i] > 0.0f ? y[i] : 0.0f; /* mt_relu_forward's rule */
+}
+
+void mt_maxpool_relu_backward(float *dx, const float *dy, const float *y, const int32_t *argmax, int P, int H, int W)
+{
+    maxpool_scatter(dx, dy, y, argmax, P, H, W);
+}
+
+void mt_maxpool_relu_rforward(float *restrict ry, const float *restrict rx, const float *restrict y,
+                              const int32_t *restrict argmax, int P, int H, int W)
+{
+    const size_t plane = (size_t)H * W, outs = (size_t)(H / 2) * (W / 2);
+    for (int p = 0; p < P; p++)
+        for (size_t o = 0; o < outs; o++) {
+            const size_t k = p * outs + o;
+            ry[k] = y[k] > 0.0f ? rx[p * plane + argmax[k]] : 0.0f;
+        }
 }
 
 /* ---- flatten ------------------------------------------------------------------------ */

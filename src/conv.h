@@ -180,6 +180,17 @@ void mt_maxpool_rforward(float *ry, const float *rx, const int32_t *argmax, int 
 /* rdx[P,H,W] zeroed, then rdy scattered (the same map as mt_maxpool_backward) */
 void mt_maxpool_rbackward(float *rdx, const float *rdy, const int32_t *argmax, int P, int H, int W);
 
+/* A ReLU fused into the max-pool after it (the pool of relu(x) is the relu of the pool of x,
+ * windows choosing the same first maximum wherever it is positive): the four passes of
+ * pool ∘ relu in one sweep, on x before the relu, with the same results as
+ * mt_relu_* followed by mt_maxpool_* (test_conv compares them). y is the forward's output:
+ * where it is 0 the window's maximum was not positive and its gradient is 0. */
+void mt_maxpool_relu_forward(float *y, int32_t *argmax, const float *x, int P, int H, int W);
+/* dx[P,H,W] = dy at argmax where y > 0, 0 elsewhere (the R-backward: the same map on rdy) */
+void mt_maxpool_relu_backward(float *dx, const float *dy, const float *y, const int32_t *argmax, int P, int H, int W);
+/* ry = rx at argmax where y > 0, else 0 */
+void mt_maxpool_relu_rforward(float *ry, const float *rx, const float *y, const int32_t *argmax, int P, int H, int W);
+
 /* ---- flatten: CNHW [C,N,HW] → rows [N, C·HW] ------------------------------------------
  * y[n, c·HW + i] = x[c, n, i]: each image's row in PyTorch's (c,h,w) order. backward is the
  * inverse permutation. Both are linear, so the R-passes are the same functions

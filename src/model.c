@@ -131,15 +131,23 @@ static void bn_rbwd(const mt_op *o, const op_io *a)
 
 /* The parameter-free ops below never read the model input directly in the models built
  * here (a conv or linear op comes first), so their R-inputs are never the data's NULL. */
-static void relu_fwd(const mt_op *o, const op_io *a) { mt_relu_forward(a->y, a->x[0], a->N * o->out); }
+/* A fused relu does nothing: its arrays are its input's and the max-pool after it does its
+ * work (mt_op.fused). */
+static void relu_fwd(const mt_op *o, const op_io *a)
+{
+    if (!o->fused) mt_relu_forward(a->y, a->x[0], a->N * o->out);
+}
 static void relu_bwd(const mt_op *o, const op_io *a)
 {
-    if (a->dx[0]) mt_relu_backward(a->dx[0], a->dy, a->x[0], a->N * o->out);
+    if (a->dx[0] && !o->fused) mt_relu_backward(a->dx[0], a->dy, a->x[0], a->N * o->out);
 }
-static void relu_rfwd(const mt_op *o, const op_io *a) { mt_relu_rforward(a->ry, a->rx[0], a->x[0], a->N * o->out); }
+static void relu_rfwd(const mt_op *o, const op_io *a)
+{
+    if (!o->fused) mt_relu_rforward(a->ry, a->rx[0], a->x[0], a->N * o->out);
+}
 static void relu_rbwd(const mt_op *o, const op_io *a)
 {
-    if (a->rdx[0]) mt_relu_rbackward(a->rdx[0], a->rdy, a->x[0], a->N * o->out);
+    if (a->rdx[0] && !o->fused) mt_relu_rbackward(a->rdx[0], a->rdy, a->x[0], a->N * o->out);
 }
 
 static void leaky_fwd(const mt_op *o, const op_io *a) { mt_leaky_relu_forward(a->y, a->x[0], a->N * o->out, o->slope); }
@@ -156,22 +164,33 @@ static void leaky_rbwd(const mt_op *o, const op_io *a)
     if (a->rdx[0]) mt_leaky_relu_rbackward(a->rdx[0], a->rdy, a->x[0], a->N * o->out, o->slope);
 }
 
-/* max-pool is piecewise linear: its R-passes are its own maps along the argmax */
+/* max-pool is piecewise linear: its R-passes are its own maps along the argmax. A fused pool
+ * reads the relu's input (the relu's arrays are its input's) and applies the relu too. */
 static void pool_fwd(const mt_op *o, const op_io *a)
 {
-    mt_maxpool_forward(a->y, a->argmax, a->x[0], o->in_c * a->N, o->in_h, o->in_w);
+    const int P = o->in_c * a->N;
+    if (o->fused) mt_maxpool_relu_forward(a->y, a->argmax, a->x[0], P, o->in_h, o->in_w);
+    else mt_maxpool_forward(a->y, a->argmax, a->x[0], P, o->in_h, o->in_w);
 }
 static void pool_bwd(const mt_op *o, const op_io *a)
 {
-    if (a->dx[0]) mt_maxpool_backward(a->dx[0], a->dy, a->argmax, o->in_c * a->N, o->in_h, o->in_w);
+    const int P = o->in_c * a->N;
+    if (!a->dx[0]) return;
+    if (o->fused) mt_maxpool_relu_backward(a->dx[0], a->dy, a->y, a->argmax, P, o->in_h, o->in_w);
+    else mt_maxpool_backward(a->dx[0], a->dy, a->argmax, P, o->in_h, o->in_w);
 }
 static void pool_rfwd(const mt_op *o, const op_io *a)
 {
-    mt_maxpool_rforward(a->ry, a->rx[0], a->argmax, o->in_c * a->N, o->in_h, o->in_w);
+    const int P = o->in_c * a->N;
+    if (o->fused) mt_maxpool_relu_rforward(a->ry, a->rx[0], a->y, a->argmax, P, o->in_h, o->in_w);
+    else mt_maxpool_rforward(a->ry, a->rx[0], a->argmax, P, o->in_h, o->in_w);
 }
 static void pool_rbwd(const mt_op *o, const op_io *a)
 {
-    if (a->rdx[0]) mt_maxpool_rbackward(a->rdx[0], a->rdy, a->argmax, o->in_c * a->N, o->in_h, o->in_w);
+    const int P = o->in_c * a->N;
+    if (!a->rdx[0]) return;
+    if (o->fused) mt_maxpool_relu_backward(a->rdx[0], a->rdy, a->y, a->argmax, P, o->in_h, o->in_w);
+    else mt_maxpool_rbackward(a->rdx[0], a->rdy, a->argmax, P, o->in_h, o->in_w);
 }
 
 /* global average pool and flatten are linear: R-forward is forward on R-inputs, and
@@ -347,9 +366,28 @@ static void model_begin(mt_model *m, const char *arch, mt_loss_kind loss, int C,
     m->in = C * H * W;
 }
 
+/* A relu whose input no other op reads (it runs in place) and whose only reader is the next
+ * op, a max-pool: the pool applies it (see mt_op.fused). */
+static void fuse_relu_pool(mt_model *m)
+{
+    for (int r = 1; r + 1 < m->n_ops; r++) {
+        int readers_src = 0, readers_r = 0;
+        for (int i = 0; i < m->n_ops; i++)
+            for (int s = 0; s < 2; s++) {
+                readers_src += m->op[i].src[s] == r - 1;
+                readers_r += m->op[i].src[s] == r;
+            }
+        mt_op *o = &m->op[r], *p = &m->op[r + 1];
+        if (o->kind == MT_OP_RELU && o->src[0] == r - 1 && readers_src == 1 && readers_r == 1 &&
+            p->kind == MT_OP_POOL && p->src[0] == r)
+            o->fused = p->fused = 1;
+    }
+}
+
 static void model_end(mt_model *m)
 {
     m->out = m->op[m->n_ops - 1].out;
+    fuse_relu_pool(m);
 }
 
 int mt_model_mlp(mt_model *m, int in, int hidden, int out)
@@ -553,6 +591,10 @@ static int share_grads(const mt_model *m, int *buf_of)
             for (int s = 0; s < op_table[m->op[i].kind].n_src; s++)
                 if (m->op[i].src[s] == j && i > born[j]) born[j] = i;
     }
+    /* a fused relu r's gradient array is its input's (r − 1): that node's interval starts
+     * where r's does, and r takes its buffer (r − 1 is placed right after r) */
+    for (int j = 0; j < m->n_ops; j++)
+        if (m->op[j].kind == MT_OP_RELU && m->op[j].fused) born[j - 1] = born[j];
     int n_bufs = 0;
     for (int j = m->n_ops - 1; j >= 0; j--) {
         int b = 0;
@@ -563,6 +605,7 @@ static int share_grads(const mt_model *m, int *buf_of)
             if (!clash) break;
         }
         buf_of[j] = b;
+        if (j + 1 < m->n_ops && m->op[j + 1].kind == MT_OP_RELU && m->op[j + 1].fused) buf_of[j + 1] = b;
         if (b + 1 > n_bufs) n_bufs = b + 1;
     }
     return n_bufs;
@@ -588,7 +631,9 @@ mt_workspace *mt_workspace_init(const mt_model *m, int max_rows, mt_ws_passes pa
          * sign for the input's (layers.h), and no op reads its own output backward. */
         in_place[i] = (o->kind == MT_OP_RELU || (o->kind == MT_OP_LEAKY && o->slope >= 0.0f)) && o->src[0] >= 0 &&
                       readers(m, o->src[0]) == 1;
-        total += (size_t)((in_place[i] ? 0 : 1 + hvp) + 2 * hvp) * rows * o->out; /* y, ry; dy, rdy */
+        const int fused = o->kind == MT_OP_RELU && o->fused; /* all its arrays are its input's */
+        assert(!fused || in_place[i]);
+        total += (size_t)((in_place[i] ? 0 : 1 + hvp) + (fused ? 0 : 2 * hvp)) * rows * o->out; /* y, ry; dy, rdy */
         if (rows * o->out > widest) widest = rows * o->out;
         if (o->kind == MT_OP_BN) total += (passes == MT_WS_HVP ? 4 : 2) * (size_t)o->out_c;
         if (o->kind == MT_OP_POOL) argmax += rows * o->out;
@@ -614,7 +659,8 @@ mt_workspace *mt_workspace_init(const mt_model *m, int max_rows, mt_ws_passes pa
             ws->y[i] = p, p += n;
             if (hvp) ws->ry[i] = p, p += n;
         }
-        if (hvp) ws->dy[i] = p, p += n, ws->rdy[i] = p, p += n;
+        if (hvp && o->kind == MT_OP_RELU && o->fused) ws->dy[i] = ws->dy[o->src[0]], ws->rdy[i] = ws->rdy[o->src[0]];
+        else if (hvp) ws->dy[i] = p, p += n, ws->rdy[i] = p, p += n;
         if (o->kind == MT_OP_BN) ws->stats[i] = p, p += (passes == MT_WS_HVP ? 4 : 2) * (size_t)o->out_c;
         if (o->kind == MT_OP_POOL) ws->argmax[i] = q, q += n;
     }

@@ -62,6 +62,11 @@ typedef struct {
     mt_conv_geom conv;       /* conv: kernel, stride, padding and shapes */
     int has_bias;            /* linear, conv: a bias follows the weight */
     float slope;             /* leaky ReLU: the slope for negative inputs */
+    int fused;               /* relu followed by a max-pool that is its only reader: the pool does
+                              * the relu's work in all four passes (max-pool and ReLU commute),
+                              * the relu's passes do nothing, and the relu's arrays are its input's.
+                              * Set on both ops by the builders; clearing both flags gives the
+                              * unfused passes, the same bits (tests compare them). */
     size_t offset;           /* index in θ of the op's first parameter */
     size_t n_params;         /* 0 for parameter-free ops */
 } mt_op;

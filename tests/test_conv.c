@@ -834,6 +834,44 @@ static void check_maxpool(int P, int H, int W, uint64_t seed)
 }
 
 /* Ties pick the first maximum in row-major window order. */
+/* The fused relu + max-pool passes against mt_relu_* followed by mt_maxpool_*: the same bits,
+ * on inputs where many windows hold no positive value (and odd sizes). */
+static void check_maxpool_relu(int P, int H, int W, uint64_t seed)
+{
+    const int Ho = H / 2, Wo = W / 2;
+    const size_t nx = (size_t)P * H * W, ny = (size_t)P * Ho * Wo;
+    float *x = tu_vec(nx), *rx = tu_vec(nx), *dy = tu_vec(ny), *r = tu_vec(nx), *y1 = tu_vec(ny), *y2 = tu_vec(ny);
+    float *d1 = tu_vec(nx), *d2 = tu_vec(nx), *t = tu_vec(nx), *ry1 = tu_vec(ny), *ry2 = tu_vec(ny);
+    int32_t *a1 = malloc(ny * sizeof *a1), *a2 = malloc(ny * sizeof *a2);
+    tu_random(x, nx, -1.0f, 0.4f, seed, 1); /* mostly negative: windows without a positive value */
+    tu_random(rx, nx, -1.0f, 1.0f, seed, 2);
+    tu_random(dy, ny, -1.0f, 1.0f, seed, 3);
+    for (size_t i = 0; i < nx; i++) d1[i] = d2[i] = 7.0f; /* stale values must be overwritten */
+    mt_relu_forward(r, x, (int)nx);
+    mt_maxpool_forward(y1, a1, r, P, H, W);
+    mt_maxpool_relu_forward(y2, a2, x, P, H, W);
+    char label[96];
+    snprintf(label, sizeof label, "maxpool+relu P=%d %dx%d forward = relu then pool (bits)", P, H, W);
+    tu_expect(memcmp(y1, y2, ny * sizeof *y1) == 0, label);
+    mt_maxpool_backward(t, dy, a1, P, H, W);
+    mt_relu_backward(d1, t, r, (int)nx);
+    mt_maxpool_relu_backward(d2, dy, y2, a2, P, H, W);
+    snprintf(label, sizeof label, "maxpool+relu P=%d %dx%d backward = pool then relu backward (bits)", P, H, W);
+    tu_expect(memcmp(d1, d2, nx * sizeof *d1) == 0, label);
+    mt_relu_rforward(t, rx, r, (int)nx);
+    mt_maxpool_rforward(ry1, t, a1, P, H, W);
+    mt_maxpool_relu_rforward(ry2, rx, y2, a2, P, H, W);
+    snprintf(label, sizeof label, "maxpool+relu P=%d %dx%d rforward = relu then pool rforward (bits)", P, H, W);
+    tu_expect(memcmp(ry1, ry2, ny * sizeof *ry1) == 0, label);
+    size_t dead = 0;
+    for (size_t i = 0; i < ny; i++) dead += y1[i] == 0.0f;
+    snprintf(label, sizeof label, "maxpool+relu P=%d %dx%d: windows without a positive value occur (%zu of %zu)", P,
+             H, W, dead, ny);
+    tu_expect(dead > 0 && dead < ny, label);
+    free(x), free(rx), free(dy), free(r), free(y1), free(y2), free(d1), free(d2), free(t), free(ry1), free(ry2);
+    free(a1), free(a2);
+}
+
 static void check_maxpool_ties(void)
 {
     /* one 2×4 plane, two windows: [[5,5],[5,5]] → index 0; [[1,7],[7,7]] → index 3 (row 0, col 3) */
@@ -1224,6 +1262,8 @@ int main(void)
 
     check_maxpool(6, 6, 6, 400);
     check_maxpool(4, 5, 7, 401); /* odd sizes: the last row and column are dropped */
+    check_maxpool_relu(6, 6, 6, 402);
+    check_maxpool_relu(4, 5, 7, 403);
     check_maxpool_ties();
 
     check_flatten(3, 4, 6, 500);

@@ -287,10 +287,58 @@ static void check_zero_directions(void)
     net_free(&n);
 }
 
+/* Conv4's relu → max-pool pairs run fused (mt_op.fused): the same bits as the unfused passes,
+ * in every workspace and through a MAML meta-gradient, with less memory for the R-passes. */
+static void check_fusion(void)
+{
+    mt_model fused, plain;
+    tu_expect(mt_model_conv4(&fused, 1, 16, 16, 6, 3) == 0, "build Conv4 1x16x16, 6 filters");
+    plain = fused;
+    int pairs = 0;
+    for (int i = 0; i < plain.n_ops; i++) {
+        pairs += plain.op[i].kind == MT_OP_RELU && plain.op[i].fused;
+        plain.op[i].fused = 0;
+    }
+    tu_expect(pairs == 4, "conv4: its four relu -> pool pairs are fused");
+    const int N = 9; /* odd: 2x2 windows of negative values and ties are common at this size */
+    const size_t P = fused.n_params;
+    float *theta = tu_vec(P), *x = tu_vec((size_t)N * fused.in), *y = tu_vec(N), *v = tu_vec(P);
+    mt_model_init_params(&fused, theta, 9);
+    tu_random(x, (size_t)N * fused.in, -1.0f, 1.0f, 9, 1);
+    tu_random(v, P, -1.0f, 1.0f, 9, 2);
+    for (int i = 0; i < N; i++) y[i] = (float)(i % 3);
+    float *g[2], *h[2], loss[2], hl[2];
+    size_t bytes[2];
+    for (int k = 0; k < 2; k++) {
+        const mt_model *m = k ? &plain : &fused;
+        mt_workspace *grad = mt_workspace_init(m, N, MT_WS_GRAD), *full = mt_workspace_init(m, N, MT_WS_HVP);
+        g[k] = tu_vec(P), h[k] = tu_vec(P);
+        loss[k] = mt_model_loss_grad(m, grad, theta, x, y, N, g[k]);
+        hl[k] = mt_model_hvp(m, full, theta, x, y, N, v, h[k]);
+        bytes[k] = mt_workspace_bytes(full);
+        mt_workspace_free(grad);
+        mt_workspace_free(full);
+    }
+    tu_expect(loss[0] == loss[1] && hl[0] == hl[1], "fused and unfused: the same loss");
+    tu_expect(memcmp(g[0], g[1], P * sizeof(float)) == 0, "fused and unfused: the same gradient bits");
+    tu_expect(memcmp(h[0], h[1], P * sizeof(float)) == 0, "fused and unfused: the same HVP bits");
+    tu_expect(bytes[0] < bytes[1], "fused: a smaller HVP workspace (the relus hold no gradient arrays)");
+    mt_task t = {.xs = x, .ys = y, .xq = x, .yq = y, .n_support = 4, .n_query = N};
+    for (int k = 0; k < 2; k++) {
+        mt_meta *mm = mt_meta_init(k ? &plain : &fused, MT_ALGO_MAML, 2, 4, N);
+        mt_meta_task_grad(mm, MT_ALGO_MAML, theta, 0.1f, 2, &t, g[k], NULL);
+        mt_meta_free(mm);
+    }
+    tu_expect(memcmp(g[0], g[1], P * sizeof(float)) == 0, "fused and unfused: the same MAML meta-gradient bits (K = 2)");
+    for (int k = 0; k < 2; k++) free(g[k]), free(h[k]);
+    free(theta), free(x), free(y), free(v);
+}
+
 int main(void)
 {
     check_layouts();
     check_workspaces();
+    check_fusion();
     check_symmetry();
     check_zero_directions();
     return tu_finish();
