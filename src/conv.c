@@ -208,14 +208,29 @@ static void fill_channels(float *y, const float *b, int F, size_t M)
     }
 }
 
+/* Channel sums (conv bias gradients, batchnorm statistics) run in double over LANES
+ * independent partial sums (lane l takes the values j ≡ l mod LANES, the tail goes to lane 0,
+ * then the lanes are added in a fixed tree): one serial chain of additions would wait on
+ * every add's latency, eight keep the adders busy and vectorise. The order is fixed, so the
+ * result is the same on every run and rank. */
+#define LANES 8
+
+static double lanes_sum(const double *a)
+{
+    return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+}
+
 /* db[F] = Σ_j dy[f, j] over M values, in double */
 static void channel_sums(float *db, const float *dy, int F, size_t M)
 {
     for (int f = 0; f < F; f++) {
         const float *row = dy + (size_t)f * M;
-        double s = 0.0;
-        for (size_t j = 0; j < M; j++) s += row[j];
-        db[f] = (float)s;
+        double s[LANES] = {0};
+        size_t j = 0;
+        for (; j + LANES <= M; j += LANES)
+            for (int l = 0; l < LANES; l++) s[l] += row[j + l];
+        for (; j < M; j++) s[0] += row[j];
+        db[f] = (float)lanes_sum(s);
     }
 }
 
@@ -420,17 +435,6 @@ void mt_conv_rbackward_ref(float *rdx, float *rdw, float *rdb, const float *dy, 
 #undef AT_W
 
 /* ---- batchnorm, fast ---------------------------------------------------------------- */
-
-/* The channel sums run in double over LANES independent partial sums (lane l takes the values
- * j ≡ l mod LANES, the tail goes to lane 0, then the lanes are added in a fixed tree): one
- * serial chain of additions would wait on every add's latency, eight keep the adders busy
- * and vectorise. The order is fixed, so the result is the same on every run and rank. */
-#define LANES 8
-
-static double lanes_sum(const double *a)
-{
-    return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
-}
 
 void mt_bn_forward(float *y, float *stats, const float *x, const float *gamma, const float *beta, int C, int M)
 {
