@@ -112,15 +112,26 @@ static void im2col(float *restrict cols, const float *restrict x, int N, const m
                         continue;
                     }
                     memset(block, 0, sizeof(float) * oh_lo * Wo); /* rows above the plane */
-                    for (int oh = oh_lo; oh < oh_hi; oh++) {
-                        float *out = block + (size_t)oh * Wo;
-                        const float *in = img + (size_t)(oh * s + kh - pad) * W;
-                        zero_margin(out, ow_lo);
-                        if (s == 1) /* a few to a few dozen floats: a loop, not a call */
-                            for (int ow = ow_lo; ow < ow_hi; ow++) out[ow] = in[ow + off];
-                        else
+                    if (s == 1 && Wo == W && oh_lo < oh_hi) {
+                        /* "same" width: the tap's window is the plane shifted by a constant,
+                         * so its rows are one contiguous copy, from the first valid value
+                         * to the last; then the margins (padding) are zeroed over what the
+                         * copy brought in from the neighbouring rows */
+                        const size_t first = (size_t)oh_lo * W + ow_lo, last = (size_t)(oh_hi - 1) * W + ow_hi;
+                        const ptrdiff_t shift = (ptrdiff_t)(kh - pad) * W + off;
+                        memcpy(block + first, img + (ptrdiff_t)first + shift, sizeof(float) * (last - first));
+                        for (int oh = oh_lo; oh < oh_hi; oh++) {
+                            zero_margin(block + (size_t)oh * Wo, ow_lo);
+                            zero_margin(block + (size_t)oh * Wo + ow_hi, Wo - ow_hi);
+                        }
+                    } else {
+                        for (int oh = oh_lo; oh < oh_hi; oh++) {
+                            float *out = block + (size_t)oh * Wo;
+                            const float *in = img + (size_t)(oh * s + kh - pad) * W;
+                            zero_margin(out, ow_lo);
                             for (int ow = ow_lo; ow < ow_hi; ow++) out[ow] = in[ow * s + off];
-                        zero_margin(out + ow_hi, Wo - ow_hi);
+                            zero_margin(out + ow_hi, Wo - ow_hi);
+                        }
                     }
                     memset(block + (size_t)oh_hi * Wo, 0, sizeof(float) * (Ho - oh_hi) * Wo); /* and below */
                 }
@@ -723,32 +734,22 @@ void mt_maxpool_forward(float *restrict y, int32_t *restrict argmax, const float
 }
 
 /* dx[P,H,W] = dy at the argmax of each window and 0 elsewhere (windows do not overlap, so each
- * input receives at most one value), written in one sweep of dx: each window's four values
- * together, then an odd last column and row (outside every window) zero. */
+ * input receives at most one value); with mask (a fused relu's output, the pool's own), only
+ * where the mask is positive. Plane by plane, so that the zeroed plane is still in cache when
+ * the values land in it. */
 static void maxpool_scatter(float *restrict dx, const float *restrict dy, const float *restrict mask,
                             const int32_t *restrict argmax, int P, int H, int W)
 {
-    const int Ho = H / 2, Wo = W / 2;
-    const size_t plane = (size_t)H * W, outs = (size_t)Ho * Wo;
+    const size_t plane = (size_t)H * W, outs = (size_t)(H / 2) * (W / 2);
     for (int p = 0; p < P; p++) {
         float *dp = dx + p * plane;
-        const float *gp = dy + p * outs;
+        const float *gp = dy + p * outs, *mp = mask ? mask + p * outs : NULL;
         const int32_t *ap = argmax + p * outs;
-        for (int i = 0; i < Ho; i++) {
-            float *r0 = dp + (size_t)2 * i * W, *r1 = r0 + W;
-            for (int j = 0; j < Wo; j++) {
-                const int32_t at = ap[i * Wo + j] - (int32_t)(2 * i * W + 2 * j); /* 0, 1, W or W + 1 */
-                /* mask: a fused relu's output; where it is not positive, so is the gradient */
-                const float g = mask && !(mask[p * outs + (size_t)i * Wo + j] > 0.0f) ? 0.0f : gp[i * Wo + j];
-                assert(at == 0 || at == 1 || at == W || at == W + 1);
-                r0[2 * j] = at == 0 ? g : 0.0f;
-                r0[2 * j + 1] = at == 1 ? g : 0.0f;
-                r1[2 * j] = at == W ? g : 0.0f;
-                r1[2 * j + 1] = at == W + 1 ? g : 0.0f;
-            }
-            if (W & 1) r0[W - 1] = r1[W - 1] = 0.0f;
+        memset(dp, 0, sizeof(float) * plane);
+        for (size_t o = 0; o < outs; o++) {
+            assert(ap[o] >= 0 && (size_t)ap[o] < plane);
+            if (!mp || mp[o] > 0.0f) dp[ap[o]] = gp[o];
         }
-        if (H & 1) memset(dp + (size_t)(H - 1) * W, 0, sizeof(float) * W);
     }
 }
 
