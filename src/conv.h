@@ -51,7 +51,7 @@
  * images) and multiply with cblas_sgemm, writing a chunk's columns of y in place through
  * the leading dimension; the backward passes multiply by wᵀ into the same column buffer
  * and add it back onto the input pixels (col2im). Chunks bound the scratch memory on large
- * images: a chunk holds as many images as fit in 4Mi floats of columns (16 MiB), at least
+ * images: a chunk holds as many images as fit in 1Mi floats of columns (4 MiB), at least
  * one and at most N. Weight gradients are summed over the chunks in order, so their float
  * rounding depends on the chunk size (and on sgemm's blocking); nothing else does, and the
  * results are deterministic for a given shape and BLAS thread count.
@@ -76,7 +76,7 @@ typedef struct {
  * exceeds INT_MAX (sgemm's dimensions are ints). */
 int mt_conv_geom_init(mt_conv_geom *g, int C, int H, int W, int F, int k, int stride, int pad);
 
-/* Images per chunk for a batch of N: min(N, max(1, 4Mi / (C·k²·Ho·Wo))); N on the 1×1
+/* Images per chunk for a batch of N: min(N, max(1, 1Mi / (C·k²·Ho·Wo))); N on the 1×1
  * fast path. */
 int mt_conv_chunk_images(int N, const mt_conv_geom *g);
 

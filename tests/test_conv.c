@@ -7,9 +7,9 @@
  *      with the optional outputs (dx, rdx, dw, db, dγ) and R-inputs (rx, vb, vβ) NULL and
  *      not; conv on 21 geometries (main lists them): Conv4's 3×3 stride 1 padding 1 on odd
  *      sizes, at Fashion-MNIST size and on one big enough to run in several chunks of
- *      images (6 × 16×84×84, chunks of 4 + 2); the 1×1 stride-1 fast path (given a NULL
+ *      images (6 × 4×84×84, chunks of 4 + 2); the 1×1 stride-1 fast path (given a NULL
  *      scratch, so a use of it crashes); 3×3 s2 p1 and 1×1 s2 p0 on odd and even planes,
- *      one of them multi-chunk (6 × 64×84×84); other kernels, strides and paddings,
+ *      one of them multi-chunk (6 × 16×84×84); other kernels, strides and paddings,
  *      including taps wholly in the padding; half of them without bias (b, db, vb, rdb
  *      all NULL). The scratch buffer holds exactly mt_conv_scratch_floats floats,
  *      poisoned with NaN before every call. mt_conv_geom_init's output sizes and
@@ -1214,18 +1214,18 @@ int main(void)
 {
     /* conv shapes {N, C, H, W, F, k, stride, pad, bias}. Conv4's 3×3 s1 p1: odd sizes; its
      * first layer on a 10-image Fashion-MNIST batch; one image of 1×1 (every tap but the
-     * centre is padding); 6 images of 16×84×84, whose columns (16·9·84·84 floats per image)
+     * centre is padding); 6 images of 4×84×84, whose columns (4·9·84·84 floats per image)
      * run in chunks of 4 + 2 images. ResNet-12's 1×1 s1 p0 shortcut (the fast path, with
      * and without bias). Strided: 3×3 s2 p1 and 1×1 s2 p0 on odd and even planes, and
-     * 6 × 64×84×84 at 3×3 s2 p1 (64·9·42·42 floats per image: chunks of 4 + 2). Other
+     * 6 × 16×84×84 at 3×3 s2 p1 (16·9·42·42 floats per image: chunks of 4 + 2). Other
      * kernels: 5×5 p2, 3×3 p0 (valid), 5×5 p4 on a 1×2 plane (whole rows and columns of
      * taps fall in the padding), 3×3 s3 p2, 7×7 s2 p3, 2×2 s2 (an even kernel). */
     const conv_shape shapes[] = {
         {3, 2, 5, 4, 3, 3, 1, 1, 1},    {10, 1, 28, 28, 8, 3, 1, 1, 1}, {2, 3, 1, 1, 2, 3, 1, 1, 1},
-        {6, 16, 84, 84, 2, 3, 1, 1, 1}, {3, 2, 5, 4, 3, 3, 1, 1, 0},    {2, 3, 1, 1, 2, 3, 1, 1, 0},
+        {6, 4, 84, 84, 2, 3, 1, 1, 1},  {3, 2, 5, 4, 3, 3, 1, 1, 0},    {2, 3, 1, 1, 2, 3, 1, 1, 0},
         {3, 4, 5, 3, 6, 1, 1, 0, 1},    {2, 5, 7, 6, 3, 1, 1, 0, 0},    {75, 8, 5, 5, 16, 1, 1, 0, 0},
         {3, 2, 7, 6, 3, 3, 2, 1, 1},    {2, 3, 8, 8, 4, 3, 2, 1, 0},    {2, 2, 1, 1, 3, 3, 2, 1, 0},
-        {3, 3, 7, 5, 2, 1, 2, 0, 1},    {2, 2, 6, 6, 3, 1, 2, 0, 0},    {6, 64, 84, 84, 2, 3, 2, 1, 0},
+        {3, 3, 7, 5, 2, 1, 2, 0, 1},    {2, 2, 6, 6, 3, 1, 2, 0, 0},    {6, 16, 84, 84, 2, 3, 2, 1, 0},
         {2, 2, 6, 5, 3, 5, 1, 2, 1},    {2, 2, 5, 6, 2, 3, 1, 0, 0},    {2, 2, 1, 2, 3, 5, 1, 4, 1},
         {2, 2, 7, 8, 2, 3, 3, 2, 0},    {2, 3, 11, 10, 4, 7, 2, 3, 0},  {2, 2, 5, 5, 3, 2, 2, 0, 1},
     };
