@@ -3,6 +3,7 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -245,4 +246,23 @@ int mt_cli_check_checkpoint_model(const mt_dist *d, const char *path, const mt_c
     if (mt_dist_all(d, ok)) return 0;
     mt_cli_error(d, "%s: %s", path, err);
     return MT_EXIT_USAGE;
+}
+
+void mt_cli_json_string(const char *s)
+{
+    putchar('"');
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') printf("\\%c", c);
+        else if (c == '\n') printf("\\n");
+        else if (c < 0x20) printf("\\u%04x", c);
+        else putchar(c);
+    }
+    putchar('"');
+}
+
+void mt_cli_json_number(char out[32], double v)
+{
+    if (isfinite(v)) snprintf(out, 32, "%.9g", v);
+    else snprintf(out, 32, "null");
 }

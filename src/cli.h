@@ -67,6 +67,12 @@ int mt_cli_read_checkpoint(const mt_dist *d, const char *path, mt_checkpoint *ck
 int mt_cli_check_checkpoint_model(const mt_dist *d, const char *path, const mt_checkpoint *ck, const mt_model *m,
                                   const char *source);
 
+/* Prints s to stdout as a JSON string: quotes, backslashes and control characters escaped. */
+void mt_cli_json_string(const char *s);
+
+/* A number as JSON text ("%.9g"), or null when it is not finite (JSON has no NaN). */
+void mt_cli_json_number(char out[32], double v);
+
 /* Parses a whole non-negative decimal long (for CLI values); returns 0, or -1. */
 int mt_parse_long(const char *s, long lo, long hi, long *out);
 

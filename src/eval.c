@@ -234,12 +234,6 @@ static void evaluate(const mt_dist *d, const mt_family *family, const mt_model *
     free(results);
 }
 
-static void json_number(char out[32], double v)
-{
-    if (isfinite(v)) snprintf(out, 32, "%.9g", v);
-    else snprintf(out, 32, "null");
-}
-
 int mt_eval_main(const mt_dist *d, int argc, char **argv)
 {
     eval_args args;
@@ -283,7 +277,8 @@ int mt_eval_main(const mt_dist *d, int argc, char **argv)
     if (d->rank == 0) {
         if (args.json) {
             char v[4][32]; /* JSON has no NaN: a diverged adaptation shows as null */
-            json_number(v[0], mean), json_number(v[1], ci), json_number(v[2], mean_pre), json_number(v[3], ci_pre);
+            mt_cli_json_number(v[0], mean), mt_cli_json_number(v[1], ci);
+            mt_cli_json_number(v[2], mean_pre), mt_cli_json_number(v[3], ci_pre);
             printf("{\"family\": \"%s\", \"tasks\": %ld, \"metric\": \"%s\", \"inner_steps\": %d, \"mean\": %s, "
                    "\"ci95\": %s, \"mean_before\": %s, \"ci95_before\": %s, \"step\": %ld, \"checkpoint\": ",
                    cfg.family, T, classify ? "accuracy" : "mse", steps, v[0], v[1], v[2], v[3], step);

@@ -189,6 +189,7 @@ static void tune(tuner *t, float *theta, const draw *dr, uint32_t r, mt_progress
     const mt_model *m = t->m;
     const int n = dr->n_train < c->ft_batch ? (int)dr->n_train : c->ft_batch;
     const mt_adam_config ac = {c->ft_lr, c->beta1, c->beta2, c->eps};
+    const int sgd = strcmp(c->ft_optim, "sgd") == 0;
     memset(t->am, 0, m->n_params * sizeof *t->am);
     memset(t->av, 0, m->n_params * sizeof *t->av);
     for (int64_t i = 0; i < dr->n_train; i++) t->batch[i] = (int32_t)i;
@@ -212,7 +213,7 @@ static void tune(tuner *t, float *theta, const draw *dr, uint32_t r, mt_progress
         for (int i = 0; i < m->n_ops; i++) {
             if (!t->trainable[i]) continue;
             const size_t o = m->op[i].offset, k = m->op[i].n_params;
-            if (strcmp(c->ft_optim, "sgd") == 0)
+            if (sgd)
                 for (size_t j = o; j < o + k; j++) theta[j] -= c->ft_lr * t->g[j];
             else mt_adam_step(theta + o, t->am + o, t->av + o, t->g + o, k, s, &ac);
         }
@@ -590,20 +591,18 @@ static int parse_args(const mt_dist *d, int argc, char **argv, finetune_args *a)
     return -1;
 }
 
+/* "key": value, through the shared JSON printers */
 static void json_string(const char *key, const char *s)
 {
-    printf("\"%s\": \"", key);
-    for (const char *p = s; *p; p++) {
-        if (*p == '"' || *p == '\\') putchar('\\');
-        if ((unsigned char)*p >= 0x20) putchar(*p);
-    }
-    printf("\"");
+    printf("\"%s\": ", key);
+    mt_cli_json_string(s);
 }
 
 static void json_double(const char *key, double x)
 {
-    if (isfinite(x)) printf("\"%s\": %.9g", key, x);
-    else printf("\"%s\": null", key);
+    char v[32];
+    mt_cli_json_number(v, x);
+    printf("\"%s\": %s", key, v);
 }
 
 static void report(const finetune_args *a, const char *out, const mt_finetune_result *r)

@@ -25,20 +25,6 @@ static void usage(FILE *out)
                  "            checksums, metadata_checksum, tensors, config\n");
 }
 
-/* A JSON string (quotes, backslashes and control characters escaped). */
-static void json_string(const char *s)
-{
-    putchar('"');
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') printf("\\%c", c);
-        else if (c == '\n') printf("\\n");
-        else if (c < 0x20) printf("\\u%04x", c);
-        else putchar(c);
-    }
-    putchar('"');
-}
-
 int mt_inspect_main(const mt_dist *d, int argc, char **argv)
 {
     const char *path = NULL;
@@ -75,14 +61,14 @@ int mt_inspect_main(const mt_dist *d, int argc, char **argv)
         snprintf(shape, sizeof shape, "%dx%dx%d (CxHxW)", ck.input_shape[0], ck.input_shape[1], ck.input_shape[2]);
     if (json) {
         printf("{\"path\": ");
-        json_string(path);
+        mt_cli_json_string(path);
         printf(", \"format_version\": %d, \"step\": %ld, \"seed\": %llu, \"world_size\": %d, \"program_version\": ",
                ck.version, ck.step, (unsigned long long)ck.seed, ck.world_size);
-        json_string(ck.program_version);
+        mt_cli_json_string(ck.program_version);
         printf(", \"run_id\": ");
-        json_string(ck.run_id);
+        mt_cli_json_string(ck.run_id);
         printf(", \"dataset\": ");
-        json_string(ck.dataset);
+        mt_cli_json_string(ck.dataset);
         if (ck.input_shape[0] > 0)
             printf(", \"input_shape\": [%d, %d, %d]", ck.input_shape[0], ck.input_shape[1], ck.input_shape[2]);
         else
@@ -93,15 +79,15 @@ int mt_inspect_main(const mt_dist *d, int argc, char **argv)
         for (int i = 0; i < ck.n_tensors; i++) {
             const mt_tensor_info *t = &ck.tensors[i];
             printf("%s{\"name\": ", i ? ", " : "");
-            json_string(t->name);
+            mt_cli_json_string(t->name);
             printf(", \"kind\": ");
-            json_string(t->kind);
+            mt_cli_json_string(t->kind);
             printf(", \"offset\": %zu, \"shape\": [", t->offset);
             for (int j = 0; j < t->ndim; j++) printf("%s%d", j ? ", " : "", t->shape[j]);
             printf("]}");
         }
         printf("], \"config\": ");
-        json_string(ck.config);
+        mt_cli_json_string(ck.config);
         printf("}\n");
     } else {
         printf("checkpoint %s\n  format version %d, written by metatrain %s on %d rank%s\n"

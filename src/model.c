@@ -366,19 +366,22 @@ static void model_begin(mt_model *m, const char *arch, mt_loss_kind loss, int C,
     m->in = C * H * W;
 }
 
+/* Number of ops reading node j. */
+static int readers(const mt_model *m, int j)
+{
+    int n = 0;
+    for (int i = 0; i < m->n_ops; i++)
+        for (int s = 0; s < op_table[m->op[i].kind].n_src; s++) n += m->op[i].src[s] == j;
+    return n;
+}
+
 /* A relu whose input no other op reads (it runs in place) and whose only reader is the next
  * op, a max-pool: the pool applies it (see mt_op.fused). */
 static void fuse_relu_pool(mt_model *m)
 {
     for (int r = 1; r + 1 < m->n_ops; r++) {
-        int readers_src = 0, readers_r = 0;
-        for (int i = 0; i < m->n_ops; i++)
-            for (int s = 0; s < 2; s++) {
-                readers_src += m->op[i].src[s] == r - 1;
-                readers_r += m->op[i].src[s] == r;
-            }
         mt_op *o = &m->op[r], *p = &m->op[r + 1];
-        if (o->kind == MT_OP_RELU && o->src[0] == r - 1 && readers_src == 1 && readers_r == 1 &&
+        if (o->kind == MT_OP_RELU && o->src[0] == r - 1 && readers(m, r - 1) == 1 && readers(m, r) == 1 &&
             p->kind == MT_OP_POOL && p->src[0] == r)
             o->fused = p->fused = 1;
     }
@@ -565,15 +568,6 @@ int mt_model_find_op(const mt_model *m, const char *name)
 }
 
 /* ---- workspace ----------------------------------------------------------------------- */
-
-/* Number of ops reading node j. */
-static int readers(const mt_model *m, int j)
-{
-    int n = 0;
-    for (int i = 0; i < m->n_ops; i++)
-        for (int s = 0; s < op_table[m->op[i].kind].n_src; s++) n += m->op[i].src[s] == j;
-    return n;
-}
 
 /* Node j's gradient is needed from the backward step of its first reader in backward order
  * (its highest-index reader; for the last node, the loss: time n_ops) down to op j's own
