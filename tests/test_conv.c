@@ -425,6 +425,31 @@ static void check_conv_fd(conv_shape s, uint64_t seed)
 /* ---- conv geometry -------------------------------------------------------------------- */
 
 /* mt_conv_geom_init against PyTorch's output size ⌊(H + 2p − k)/s⌋ + 1, and its refusals. */
+/* The matrix-product work count (common.h) that `train` reports: a conv forward is one product
+ * of [F, C·k²] by [C·k², N·Ho·Wo]; a backward with dw and dx is two; without dx (a first layer), one. */
+static void check_flop_count(void)
+{
+    mt_conv_geom g;
+    mt_conv_geom_init(&g, 3, 6, 5, 4, 3, 1, 1);
+    const int N = 2;
+    const double product = 2.0 * g.F * g.C * g.k * g.k * g.Ho * g.Wo * N;
+    float *x = tu_vec((size_t)N * g.C * g.H * g.W), *w = tu_vec((size_t)g.F * g.C * 9), *b = tu_vec(g.F);
+    float *y = tu_vec((size_t)N * g.F * g.Ho * g.Wo), *dx = tu_vec((size_t)N * g.C * g.H * g.W);
+    float *dw = tu_vec((size_t)g.F * g.C * 9), *db = tu_vec(g.F), *scratch = tu_vec(mt_conv_scratch_floats(N, &g));
+    double c0 = mt_flops_count();
+    mt_conv_forward(y, x, w, b, N, &g, scratch);
+    const double fwd = mt_flops_count() - c0;
+    c0 = mt_flops_count();
+    mt_conv_backward(dx, dw, db, y, x, w, N, &g, scratch);
+    const double bwd = mt_flops_count() - c0;
+    c0 = mt_flops_count();
+    mt_conv_backward(NULL, dw, db, y, x, w, N, &g, scratch);
+    const double first = mt_flops_count() - c0;
+    tu_expect(fwd == product && bwd == 2 * product && first == product,
+              "flop count: conv forward 2FCk²HoWoN, backward twice that, once without dx");
+    free(x), free(w), free(b), free(y), free(dx), free(dw), free(db), free(scratch);
+}
+
 static void check_conv_geom(void)
 {
     mt_conv_geom g;
@@ -1230,6 +1255,7 @@ int main(void)
         {2, 2, 7, 8, 2, 3, 3, 2, 0},    {2, 3, 11, 10, 4, 7, 2, 3, 0},  {2, 2, 5, 5, 3, 2, 2, 0, 1},
     };
     check_conv_geom();
+    check_flop_count();
     for (int i = 0; i < 2; i++) {
         const conv_shape big = shapes[i ? 14 : 3];
         const mt_conv_geom bg = shape_geom(big);
