@@ -66,4 +66,13 @@ double mt_now(void);
 void mt_flops_add(double n);
 double mt_flops_count(void);
 
+/* Compile a function twice, for baseline x86-64 (SSE2) and for AVX2; the loader picks per
+ * CPU. Only for code whose two versions give the same bits (no FMA: -std=c11 implies
+ * -ffp-contract=off), so ranks on different CPUs still agree. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define MT_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define MT_CLONES
+#endif
+
 #endif

@@ -5,6 +5,8 @@
 #include <math.h>
 #include <string.h>
 
+#include "common.h"
+
 double mt_fixed_quantum(float max_abs, long terms)
 {
     assert(terms >= 1);
@@ -15,7 +17,7 @@ double mt_fixed_quantum(float max_abs, long terms)
     return ldexp(1.0, e - MT_FIXED_BITS);       /* so n·M / q < 2^51 */
 }
 
-float mt_fixed_max_abs(const float *x, size_t n)
+MT_CLONES float mt_fixed_max_abs(const float *x, size_t n)
 {
     /* For non-negative floats the bit patterns order like the values (as int32 too: |x| has
      * the sign bit clear), and every NaN sorts above infinity: an integer max, which
@@ -45,7 +47,7 @@ float mt_fixed_max_abs(const float *x, size_t n)
     return m;
 }
 
-void mt_fixed_add(int64_t *restrict acc, const float *restrict g, size_t n, double q)
+MT_CLONES void mt_fixed_add(int64_t *restrict acc, const float *restrict g, size_t n, double q)
 {
     assert(q > 0.0);
     const double inv = 1.0 / q;          /* a power of two: g · inv is exact */

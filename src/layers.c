@@ -19,14 +19,10 @@
 
 static int is_small(int M, int N, int K) { return (long)M * N * K < SMALL_GEMM_MACS; }
 
-/* The small kernels are compiled twice, for baseline x86-64 (SSE2) and for AVX2, and the
- * loader picks per CPU. Both do the same operations in the same order (no FMA contraction:
- * -std=c11 implies -ffp-contract=off), so the results are bit-identical across the two. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define MT_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define MT_CLONES
-#endif
+/* The small kernels are compiled twice (MT_CLONES, common.h), for baseline x86-64 (SSE2)
+ * and for AVX2, and the loader picks per CPU. Both do the same operations in the same order
+ * (no FMA contraction: -std=c11 implies -ffp-contract=off), so the results are bit-identical
+ * across the two. */
 
 /* Eight floats as one value: GCC's vector extension, lowered to two SSE registers on
  * baseline x86-64 and one AVX register in the AVX2 clone.
@@ -75,6 +71,65 @@ static inline void axpy_block(float *restrict c, const float *restrict s, size_t
     for (int j = 0; j < w; j++) c[j] = acc[j];
 }
 
+/* R rows of c at once (R = 4 or 2), W = 16 or 8 columns: c[r, 0:W] (+)= Σ_k a[r·a_rs +
+ * k·a_ks] · b[k·ldb : k·ldb + W] for r < R. The rows' chains are independent, so up to eight
+ * accumulators are in flight instead of two: a chain of single-row adds waits on the add
+ * latency at every k. Each output is still summed k ascending, as axpy_block sums it, so the
+ * blocking leaves every bit as it was. */
+__attribute__((always_inline)) static inline void axpy_rows(float *restrict c, size_t ldc, const float *restrict a,
+                                                            size_t a_rs, size_t a_ks, const float *restrict b,
+                                                            size_t ldb, int K, int R, int W, float beta)
+{
+    const v8f zero = {0};
+    v8f acc[4][2];
+    for (int r = 0; r < R; r++)
+        for (int h = 0; h < W / 8; h++) acc[r][h] = beta != 0.0f ? LOAD8(c + r * ldc + 8 * h) : zero;
+    for (int k = 0; k < K; k++) {
+        const float *bk = b + (size_t)k * ldb, *ak = a + (size_t)k * a_ks;
+        const v8f b0 = LOAD8(bk), b1 = W == 16 ? LOAD8(bk + 8) : zero;
+        for (int r = 0; r < R; r++) {
+            const float s = ak[r * a_rs];
+            acc[r][0] += s * b0;
+            if (W == 16) acc[r][1] += s * b1;
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int h = 0; h < W / 8; h++) STORE8(c + r * ldc + 8 * h, acc[r][h]);
+}
+
+/* Rows m0 … m0+R−1 of gemm_small_rows, R = 4 or 2. */
+__attribute__((always_inline)) static inline void small_rows_block(int m0, int R, int N, int K,
+                                                                   const float *restrict a, size_t a_rs,
+                                                                   size_t a_ks, const float *restrict b,
+                                                                   float beta, float *restrict c)
+{
+    const float *am = a + (size_t)m0 * a_rs;
+    float *cm = c + (size_t)m0 * N;
+    int n0 = 0;
+    for (; n0 + 16 <= N; n0 += 16) axpy_rows(cm + n0, (size_t)N, am, a_rs, a_ks, b + n0, (size_t)N, K, R, 16, beta);
+    for (; n0 + 8 <= N; n0 += 8) axpy_rows(cm + n0, (size_t)N, am, a_rs, a_ks, b + n0, (size_t)N, K, R, 8, beta);
+    if (n0 < N)
+        for (int r = 0; r < R; r++)
+            axpy_block(cm + (size_t)r * N + n0, am + r * a_rs, a_ks, b + n0, (size_t)N, K, N - n0, beta);
+}
+
+/* c[M,N] (+)= Σ_k a[m·a_rs + k·a_ks] · b[k,N]: the small products whose b runs along the
+ * output row (gemm_nn: a row-major, gemm_tn: a transposed), in blocks of 4 (then 2) rows ×
+ * 16 or 8 columns; a last single row and the columns left over go through axpy_block. */
+__attribute__((always_inline)) static inline void gemm_small_rows(int M, int N, int K, const float *restrict a,
+                                                                  size_t a_rs, size_t a_ks,
+                                                                  const float *restrict b, float beta,
+                                                                  float *restrict c)
+{
+    int m = 0;
+    for (; m + 4 <= M; m += 4) small_rows_block(m, 4, N, K, a, a_rs, a_ks, b, beta, c);
+    for (; m + 2 <= M; m += 2) small_rows_block(m, 2, N, K, a, a_rs, a_ks, b, beta, c);
+    for (; m < M; m++)
+        for (int n0 = 0; n0 < N; n0 += BLOCK)
+            axpy_block(c + (size_t)m * N + n0, a + (size_t)m * a_rs, a_ks, b + n0, (size_t)N, K,
+                       N - n0 < BLOCK ? N - n0 : BLOCK, beta);
+}
+
 static inline float reduce8(const v8f *v)
 {
     const v8f q = *v;
@@ -93,7 +148,27 @@ static inline float dot(const float *a, const float *b, int n)
     return s;
 }
 
-/* c[M,N] (+)= a[M,K] · b[N,K]ᵀ   (beta 0: overwrite, 1: accumulate). Four outputs of a row
+typedef int v8i __attribute__((vector_size(32)));
+
+/* Pairwise sums of two vectors, AVX's horizontal add: {p0+p1, p2+p3, q0+q1, q2+q3, p4+p5,
+ * p6+p7, q4+q5, q6+q7}. */
+#define HADD8(p, q)                                                                                \
+    (__builtin_shuffle((p), (q), (v8i){0, 2, 8, 10, 4, 6, 12, 14}) +                            \
+     __builtin_shuffle((p), (q), (v8i){1, 3, 9, 11, 5, 7, 13, 15}))
+
+/* reduce8 of eight vectors at once, {reduce8(q[0]), …, reduce8(q[7])}, bit for bit: three
+ * rounds of pairwise sums instead of eight horizontal reductions of one vector each (which
+ * cost as much as the products of a 40-long dot product). */
+__attribute__((always_inline)) static inline void reduce8x8(float *restrict d, const v8f *q)
+{
+    const v8f lo = HADD8(HADD8(q[0], q[1]), HADD8(q[2], q[3])), hi = HADD8(HADD8(q[4], q[5]), HADD8(q[6], q[7]));
+    /* lo = {q0 01+23, q1 …, q2 …, q3 …, q0 45+67, q1 …, q2 …, q3 …}; likewise hi for q4…q7 */
+    const v8f sum = __builtin_shuffle(lo, hi, (v8i){0, 1, 2, 3, 8, 9, 10, 11}) +
+                    __builtin_shuffle(lo, hi, (v8i){4, 5, 6, 7, 12, 13, 14, 15});
+    STORE8(d, sum);
+}
+
+/* c[M,N] (+)= a[M,K] · b[N,K]ᵀ   (beta 0: overwrite, 1: accumulate). Eight outputs of a row
  * at a time share the loads of a; each is summed exactly as dot() sums it. */
 MT_CLONES static void gemm_nt(int M, int N, int K, const float *restrict a, const float *restrict b, float beta,
                               float *restrict c)
@@ -104,28 +179,51 @@ MT_CLONES static void gemm_nt(int M, int N, int K, const float *restrict a, cons
         return;
     }
     const int K8 = K & ~7;
-    for (int m = 0; m < M; m++) {
+    if (K == 1) { /* an outer product (the MLP's 1-wide input): each output is 0 + a·b, as below */
+        for (int m = 0; m < M; m++)
+            for (int n = 0; n < N; n++) {
+                const float d = 0.0f + a[m] * b[n], cn = c[(size_t)m * N + n];
+                c[(size_t)m * N + n] = beta != 0.0f ? cn + d : d;
+            }
+        return;
+    }
+    int m0 = 0;
+    if (N < 8) /* few outputs per row (the MLP's 1-wide head): eight rows at a time instead */
+        for (; m0 + 8 <= M; m0 += 8)
+            for (int n = 0; n < N; n++) {
+                const float *am = a + (size_t)m0 * K, *bn = b + (size_t)n * K;
+                v8f q[8] = {{0}};
+                for (int i = 0; i < K8; i += 8) {
+                    const v8f y = LOAD8(bn + i);
+                    for (int r = 0; r < 8; r++) q[r] += LOAD8(am + (size_t)r * K + i) * y;
+                }
+                float d[8];
+                reduce8x8(d, q);
+                for (int r = 0; r < 8; r++) {
+                    const float *ar = am + (size_t)r * K;
+                    for (int i = K8; i < K; i++) d[r] += ar[i] * bn[i];
+                    float *cr = c + (size_t)(m0 + r) * N + n;
+                    *cr = beta != 0.0f ? *cr + d[r] : d[r];
+                }
+            }
+    for (int m = m0; m < M; m++) {
         const float *am = a + (size_t)m * K;
         float *cm = c + (size_t)m * N;
         int n = 0;
-        for (; n + 4 <= N; n += 4) {
-            const float *b0 = b + (size_t)n * K, *b1 = b0 + K, *b2 = b1 + K, *b3 = b2 + K;
-            v8f q0 = {0}, q1 = {0}, q2 = {0}, q3 = {0};
+        for (; n + 8 <= N; n += 8) {
+            const float *bn = b + (size_t)n * K;
+            v8f q[8] = {{0}};
             for (int i = 0; i < K8; i += 8) {
                 const v8f x = LOAD8(am + i);
-                q0 += x * LOAD8(b0 + i);
-                q1 += x * LOAD8(b1 + i);
-                q2 += x * LOAD8(b2 + i);
-                q3 += x * LOAD8(b3 + i);
+                for (int r = 0; r < 8; r++) q[r] += x * LOAD8(bn + (size_t)r * K + i);
             }
-            float d[4] = {reduce8(&q0), reduce8(&q1), reduce8(&q2), reduce8(&q3)};
-            for (int i = K8; i < K; i++) {
-                d[0] += am[i] * b0[i];
-                d[1] += am[i] * b1[i];
-                d[2] += am[i] * b2[i];
-                d[3] += am[i] * b3[i];
+            float d[8];
+            reduce8x8(d, q);
+            for (int r = 0; K8 < K && r < 8; r++) {
+                const float *br = bn + (size_t)r * K;
+                for (int i = K8; i < K; i++) d[r] += am[i] * br[i];
             }
-            for (int r = 0; r < 4; r++) cm[n + r] = beta != 0.0f ? cm[n + r] + d[r] : d[r];
+            STORE8(cm + n, beta != 0.0f ? LOAD8(cm + n) + LOAD8(d) : LOAD8(d));
         }
         for (; n < N; n++) {
             float d = dot(am, b + (size_t)n * K, K);
@@ -143,10 +241,7 @@ MT_CLONES static void gemm_nn(int M, int N, int K, const float *restrict a, cons
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, a, K, b, N, beta, c, N);
         return;
     }
-    for (int m = 0; m < M; m++)
-        for (int n0 = 0; n0 < N; n0 += BLOCK)
-            axpy_block(c + (size_t)m * N + n0, a + (size_t)m * K, 1, b + n0, (size_t)N, K,
-                       N - n0 < BLOCK ? N - n0 : BLOCK, beta);
+    gemm_small_rows(M, N, K, a, (size_t)K, 1, b, beta, c);
 }
 
 /* c[M,N] (+)= a[K,M]ᵀ · b[K,N] */
@@ -158,10 +253,10 @@ MT_CLONES static void gemm_tn(int M, int N, int K, const float *restrict a, cons
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, M, N, K, 1.0f, a, M, b, N, beta, c, N);
         return;
     }
-    for (int m = 0; m < M; m++)
-        for (int n0 = 0; n0 < N; n0 += BLOCK)
-            axpy_block(c + (size_t)m * N + n0, a + m, (size_t)M, b + n0, (size_t)N, K,
-                       N - n0 < BLOCK ? N - n0 : BLOCK, beta);
+    if (N == 1) /* a column (the MLP's 1-wide input): summed as the row cᵀ[1,M] = bᵀ · a, same order */
+        gemm_small_rows(1, M, K, b, 0, 1, a, beta, c);
+    else
+        gemm_small_rows(M, N, K, a, 1, (size_t)M, b, beta, c);
 }
 
 /* out[N,O] = broadcast of b[O] over the rows (b NULL: zeros) */
@@ -296,7 +391,9 @@ void mt_linear_rbackward_ref(float *rdx, float *rdw, float *rdb, const float *dy
 
 /* ---- relu --------------------------------------------------------------------------- */
 /* The forward and R-forward loops read element i before writing element i, so they may run
- * in place (no restrict between y and x, ry and rx: layers.h). */
+ * in place (no restrict between y and x, ry and rx: layers.h). Each loop loads both of its
+ * operands before the select: a load under the condition keeps GCC from vectorising, and
+ * the branch it leaves is mispredicted on every other element (ReLU's sign is a coin toss). */
 
 void mt_relu_forward(float *y, const float *x, int n)
 {
@@ -305,42 +402,63 @@ void mt_relu_forward(float *y, const float *x, int n)
 
 void mt_relu_backward(float *restrict dx, const float *restrict dy, const float *restrict x, int n)
 {
-    for (int i = 0; i < n; i++) dx[i] = x[i] > 0.0f ? dy[i] : 0.0f;
+    for (int i = 0; i < n; i++) {
+        const float d = dy[i];
+        dx[i] = x[i] > 0.0f ? d : 0.0f;
+    }
 }
 
 void mt_relu_rforward(float *ry, const float *rx, const float *x, int n)
 {
-    for (int i = 0; i < n; i++) ry[i] = x[i] > 0.0f ? rx[i] : 0.0f;
+    for (int i = 0; i < n; i++) {
+        const float r = rx[i];
+        ry[i] = x[i] > 0.0f ? r : 0.0f;
+    }
 }
 
 void mt_relu_rbackward(float *restrict rdx, const float *restrict rdy, const float *restrict x, int n)
 {
-    for (int i = 0; i < n; i++) rdx[i] = x[i] > 0.0f ? rdy[i] : 0.0f;
+    for (int i = 0; i < n; i++) {
+        const float r = rdy[i];
+        rdx[i] = x[i] > 0.0f ? r : 0.0f;
+    }
 }
 
 /* ---- leaky-relu --------------------------------------------------------------------- */
 
 void mt_leaky_relu_forward(float *y, const float *x, int n, float slope)
 {
-    for (int i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : slope * x[i];
+    for (int i = 0; i < n; i++) {
+        const float v = x[i];
+        y[i] = v > 0.0f ? v : slope * v;
+    }
 }
 
 void mt_leaky_relu_backward(float *restrict dx, const float *restrict dy, const float *restrict x, int n,
                             float slope)
 {
-    for (int i = 0; i < n; i++) dx[i] = x[i] > 0.0f ? dy[i] : slope * dy[i];
+    for (int i = 0; i < n; i++) {
+        const float d = dy[i];
+        dx[i] = x[i] > 0.0f ? d : slope * d;
+    }
 }
 
 void mt_leaky_relu_rforward(float *ry, const float *rx, const float *x, int n,
                             float slope)
 {
-    for (int i = 0; i < n; i++) ry[i] = x[i] > 0.0f ? rx[i] : slope * rx[i];
+    for (int i = 0; i < n; i++) {
+        const float r = rx[i];
+        ry[i] = x[i] > 0.0f ? r : slope * r;
+    }
 }
 
 void mt_leaky_relu_rbackward(float *restrict rdx, const float *restrict rdy, const float *restrict x, int n,
                              float slope)
 {
-    for (int i = 0; i < n; i++) rdx[i] = x[i] > 0.0f ? rdy[i] : slope * rdy[i];
+    for (int i = 0; i < n; i++) {
+        const float r = rdy[i];
+        rdx[i] = x[i] > 0.0f ? r : slope * r;
+    }
 }
 
 /* ---- mse ---------------------------------------------------------------------------- */

@@ -2,8 +2,10 @@
  * test_layers.c — the four passes of every layer and loss in layers.h against two oracles:
  *
  *   1. each fast linear kernel against its plain-loop *_ref twin, on shapes chosen to reach
- *      every path of the fast kernels (register blocks of 16 and 8 columns, odd remainders,
- *      one-column inputs and outputs, a product big enough to go through sgemm), with the
+ *      every path of the fast kernels (register blocks of 4 and 2 rows by 16 and 8 columns,
+ *      dot products eight outputs or eight rows at a time with and without a remainder of
+ *      the summed dimension, odd remainders, one-column inputs and outputs, a product big
+ *      enough to go through sgemm), with the
  *      optional outputs (dx, rdx, dw) and R-inputs (rx, vb) both NULL and not;
  *   2. every backward, rforward and rbackward pass against central finite differences (FD)
  *      of the pass it differentiates: backward against FD of a scalar probe of forward,
@@ -545,7 +547,8 @@ int main(void)
     /* 10x40x40 is fc2 at training size (register blocks 16+16+8); 7x5x3 odd remainders
      * only; 10x1x40 is fc1 and 10x40x1 the head; 13x16x17 one block plus one column;
      * 50x67x33 is over the 65536 multiply-add threshold, so it goes through sgemm. */
-    const shape shapes[] = {{10, 40, 40}, {7, 5, 3}, {10, 1, 40}, {10, 40, 1}, {13, 16, 17}, {50, 67, 33}};
+    const shape shapes[] = {{10, 40, 40}, {7, 5, 3},  {10, 1, 40},  {10, 40, 1},
+                            {13, 16, 17}, {9, 20, 8}, {12, 21, 3}, {50, 67, 33}};
     const int n_shapes = (int)(sizeof shapes / sizeof shapes[0]);
     for (int i = 0; i < n_shapes; i++) check_linear_fast_vs_ref(shapes[i], 100 + (uint64_t)i);
     check_linear_fd(shapes[0], 200);
