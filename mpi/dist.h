@@ -37,8 +37,10 @@ void mt_dist_sum_double(const mt_dist *d, double *buf, size_t n);
  * differing by at most one; a pure function of (P, size). Made once per run (the hot loop
  * does not allocate). */
 typedef struct {
-    size_t lo, hi;       /* this rank's shard [lo, hi) */
+    size_t P;             /* the vector's length */
+    size_t lo, hi;        /* this rank's shard [lo, hi) */
     int *counts, *displs; /* every rank's shard size and start, for the v-collectives */
+    int *piece;           /* scratch: every rank's share of one piece of a reduce-scatter */
 } mt_shards;
 
 void mt_shards_init(mt_shards *s, const mt_dist *d, size_t P);
@@ -80,6 +82,10 @@ float mt_dist_mean_exact_shard(const mt_dist *d, const mt_shards *s, const mt_bl
  * reduced in place. */
 float mt_dist_mean_fast_shard(const mt_dist *d, const mt_shards *s, float *sum, float local_max, long n_total,
                               float *out, int *stop);
+/* Both reduce-scatters move the vector in pieces of at most this many bytes (default 1 MiB,
+ * see dist.c); integer sums do not depend on the cut. For tests: a small value makes a small
+ * model go in many pieces. Returns the previous value. */
+size_t mt_dist_set_piece_bytes(size_t bytes);
 /* Rank 0's full vector full[P] (ignored elsewhere) scattered: every rank gets its shard. */
 void mt_dist_scatter_shards(const mt_dist *d, const mt_shards *s, const float *full, float *shard);
 

@@ -3,7 +3,7 @@
  * the ranks it runs on: the measurements behind docs/SCALING.md. A benchmark tool built with
  * the tests, not a test; scripts/bench-scaling runs it on 1–4 ranks and fits a cost model.
  *
- *   mpirun -np N bench_collectives [--scale S] [--only LIST]
+ *   mpirun -np N bench_collectives [--scale S] [--only LIST] [--piece-bytes B]
  *
  * LIST: comma-separated sets to run, of sinusoid-mlp, conv4-fmnist, resnet12-mini and sweep
  * (default: all four).
@@ -22,7 +22,8 @@
  * the K blocks and the shards are train's — it times each of those MPI calls alone with
  * train's datatypes, counts and shards, and the calls of mpi/dist.c that train makes:
  * mt_dist_mean_exact_shard with one local task (so it includes the fixed-point passes over
- * one task's gradient), mt_dist_mean_fast_shard and mt_dist_allgather_shards. Then the three
+ * one task's gradient), mt_dist_mean_fast_shard and mt_dist_allgather_shards (whose
+ * reduce-scatters go in pieces of B bytes, --piece-bytes; the raw calls rs64 and rs32 in one). Then the three
  * large collectives alone on a sweep of vector sizes from 8 B to 64 MiB, for the fit; and
  * MPI_Reduce_local of int64 sums, the arithmetic inside a reduce-scatter, per byte.
  *
@@ -32,7 +33,7 @@
  * R is chosen from the size (more for small, cheap calls) and multiplied by --scale.
  *
  * Output: lines starting with '#' for people, then one row per measurement:
- *   ranks set op elems bytes sent_per_rank median_us min_us reps
+ *   ranks set op elems bytes sent_per_rank median_us min_us reps faults
  * set is the model name or "sweep"; op one of
  *   max      MPI_Allreduce MAX, floats (K + 1 for exact, 2 for fast)
  *   rs64     MPI_Reduce_scatter SUM, int64, in place     (exact)
@@ -45,12 +46,14 @@
  * bytes is the vector the call works on (elems × datatype size); sent_per_rank what each rank
  * must send at least: (N − 1)/N · bytes for a reduce-scatter or an allgather (the ring,
  * recursive-halving and Bruck algorithms reach it), bytes · ⌈log2 N⌉ for the small allreduce
- * (recursive doubling).
+ * (recursive doubling); faults the minor page faults of rank 0 per call (memory mapped in
+ * afresh: what a reduce-scatter of a long vector in one piece costs, mpi/dist.c).
  */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "common.h"
 #include "dist.h"
@@ -179,6 +182,13 @@ static int reps_for(double bytes, double scale)
     return r < 5 ? 5 : (int)r;
 }
 
+/* Minor page faults of this process so far: memory the call maps in afresh. */
+static long minor_faults(void)
+{
+    struct rusage u;
+    return getrusage(RUSAGE_SELF, &u) == 0 ? u.ru_minflt : 0;
+}
+
 /* Times op on b and prints its row (rank 0). */
 static void measure(bench_buf *b, const char *set, op_kind op, int n_max, double scale)
 {
@@ -198,19 +208,22 @@ static void measure(bench_buf *b, const char *set, op_kind op, int n_max, double
         refill(b, op);
         call(b, op, n_max);
     }
+    long faults = 0;
     for (int i = 0; i < reps; i++) {
         refill(b, op);
         MPI_CHECK(MPI_Barrier(d->comm));
+        const long f0 = minor_faults();
         const double t0 = MPI_Wtime();
         call(b, op, n_max);
         double mine = MPI_Wtime() - t0;
+        faults += minor_faults() - f0;
         MPI_CHECK(MPI_Allreduce(&mine, &t[i], 1, MPI_DOUBLE, MPI_MAX, d->comm));
     }
     qsort(t, (size_t)reps, sizeof *t, cmp_double);
     const double median = reps % 2 ? t[reps / 2] : 0.5 * (t[reps / 2 - 1] + t[reps / 2]);
     if (d->rank == 0) {
-        printf("%d %s %s %zu %.0f %.0f %.3f %.3f %d\n", N, set, op_name[op], elems, bytes, sent, 1e6 * median,
-               1e6 * t[0], reps);
+        printf("%d %s %s %zu %.0f %.0f %.3f %.3f %d %.0f\n", N, set, op_name[op], elems, bytes, sent, 1e6 * median,
+               1e6 * t[0], reps, (double)faults / reps);
         fflush(stdout);
     }
     free(t);
@@ -310,15 +323,21 @@ int main(int argc, char **argv)
             ok = *end == '\0' && scale > 0 && scale <= 100;
         } else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) {
             ok = parse_only(argv[++i], run) == 0;
+        } else if (strcmp(argv[i], "--piece-bytes") == 0 && i + 1 < argc) {
+            char *end;
+            const double bytes = strtod(argv[++i], &end);
+            ok = *end == '\0' && bytes >= 1 && bytes <= 1e12;
+            if (ok) mt_dist_set_piece_bytes((size_t)bytes);
         } else {
             ok = 0;
         }
     }
     if (!ok) { /* the same arguments on every rank: all of them leave here together */
         if (d.rank == 0)
-            fprintf(stderr, "usage: mpirun -np N bench_collectives [--scale S] [--only LIST]\n"
+            fprintf(stderr, "usage: mpirun -np N bench_collectives [--scale S] [--only LIST] [--piece-bytes B]\n"
                             "  S in (0, 100] multiplies the repetitions; LIST is a comma-separated subset of "
-                            "sinusoid-mlp,conv4-fmnist,resnet12-mini,sweep\n");
+                            "sinusoid-mlp,conv4-fmnist,resnet12-mini,sweep;\n"
+                            "  B: the pieces mpi/dist.c's reduce-scatters move (exact, fast; default 1 MiB)\n");
         mt_dist_finalize(&d);
         return 2;
     }
@@ -329,7 +348,7 @@ int main(int argc, char **argv)
         version[strcspn(version, "\n,")] = '\0';
         printf("# bench_collectives: %d rank%s (%d on %s), %s\n", d.size, d.size == 1 ? "" : "s", d.local_size,
                d.host, version);
-        printf("# columns: ranks set op elems bytes sent_per_rank median_us min_us reps\n");
+        printf("# columns: ranks set op elems bytes sent_per_rank median_us min_us reps faults\n");
         fflush(stdout);
     }
     for (int k = 0; k < N_SETS - 1; k++)
