@@ -233,6 +233,7 @@ typedef struct {
     float inv;
 } fast_take;
 
+/* out[x − lo, y − lo) = the float sums piece[0, y − x) times 1/n_total */
 static void take_fast(void *ctx, const void *piece, size_t x, size_t y)
 {
     const fast_take *c = ctx;
