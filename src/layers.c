@@ -148,13 +148,11 @@ static inline float dot(const float *a, const float *b, int n)
     return s;
 }
 
-typedef int v8i __attribute__((vector_size(32)));
-
 /* Pairwise sums of two vectors, AVX's horizontal add: {p0+p1, p2+p3, q0+q1, q2+q3, p4+p5,
- * p6+p7, q4+q5, q6+q7}. */
+ * p6+p7, q4+q5, q6+q7}. (__builtin_shufflevector: GCC 12 and clang both have it.) */
 #define HADD8(p, q)                                                                                \
-    (__builtin_shuffle((p), (q), (v8i){0, 2, 8, 10, 4, 6, 12, 14}) +                            \
-     __builtin_shuffle((p), (q), (v8i){1, 3, 9, 11, 5, 7, 13, 15}))
+    (__builtin_shufflevector((p), (q), 0, 2, 8, 10, 4, 6, 12, 14) +                               \
+     __builtin_shufflevector((p), (q), 1, 3, 9, 11, 5, 7, 13, 15))
 
 /* reduce8 of eight vectors at once, {reduce8(q[0]), …, reduce8(q[7])}, bit for bit: three
  * rounds of pairwise sums instead of eight horizontal reductions of one vector each (which
@@ -163,8 +161,8 @@ __attribute__((always_inline)) static inline void reduce8x8(float *restrict d, c
 {
     const v8f lo = HADD8(HADD8(q[0], q[1]), HADD8(q[2], q[3])), hi = HADD8(HADD8(q[4], q[5]), HADD8(q[6], q[7]));
     /* lo = {q0 01+23, q1 …, q2 …, q3 …, q0 45+67, q1 …, q2 …, q3 …}; likewise hi for q4…q7 */
-    const v8f sum = __builtin_shuffle(lo, hi, (v8i){0, 1, 2, 3, 8, 9, 10, 11}) +
-                    __builtin_shuffle(lo, hi, (v8i){4, 5, 6, 7, 12, 13, 14, 15});
+    const v8f sum = __builtin_shufflevector(lo, hi, 0, 1, 2, 3, 8, 9, 10, 11) +
+                    __builtin_shufflevector(lo, hi, 4, 5, 6, 7, 12, 13, 14, 15);
     STORE8(d, sum);
 }
 
