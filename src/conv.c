@@ -2,7 +2,9 @@
  * flatten and softmax cross-entropy: the four passes of each (see conv.h) and the
  * plain-loop *_ref twins kept as the tests' oracle. Conv goes through im2col +
  * cblas_sgemm over chunks of images, except the 1×1 stride-1 unpadded case, which is one
- * sgemm on the caller's arrays; batchnorm and cross-entropy are per-channel / per-row
+ * sgemm on the caller's arrays, and, on AVX-512 CPUs, the 3×3 stride-1 padding-1 forward
+ * and input-gradient products, which conv_direct.c computes from the image (the weight
+ * gradient stays im2col + sgemm); batchnorm and cross-entropy are per-channel / per-row
  * loops with double accumulators. Not here: the linear, relu and leaky-relu layers
  * (layers.c) and the model that chains them (model.c). */
 #include "conv.h"
@@ -14,6 +16,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "conv_direct.h"
 
 #undef I /* OpenBLAS's cblas.h pulls in <complex.h>; no imaginary unit here */
 
@@ -60,10 +63,37 @@ int mt_conv_chunk_images(int N, const mt_conv_geom *g)
     return n < (size_t)N ? (int)n : N;
 }
 
+/* The convolution that takes dy to dx, for the direct path: F channels in, C out, the
+ * same 3×3 stride-1 padding-1 geometry (so Ho = H, Wo = W). */
+static mt_conv_geom transposed(const mt_conv_geom *g)
+{
+    return (mt_conv_geom){.C = g->F, .H = g->H, .W = g->W, .F = g->C, .k = g->k, .stride = 1, .pad = g->pad,
+                          .Ho = g->H, .Wo = g->W};
+}
+
+/* Whether the input gradient goes the direct way (mt_conv_direct with MT_DIRECT_FLIP). */
+static int direct_dx(const mt_conv_geom *g)
+{
+    if (!(g->k == 3 && g->stride == 1 && g->pad == 1)) return 0;
+    const mt_conv_geom t = transposed(g);
+    return mt_conv_direct_ok(&t);
+}
+
 size_t mt_conv_scratch_floats(int N, const mt_conv_geom *g)
 {
     if (is_pointwise(g)) return 0;
-    return (size_t)g->C * g->k * g->k * g->Ho * g->Wo * mt_conv_chunk_images(N, g);
+    const int chunk = mt_conv_chunk_images(N, g);
+    size_t need = (size_t)g->C * g->k * g->k * g->Ho * g->Wo * chunk;
+    if (mt_conv_direct_ok(g)) {
+        const size_t d = mt_conv_direct_scratch_floats(chunk, g);
+        need = d > need ? d : need;
+    }
+    if (direct_dx(g)) {
+        const mt_conv_geom t = transposed(g);
+        const size_t d = mt_conv_direct_scratch_floats(chunk, &t);
+        need = d > need ? d : need;
+    }
+    return need;
 }
 
 /* ---- conv: im2col + sgemm ----------------------------------------------------------- */
@@ -253,8 +283,14 @@ void mt_conv_forward(float *y, const float *x, const float *w, const float *b, i
     conv_check(N, g);
     const int HWo = g->Ho * g->Wo, ldy = N * HWo, CK = g->C * g->k * g->k, chunk = mt_conv_chunk_images(N, g);
     fill_channels(y, b, g->F, (size_t)ldy);
+    const int direct = mt_conv_direct_ok(g);
     for (int n0 = 0; n0 < N; n0 += chunk) {
         const int nc = N - n0 < chunk ? N - n0 : chunk;
+        if (direct) {
+            mt_flops_add(2.0 * g->F * nc * HWo * CK);
+            mt_conv_direct(y, x, w, N, n0, nc, g, scratch, MT_DIRECT_ADD);
+            continue;
+        }
         const float *cols = columns(scratch, x, N, g, n0, nc);
         gemm_w_cols(y + (size_t)n0 * HWo, ldy, w, cols, g->F, CK, nc * HWo, 1.0f);
     }
@@ -265,8 +301,9 @@ void mt_conv_backward(float *dx, float *dw, float *db, const float *dy, const fl
 {
     conv_check(N, g);
     const int HWo = g->Ho * g->Wo, ldy = N * HWo, CK = g->C * g->k * g->k, chunk = mt_conv_chunk_images(N, g);
-    const int pointwise = is_pointwise(g);
-    if (dx && !pointwise) memset(dx, 0, sizeof(float) * g->C * (size_t)N * g->H * g->W);
+    const int pointwise = is_pointwise(g), direct = dx && direct_dx(g);
+    const mt_conv_geom t = transposed(g);
+    if (dx && !pointwise && !direct) memset(dx, 0, sizeof(float) * g->C * (size_t)N * g->H * g->W);
     for (int n0 = 0; n0 < N; n0 += chunk) {
         const int nc = N - n0 < chunk ? N - n0 : chunk;
         const float *dyc = dy + (size_t)n0 * HWo;
@@ -274,7 +311,10 @@ void mt_conv_backward(float *dx, float *dw, float *db, const float *dy, const fl
             const float *cols = columns(scratch, x, N, g, n0, nc);
             gemm_dy_colsT(dw, dyc, ldy, cols, g->F, CK, nc * HWo, n0 == 0 ? 0.0f : 1.0f);
         }
-        if (dx) { /* the 1×1 path writes dx directly: its columns are dx's own layout */
+        if (direct) { /* dx = the flipped kernel's convolution of dy, written once */
+            mt_flops_add(2.0 * g->F * nc * HWo * CK);
+            mt_conv_direct(dx, dy, w, N, n0, nc, &t, scratch, MT_DIRECT_FLIP);
+        } else if (dx) { /* the 1×1 path writes dx directly: its columns are dx's own layout */
             gemm_wT_dy(pointwise ? dx : scratch, w, dyc, ldy, g->F, CK, nc * HWo, 0.0f);
             if (!pointwise) col2im_add(dx, scratch, N, g, n0, nc);
         }
@@ -288,8 +328,15 @@ void mt_conv_rforward(float *ry, const float *x, const float *rx, const float *w
     conv_check(N, g);
     const int HWo = g->Ho * g->Wo, ldy = N * HWo, CK = g->C * g->k * g->k, chunk = mt_conv_chunk_images(N, g);
     fill_channels(ry, vb, g->F, (size_t)ldy);
+    const int direct = mt_conv_direct_ok(g);
     for (int n0 = 0; n0 < N; n0 += chunk) {
         const int nc = N - n0 < chunk ? N - n0 : chunk;
+        if (direct) {
+            mt_flops_add(2.0 * g->F * nc * HWo * CK * (rx ? 2 : 1));
+            mt_conv_direct(ry, x, vw, N, n0, nc, g, scratch, MT_DIRECT_ADD);
+            if (rx) mt_conv_direct(ry, rx, w, N, n0, nc, g, scratch, MT_DIRECT_ADD);
+            continue;
+        }
         float *ryc = ry + (size_t)n0 * HWo;
         gemm_w_cols(ryc, ldy, vw, columns(scratch, x, N, g, n0, nc), g->F, CK, nc * HWo, 1.0f);
         if (rx) gemm_w_cols(ryc, ldy, w, columns(scratch, rx, N, g, n0, nc), g->F, CK, nc * HWo, 1.0f);
@@ -302,14 +349,19 @@ void mt_conv_rbackward(float *rdx, float *rdw, float *rdb, const float *dy, cons
 {
     conv_check(N, g);
     const int HWo = g->Ho * g->Wo, ldy = N * HWo, CK = g->C * g->k * g->k, chunk = mt_conv_chunk_images(N, g);
-    const int pointwise = is_pointwise(g);
-    if (rdx && !pointwise) memset(rdx, 0, sizeof(float) * g->C * (size_t)N * g->H * g->W);
+    const int pointwise = is_pointwise(g), direct = rdx && direct_dx(g);
+    const mt_conv_geom t = transposed(g);
+    if (rdx && !pointwise && !direct) memset(rdx, 0, sizeof(float) * g->C * (size_t)N * g->H * g->W);
     for (int n0 = 0; n0 < N; n0 += chunk) {
         const int nc = N - n0 < chunk ? N - n0 : chunk;
         const float *dyc = dy + (size_t)n0 * HWo, *rdyc = rdy + (size_t)n0 * HWo;
         gemm_dy_colsT(rdw, rdyc, ldy, columns(scratch, x, N, g, n0, nc), g->F, CK, nc * HWo, n0 == 0 ? 0.0f : 1.0f);
         if (rx) gemm_dy_colsT(rdw, dyc, ldy, columns(scratch, rx, N, g, n0, nc), g->F, CK, nc * HWo, 1.0f);
-        if (rdx) {
+        if (direct) { /* rdx = convᵀ(rdy, w) + convᵀ(dy, vw), each the flipped kernel's convolution */
+            mt_flops_add(4.0 * g->F * nc * HWo * CK);
+            mt_conv_direct(rdx, rdy, w, N, n0, nc, &t, scratch, MT_DIRECT_FLIP);
+            mt_conv_direct(rdx, dy, vw, N, n0, nc, &t, scratch, MT_DIRECT_FLIP | MT_DIRECT_ADD);
+        } else if (rdx) {
             float *cols = pointwise ? rdx : scratch;
             gemm_wT_dy(cols, w, rdyc, ldy, g->F, CK, nc * HWo, 0.0f);
             gemm_wT_dy(cols, vw, dyc, ldy, g->F, CK, nc * HWo, 1.0f);

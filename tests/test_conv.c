@@ -5,18 +5,19 @@
  *
  *   1. fast = ref: every fast conv, batchnorm and cross-entropy pass against its *_ref twin,
  *      with the optional outputs (dx, rdx, dw, db, dγ) and R-inputs (rx, vb, vβ) NULL and
- *      not; conv on 21 geometries (main lists them): Conv4's 3×3 stride 1 padding 1 on odd
+ *      not; conv on 25 geometries (main lists them): Conv4's 3×3 stride 1 padding 1 on odd
  *      sizes, at Fashion-MNIST size and on one big enough to run in several chunks of
  *      images (6 × 4×84×84, chunks of 4 + 2); the 1×1 stride-1 fast path (given a NULL
  *      scratch, so a use of it crashes); 3×3 s2 p1 and 1×1 s2 p0 on odd and even planes,
  *      one of them multi-chunk (6 × 16×84×84); other kernels, strides and paddings,
- *      including taps wholly in the padding; half of them without bias (b, db, vb, rdb
+ *      including taps wholly in the padding; the direct 3×3 path of AVX-512 CPUs (conv_direct.c,
+ *      forward, R-forward and input gradients) on four of them; half of them without bias (b, db, vb, rdb
  *      all NULL). The scratch buffer holds exactly mt_conv_scratch_floats floats,
  *      poisoned with NaN before every call. mt_conv_geom_init's output sizes and
  *      refusals are checked against PyTorch's formula;
  *   2. finite differences (FD): every backward pass against central differences of a scalar
  *      probe L = Σ c⊙y of its forward, every rforward against FD of forward along the
- *      direction, every rbackward against FD of backward along the direction (conv on 8
+ *      direction, every rbackward against FD of backward along the direction (conv on 10
  *      geometries, with and without bias); global average pool's forward against a
  *      plain loop and its backward as the adjoint <dy, gap(x)> = <gap'(dy), x> and
  *      against FD;
@@ -89,6 +90,7 @@
 
 #include "common.h"
 #include "conv.h"
+#include "conv_direct.h"
 #include "layers.h"
 #include "testutil.h"
 
@@ -1244,7 +1246,11 @@ int main(void)
      * and without bias). Strided: 3×3 s2 p1 and 1×1 s2 p0 on odd and even planes, and
      * 6 × 16×84×84 at 3×3 s2 p1 (16·9·42·42 floats per image: chunks of 4 + 2). Other
      * kernels: 5×5 p2, 3×3 p0 (valid), 5×5 p4 on a 1×2 plane (whole rows and columns of
-     * taps fall in the padding), 3×3 s3 p2, 7×7 s2 p3, 2×2 s2 (an even kernel). */
+     * taps fall in the padding), 3×3 s3 p2, 7×7 s2 p3, 2×2 s2 (an even kernel). Last, the
+     * direct 3×3 path (conv_direct.c, on AVX-512 CPUs): 48 channels (blocks of 32 + 16) on
+     * rows of 9 (a block of 7 and one of 2); 12 × 16×28×28 → 32 in chunks of 9 + 3 (forward
+     * and input gradient direct); 3×3 planes (one block that reads past the row); 16 → 8
+     * channels (only the input gradient direct: 8 channels in, 16 out). */
     const conv_shape shapes[] = {
         {3, 2, 5, 4, 3, 3, 1, 1, 1},    {10, 1, 28, 28, 8, 3, 1, 1, 1}, {2, 3, 1, 1, 2, 3, 1, 1, 1},
         {6, 4, 84, 84, 2, 3, 1, 1, 1},  {3, 2, 5, 4, 3, 3, 1, 1, 0},    {2, 3, 1, 1, 2, 3, 1, 1, 0},
@@ -1253,6 +1259,8 @@ int main(void)
         {3, 3, 7, 5, 2, 1, 2, 0, 1},    {2, 2, 6, 6, 3, 1, 2, 0, 0},    {6, 16, 84, 84, 2, 3, 2, 1, 0},
         {2, 2, 6, 5, 3, 5, 1, 2, 1},    {2, 2, 5, 6, 2, 3, 1, 0, 0},    {2, 2, 1, 2, 3, 5, 1, 4, 1},
         {2, 2, 7, 8, 2, 3, 3, 2, 0},    {2, 3, 11, 10, 4, 7, 2, 3, 0},  {2, 2, 5, 5, 3, 2, 2, 0, 1},
+        {3, 8, 5, 9, 48, 3, 1, 1, 1},   {12, 16, 28, 28, 32, 3, 1, 1, 0}, {2, 8, 3, 3, 16, 3, 1, 1, 1},
+        {3, 16, 5, 9, 8, 3, 1, 1, 1},
     };
     check_conv_geom();
     check_flop_count();
@@ -1269,11 +1277,27 @@ int main(void)
     mt_conv_geom_init(&g_huge, 64, 256, 256, 8, 3, 1, 1), mt_conv_geom_init(&g_tiny, 1, 4, 4, 8, 3, 1, 1);
     tu_expect(mt_conv_chunk_images(5, &g_huge) == 1 && mt_conv_chunk_images(3, &g_tiny) == 3,
               "conv chunks: at least one image, at most N");
+    {
+        const mt_conv_geom multi = shape_geom(shapes[22]);
+        const int chunk = mt_conv_chunk_images(shapes[22].N, &multi);
+        tu_expect(chunk > 1 && chunk < shapes[22].N && shapes[22].N % chunk != 0,
+                  "conv 12x16x28x28 (direct path) runs in several chunks, the last one partial");
+#if defined(__x86_64__) && defined(__GNUC__)
+        __builtin_cpu_init();
+        const int avx512 = __builtin_cpu_supports("avx512f") != 0;
+        printf("     (this CPU %s AVX-512: the direct 3x3 path is %s)\n", avx512 ? "has" : "lacks",
+               avx512 ? "checked" : "not taken");
+        tu_expect(mt_conv_direct_ok(&multi) == avx512, "the direct 3x3 path is taken iff the CPU has AVX-512");
+#endif
+        const mt_conv_geom small_c = shape_geom(shapes[0]);
+        tu_expect(!mt_conv_direct_ok(&small_c), "the direct path is not taken below 8 channels or 16 filters");
+    }
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) check_conv_fast_vs_ref(shapes[i], 100 + i);
     const conv_shape fd_shapes[] = {
         {3, 2, 5, 4, 3, 3, 1, 1, 1}, {2, 1, 3, 3, 2, 3, 1, 1, 1}, {2, 3, 4, 3, 2, 1, 1, 0, 1},
         {2, 3, 3, 4, 2, 1, 1, 0, 0}, {2, 2, 7, 6, 3, 3, 2, 1, 0}, {2, 2, 5, 5, 2, 3, 2, 1, 1},
-        {2, 2, 5, 5, 3, 1, 2, 0, 1}, {2, 2, 7, 8, 2, 5, 3, 2, 0},
+        {2, 2, 5, 5, 3, 1, 2, 0, 1}, {2, 2, 7, 8, 2, 5, 3, 2, 0}, {2, 8, 3, 4, 16, 3, 1, 1, 1},
+        {2, 16, 3, 4, 8, 3, 1, 1, 0},
     };
     for (size_t i = 0; i < sizeof fd_shapes / sizeof fd_shapes[0]; i++) check_conv_fd(fd_shapes[i], 200 + i);
 

@@ -1,0 +1,30 @@
+/* conv_direct.h — the 3×3 stride-1 padding-1 convolution computed directly, without im2col,
+ * on CPUs with AVX-512 (conv.c uses it for the forward and R-forward passes where it applies;
+ * test_conv checks it against the reference loops). */
+#ifndef MT_CONV_DIRECT_H
+#define MT_CONV_DIRECT_H
+
+#include <stddef.h>
+
+#include "conv.h"
+
+/* 1 iff the direct path applies to g on this CPU: k = 3, stride 1, padding 1, F a multiple
+ * of 16, at least 8 input channels, and AVX-512. */
+int mt_conv_direct_ok(const mt_conv_geom *g);
+
+/* Scratch floats for a chunk of nc images: the repacked weights and the padded planes. */
+size_t mt_conv_direct_scratch_floats(int nc, const mt_conv_geom *g);
+
+enum {
+    MT_DIRECT_ADD = 1, /* y += the convolution (else y = it) */
+    /* w is a forward kernel read backwards: w[C, F, 3, 3] of the convolution from F to C
+     * channels, applied flipped — the input gradient of that convolution, dx = convᵀ(dy) */
+    MT_DIRECT_FLIP = 2
+};
+
+/* y[F, N, H, W] (+)= conv(x[C, N, H, W], w[F, C, 3, 3]) for images n0 … n0+nc−1 (only when
+ * mt_conv_direct_ok(g)); scratch holds mt_conv_direct_scratch_floats(nc, g). */
+void mt_conv_direct(float *y, const float *x, const float *w, int N, int n0, int nc, const mt_conv_geom *g,
+                    float *scratch, int flags);
+
+#endif
