@@ -2,9 +2,9 @@
  * flatten and softmax cross-entropy: the four passes of each (see conv.h) and the
  * plain-loop *_ref twins kept as the tests' oracle. Conv goes through im2col +
  * cblas_sgemm over chunks of images, except the 1×1 stride-1 unpadded case, which is one
- * sgemm on the caller's arrays, and, on AVX-512 CPUs, the 3×3 stride-1 padding-1 forward
- * and input-gradient products, which conv_direct.c computes from the image (the weight
- * gradient stays im2col + sgemm); batchnorm and cross-entropy are per-channel / per-row
+ * sgemm on the caller's arrays, and, on AVX-512 CPUs, the 3×3 stride-1 padding-1 products
+ * (forward, input and weight gradients), which conv_direct.c computes from the image;
+ * batchnorm and cross-entropy are per-channel / per-row
  * loops with double accumulators. Not here: the linear, relu and leaky-relu layers
  * (layers.c) and the model that chains them (model.c). */
 #include "conv.h"
@@ -301,13 +301,16 @@ void mt_conv_backward(float *dx, float *dw, float *db, const float *dy, const fl
 {
     conv_check(N, g);
     const int HWo = g->Ho * g->Wo, ldy = N * HWo, CK = g->C * g->k * g->k, chunk = mt_conv_chunk_images(N, g);
-    const int pointwise = is_pointwise(g), direct = dx && direct_dx(g);
+    const int pointwise = is_pointwise(g), direct = dx && direct_dx(g), direct_w = dw && mt_conv_direct_ok(g);
     const mt_conv_geom t = transposed(g);
     if (dx && !pointwise && !direct) memset(dx, 0, sizeof(float) * g->C * (size_t)N * g->H * g->W);
     for (int n0 = 0; n0 < N; n0 += chunk) {
         const int nc = N - n0 < chunk ? N - n0 : chunk;
         const float *dyc = dy + (size_t)n0 * HWo;
-        if (dw) {
+        if (direct_w) {
+            mt_flops_add(2.0 * g->F * nc * HWo * CK);
+            mt_conv_direct_dw(dw, dy, x, N, n0, nc, g, scratch, n0 > 0);
+        } else if (dw) {
             const float *cols = columns(scratch, x, N, g, n0, nc);
             gemm_dy_colsT(dw, dyc, ldy, cols, g->F, CK, nc * HWo, n0 == 0 ? 0.0f : 1.0f);
         }
@@ -349,14 +352,21 @@ void mt_conv_rbackward(float *rdx, float *rdw, float *rdb, const float *dy, cons
 {
     conv_check(N, g);
     const int HWo = g->Ho * g->Wo, ldy = N * HWo, CK = g->C * g->k * g->k, chunk = mt_conv_chunk_images(N, g);
-    const int pointwise = is_pointwise(g), direct = rdx && direct_dx(g);
+    const int pointwise = is_pointwise(g), direct = rdx && direct_dx(g), direct_w = mt_conv_direct_ok(g);
     const mt_conv_geom t = transposed(g);
     if (rdx && !pointwise && !direct) memset(rdx, 0, sizeof(float) * g->C * (size_t)N * g->H * g->W);
     for (int n0 = 0; n0 < N; n0 += chunk) {
         const int nc = N - n0 < chunk ? N - n0 : chunk;
         const float *dyc = dy + (size_t)n0 * HWo, *rdyc = rdy + (size_t)n0 * HWo;
-        gemm_dy_colsT(rdw, rdyc, ldy, columns(scratch, x, N, g, n0, nc), g->F, CK, nc * HWo, n0 == 0 ? 0.0f : 1.0f);
-        if (rx) gemm_dy_colsT(rdw, dyc, ldy, columns(scratch, rx, N, g, n0, nc), g->F, CK, nc * HWo, 1.0f);
+        if (direct_w) { /* rdw = dW(rdy, x) + dW(dy, rx) */
+            mt_flops_add(2.0 * g->F * nc * HWo * CK * (rx ? 2 : 1));
+            mt_conv_direct_dw(rdw, rdy, x, N, n0, nc, g, scratch, n0 > 0);
+            if (rx) mt_conv_direct_dw(rdw, dy, rx, N, n0, nc, g, scratch, 1);
+        } else {
+            gemm_dy_colsT(rdw, rdyc, ldy, columns(scratch, x, N, g, n0, nc), g->F, CK, nc * HWo,
+                          n0 == 0 ? 0.0f : 1.0f);
+            if (rx) gemm_dy_colsT(rdw, dyc, ldy, columns(scratch, rx, N, g, n0, nc), g->F, CK, nc * HWo, 1.0f);
+        }
         if (direct) { /* rdx = convᵀ(rdy, w) + convᵀ(dy, vw), each the flipped kernel's convolution */
             mt_flops_add(4.0 * g->F * nc * HWo * CK);
             mt_conv_direct(rdx, rdy, w, N, n0, nc, &t, scratch, MT_DIRECT_FLIP);

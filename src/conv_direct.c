@@ -1,5 +1,6 @@
 /* conv_direct.c — the 3×3, stride-1, padding-1 convolution computed directly from the image
- * on CPUs with AVX-512 (see conv_direct.h): no column matrix, no packing, no col2im.
+ * on CPUs with AVX-512 (see conv_direct.h): no column matrix, no packing, no col2im. The
+ * weight gradient (mt_conv_direct_dw) is at the end of the file.
  *
  * Sixteen output channels make one vector; a register block holds DIRECT_PIXELS consecutive
  * outputs of a row for up to 64 channels (28 of the 32 vector registers). For every input
@@ -44,7 +45,22 @@ int mt_conv_direct_ok(const mt_conv_geom *g)
 
 size_t mt_conv_direct_scratch_floats(int nc, const mt_conv_geom *g)
 {
-    return (size_t)g->C * 9 * g->F + (size_t)g->C * nc * (g->H + 2) * (g->W + 2) + DIRECT_PIXELS + 2;
+    const size_t padded = (size_t)g->C * nc * (g->H + 2) * (g->W + 2) + DIRECT_PIXELS + 2;
+    const size_t weights = (size_t)g->C * 9 * g->F, dy = (size_t)g->F * nc * g->H * g->W;
+    return padded + (weights > dy ? weights : dy);
+}
+
+/* xp[c, i, 1 + h, 1 + w] = x[c, n0 + i, h, w], zero around, and slack after the last row */
+static void pad_planes(float *xp, const float *x, int N, int n0, int nc, const mt_conv_geom *g)
+{
+    const int C = g->C, H = g->H, W = g->W, HP = H + 2, WP = W + 2;
+    const size_t plane_x = (size_t)nc * HP * WP;
+    memset(xp, 0, ((size_t)C * plane_x + DIRECT_PIXELS + 2) * sizeof(float));
+    for (int c = 0; c < C; c++)
+        for (int i = 0; i < nc; i++)
+            for (int h = 0; h < H; h++)
+                memcpy(xp + c * plane_x + ((size_t)i * HP + h + 1) * WP + 1,
+                       x + (((size_t)c * N + n0 + i) * H + h) * W, sizeof(float) * W);
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -113,7 +129,7 @@ void mt_conv_direct(float *y, const float *x, const float *w, int N, int n0, int
 {
     assert(mt_conv_direct_ok(g));
     const int C = g->C, H = g->H, W = g->W, F = g->F, HP = H + 2, WP = W + 2;
-    float *wt = scratch, *xp = scratch + (size_t)C * 9 * F;
+    float *xp = scratch, *wt = scratch + (size_t)C * nc * HP * WP + DIRECT_PIXELS + 2;
     if (flags & MT_DIRECT_FLIP) /* wt[c, kh, kw, f] = w[c, f, 2 − kh, 2 − kw] */
         for (int c = 0; c < C; c++)
             for (int f = 0; f < F; f++)
@@ -121,15 +137,93 @@ void mt_conv_direct(float *y, const float *x, const float *w, int N, int n0, int
     else /* wt[c, kh, kw, f] = w[f, c, kh, kw] */
         for (int f = 0; f < F; f++)
             for (int k = 0; k < C * 9; k++) wt[(size_t)k * F + f] = w[(size_t)f * C * 9 + k];
-    /* xp[c, i, 1 + h, 1 + w] = x[c, n0 + i, h, w], zero around, and slack after the last row */
-    const size_t plane_x = (size_t)nc * HP * WP;
-    memset(xp, 0, ((size_t)C * plane_x + DIRECT_PIXELS + 2) * sizeof(float));
-    for (int c = 0; c < C; c++)
-        for (int i = 0; i < nc; i++)
-            for (int h = 0; h < H; h++)
-                memcpy(xp + c * plane_x + ((size_t)i * HP + h + 1) * WP + 1,
-                       x + (((size_t)c * N + n0 + i) * H + h) * W, sizeof(float) * W);
+    pad_planes(xp, x, N, n0, nc, g);
 #if defined(__x86_64__) && defined(__GNUC__)
     direct_avx512(y + (size_t)n0 * H * W, (size_t)N * H * W, xp, wt, nc, g, (flags & MT_DIRECT_ADD) != 0);
+#endif
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+
+/* dw[f0 + 16j + l, c + q, kh, kw] (+)= Σ_{i, oh, ow} dyT[i, oh, ow, f0 + 16j + l] · xp[c + q, i, oh + kh, ow + kw]
+ * for one kh, Q input channels c + q (Q = 2 or 1), the three kw and j < NV: 3·Q·NV
+ * accumulators, each summed over the pixels in order. xr points at xp[c, 0, kh, 0], dyT at
+ * channel f0; plane_x is the distance between channels of xp. */
+__attribute__((target("avx512f"), always_inline)) static inline void dw_block(float *dw, size_t ldw, const float *dyT,
+                                                                              const float *xr, size_t plane_x, int nc,
+                                                                              int H, int W, int F, int Q, int NV,
+                                                                              int add)
+{
+    const int WP = W + 2;
+    const size_t img_x = (size_t)(H + 2) * WP;
+    v16 acc[2][3][4];
+    for (int q = 0; q < Q; q++)
+        for (int t = 0; t < 3; t++)
+            for (int j = 0; j < NV; j++) acc[q][t][j] = (v16){0};
+    for (int i = 0; i < nc; i++)
+        for (int oh = 0; oh < H; oh++) {
+            const float *xrow = xr + i * img_x + (size_t)oh * WP, *d = dyT + ((size_t)i * H + oh) * W * F;
+            for (int ow = 0; ow < W; ow++, d += F) {
+                v16 dv[4];
+                for (int j = 0; j < NV; j++) dv[j] = *(const v16_u *)(d + 16 * j);
+                for (int q = 0; q < Q; q++)
+                    for (int t = 0; t < 3; t++) {
+                        const __m512 v = _mm512_set1_ps(xrow[q * plane_x + ow + t]);
+                        for (int j = 0; j < NV; j++)
+                            acc[q][t][j] = (v16)_mm512_fmadd_ps(v, (__m512)dv[j], (__m512)acc[q][t][j]);
+                    }
+            }
+        }
+    for (int j = 0; j < NV; j++)
+        for (int l = 0; l < 16; l++)
+            for (int q = 0; q < Q; q++)
+                for (int t = 0; t < 3; t++) {
+                    float *o = dw + (size_t)(16 * j + l) * ldw + q * 9 + t;
+                    *o = add ? *o + acc[q][t][j][l] : acc[q][t][j][l];
+                }
+}
+
+__attribute__((target("avx512f"))) static void dw_avx512(float *dw, const float *dyT, const float *xp, int nc,
+                                                         const mt_conv_geom *g, int add)
+{
+    const int C = g->C, H = g->H, W = g->W, F = g->F;
+    const size_t plane_x = (size_t)nc * (H + 2) * (W + 2), ldw = (size_t)C * 9;
+    for (int c = 0; c < C; c += 2)
+        for (int kh = 0; kh < 3; kh++) {
+            const float *xr = xp + c * plane_x + (size_t)kh * (W + 2);
+            float *o = dw + (size_t)c * 9 + kh * 3;
+            const int Q = C - c >= 2 ? 2 : 1;
+            int f0 = 0;
+            if (Q == 2) {
+                for (; f0 + 64 <= F; f0 += 64) dw_block(o + f0 * ldw, ldw, dyT + f0, xr, plane_x, nc, H, W, F, 2, 4, add);
+                for (; f0 + 32 <= F; f0 += 32) dw_block(o + f0 * ldw, ldw, dyT + f0, xr, plane_x, nc, H, W, F, 2, 2, add);
+                for (; f0 + 16 <= F; f0 += 16) dw_block(o + f0 * ldw, ldw, dyT + f0, xr, plane_x, nc, H, W, F, 2, 1, add);
+            } else {
+                for (; f0 + 64 <= F; f0 += 64) dw_block(o + f0 * ldw, ldw, dyT + f0, xr, plane_x, nc, H, W, F, 1, 4, add);
+                for (; f0 + 32 <= F; f0 += 32) dw_block(o + f0 * ldw, ldw, dyT + f0, xr, plane_x, nc, H, W, F, 1, 2, add);
+                for (; f0 + 16 <= F; f0 += 16) dw_block(o + f0 * ldw, ldw, dyT + f0, xr, plane_x, nc, H, W, F, 1, 1, add);
+            }
+        }
+}
+
+#endif
+
+void mt_conv_direct_dw(float *dw, const float *dy, const float *x, int N, int n0, int nc, const mt_conv_geom *g,
+                       float *scratch, int add)
+{
+    assert(mt_conv_direct_ok(g));
+    const int C = g->C, H = g->H, W = g->W, F = g->F;
+    const size_t HW = (size_t)H * W;
+    float *xp = scratch, *dyT = scratch + (size_t)C * nc * (H + 2) * (W + 2) + DIRECT_PIXELS + 2;
+    pad_planes(xp, x, N, n0, nc, g);
+    /* dyT[i, oh, ow, f] = dy[f, n0 + i, oh, ow]: a pixel's channels contiguous */
+    for (int f = 0; f < F; f++) {
+        const float *src = dy + ((size_t)f * N + n0) * HW;
+        for (size_t p = 0; p < (size_t)nc * HW; p++) dyT[p * F + f] = src[p];
+    }
+#if defined(__x86_64__) && defined(__GNUC__)
+    dw_avx512(dw, dyT, xp, nc, g, add);
+#else
+    (void)dw;
 #endif
 }

@@ -1,6 +1,7 @@
 /* conv_direct.h — the 3×3 stride-1 padding-1 convolution computed directly, without im2col,
- * on CPUs with AVX-512 (conv.c uses it for the forward and R-forward passes where it applies;
- * test_conv checks it against the reference loops). */
+ * on CPUs with AVX-512: conv.c uses it for the forward, input-gradient and weight-gradient
+ * products (and their R-passes) where it applies; test_conv checks it against the reference
+ * loops and finite differences. */
 #ifndef MT_CONV_DIRECT_H
 #define MT_CONV_DIRECT_H
 
@@ -12,7 +13,8 @@
  * of 16, at least 8 input channels, and AVX-512. */
 int mt_conv_direct_ok(const mt_conv_geom *g);
 
-/* Scratch floats for a chunk of nc images: the repacked weights and the padded planes. */
+/* Scratch floats for a chunk of nc images: the padded planes, then the repacked weights
+ * (mt_conv_direct) or the transposed output gradient (mt_conv_direct_dw). */
 size_t mt_conv_direct_scratch_floats(int nc, const mt_conv_geom *g);
 
 enum {
@@ -26,5 +28,11 @@ enum {
  * mt_conv_direct_ok(g)); scratch holds mt_conv_direct_scratch_floats(nc, g). */
 void mt_conv_direct(float *y, const float *x, const float *w, int N, int n0, int nc, const mt_conv_geom *g,
                     float *scratch, int flags);
+
+/* dw[F, C, 3, 3] (+)= the weight gradient of that convolution over images n0 … n0+nc−1:
+ * Σ over their pixels of dy[f, n, oh, ow] · x[c, n, oh + kh − 1, ow + kw − 1] (add: dw +=,
+ * else dw =). Same conditions and scratch as mt_conv_direct. */
+void mt_conv_direct_dw(float *dw, const float *dy, const float *x, int N, int n0, int nc, const mt_conv_geom *g,
+                       float *scratch, int add);
 
 #endif

@@ -5,13 +5,13 @@
  *
  *   1. fast = ref: every fast conv, batchnorm and cross-entropy pass against its *_ref twin,
  *      with the optional outputs (dx, rdx, dw, db, dγ) and R-inputs (rx, vb, vβ) NULL and
- *      not; conv on 25 geometries (main lists them): Conv4's 3×3 stride 1 padding 1 on odd
+ *      not; conv on 26 geometries (main lists them): Conv4's 3×3 stride 1 padding 1 on odd
  *      sizes, at Fashion-MNIST size and on one big enough to run in several chunks of
  *      images (6 × 4×84×84, chunks of 4 + 2); the 1×1 stride-1 fast path (given a NULL
  *      scratch, so a use of it crashes); 3×3 s2 p1 and 1×1 s2 p0 on odd and even planes,
  *      one of them multi-chunk (6 × 16×84×84); other kernels, strides and paddings,
  *      including taps wholly in the padding; the direct 3×3 path of AVX-512 CPUs (conv_direct.c,
- *      forward, R-forward and input gradients) on four of them; half of them without bias (b, db, vb, rdb
+ *      forward, R-forward, input and weight gradients) on five of them; half of them without bias (b, db, vb, rdb
  *      all NULL). The scratch buffer holds exactly mt_conv_scratch_floats floats,
  *      poisoned with NaN before every call. mt_conv_geom_init's output sizes and
  *      refusals are checked against PyTorch's formula;
@@ -1250,7 +1250,8 @@ int main(void)
      * direct 3×3 path (conv_direct.c, on AVX-512 CPUs): 48 channels (blocks of 32 + 16) on
      * rows of 9 (a block of 7 and one of 2); 12 × 16×28×28 → 32 in chunks of 9 + 3 (forward
      * and input gradient direct); 3×3 planes (one block that reads past the row); 16 → 8
-     * channels (only the input gradient direct: 8 channels in, 16 out). */
+     * channels (only the input gradient direct: 8 channels in, 16 out); 9 input channels (the weight
+     * gradient's pairs of channels and a last single one). */
     const conv_shape shapes[] = {
         {3, 2, 5, 4, 3, 3, 1, 1, 1},    {10, 1, 28, 28, 8, 3, 1, 1, 1}, {2, 3, 1, 1, 2, 3, 1, 1, 1},
         {6, 4, 84, 84, 2, 3, 1, 1, 1},  {3, 2, 5, 4, 3, 3, 1, 1, 0},    {2, 3, 1, 1, 2, 3, 1, 1, 0},
@@ -1260,7 +1261,7 @@ int main(void)
         {2, 2, 6, 5, 3, 5, 1, 2, 1},    {2, 2, 5, 6, 2, 3, 1, 0, 0},    {2, 2, 1, 2, 3, 5, 1, 4, 1},
         {2, 2, 7, 8, 2, 3, 3, 2, 0},    {2, 3, 11, 10, 4, 7, 2, 3, 0},  {2, 2, 5, 5, 3, 2, 2, 0, 1},
         {3, 8, 5, 9, 48, 3, 1, 1, 1},   {12, 16, 28, 28, 32, 3, 1, 1, 0}, {2, 8, 3, 3, 16, 3, 1, 1, 1},
-        {3, 16, 5, 9, 8, 3, 1, 1, 1},
+        {3, 16, 5, 9, 8, 3, 1, 1, 1},   {2, 9, 4, 5, 16, 3, 1, 1, 1},
     };
     check_conv_geom();
     check_flop_count();
