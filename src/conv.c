@@ -254,26 +254,31 @@ static void fill_channels(float *y, const float *b, int F, size_t M)
 /* Channel sums (conv bias gradients, batchnorm statistics) run in double over LANES
  * independent partial sums (lane l takes the values j ≡ l mod LANES, the tail goes to lane 0,
  * then the lanes are added in a fixed tree): one serial chain of additions would wait on
- * every add's latency, eight keep the adders busy and vectorise. The order is fixed, so the
- * result is the same on every run and rank. */
+ * every add's latency, eight keep the adders busy. The eight lanes are two vectors of four
+ * doubles, a[0] (lanes 0-3) and a[1] (lanes 4-7): one AVX2 register each, or two SSE2 ones (a
+ * vector of eight doubles, wider than the registers, made GCC spill it through the stack).
+ * Each lane's arithmetic is exactly that of the scalar code, so the result is the same on
+ * every CPU, run and rank. As in layers.c, vectors live only inside a function (loaded in
+ * place), never passed or returned. */
 #define LANES 8
-
-static double lanes_sum(const double *a)
-{
-    return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
-}
+typedef double v4d __attribute__((vector_size(32)));
+typedef float v4f __attribute__((vector_size(16)));
+typedef float v4f_u __attribute__((vector_size(16), aligned(4), may_alias));
+#define LOAD4(p) ((v4f) * (const v4f_u *)(p))
+#define WIDEN(v) __builtin_convertvector((v), v4d)
+#define LANES_SUM(a) ((((a)[0][0] + (a)[0][1]) + ((a)[0][2] + (a)[0][3])) + (((a)[1][0] + (a)[1][1]) + ((a)[1][2] + (a)[1][3])))
 
 /* db[F] = Σ_j dy[f, j] over M values, in double */
-static void channel_sums(float *db, const float *dy, int F, size_t M)
+MT_CLONES static void channel_sums(float *db, const float *dy, int F, size_t M)
 {
     for (int f = 0; f < F; f++) {
         const float *row = dy + (size_t)f * M;
-        double s[LANES] = {0};
+        v4d s[2] = {{0}};
         size_t j = 0;
         for (; j + LANES <= M; j += LANES)
-            for (int l = 0; l < LANES; l++) s[l] += row[j + l];
-        for (; j < M; j++) s[0] += row[j];
-        db[f] = (float)lanes_sum(s);
+            for (int h = 0; h < 2; h++) s[h] += WIDEN(LOAD4(row + j + 4 * h));
+        for (; j < M; j++) s[0][0] += row[j];
+        db[f] = (float)LANES_SUM(s);
     }
 }
 
@@ -511,29 +516,31 @@ void mt_conv_rbackward_ref(float *rdx, float *rdw, float *rdb, const float *dy, 
 
 /* ---- batchnorm, fast ---------------------------------------------------------------- */
 
-void mt_bn_forward(float *y, float *stats, const float *x, const float *gamma, const float *beta, int C, int M)
+MT_CLONES void mt_bn_forward(float *y, float *stats, const float *x, const float *gamma, const float *beta, int C,
+                             int M)
 {
     assert(C > 0 && M > 0);
     for (int c = 0; c < C; c++) {
         const float *xc = x + (size_t)c * M;
         float *yc = y + (size_t)c * M;
-        double sum[LANES] = {0}, ss[LANES] = {0};
+        v4d sum[2] = {{0}}, ss[2] = {{0}};
         int j = 0;
         for (; j + LANES <= M; j += LANES)
-            for (int l = 0; l < LANES; l++) sum[l] += xc[j + l];
-        for (; j < M; j++) sum[0] += xc[j];
-        const float mu = (float)(lanes_sum(sum) / M);
+            for (int h = 0; h < 2; h++) sum[h] += WIDEN(LOAD4(xc + j + 4 * h));
+        for (; j < M; j++) sum[0][0] += xc[j];
+        const float mu = (float)(LANES_SUM(sum) / M);
+        const double mu_d = mu;
         /* two passes: no cancellation in E[x²] − μ² */
         for (j = 0; j + LANES <= M; j += LANES)
-            for (int l = 0; l < LANES; l++) {
-                const double d = (double)xc[j + l] - mu;
-                ss[l] += d * d;
+            for (int h = 0; h < 2; h++) {
+                const v4d d = WIDEN(LOAD4(xc + j + 4 * h)) - mu_d;
+                ss[h] += d * d;
             }
         for (; j < M; j++) {
             const double d = (double)xc[j] - mu;
-            ss[0] += d * d;
+            ss[0][0] += d * d;
         }
-        const float s = (float)(1.0 / sqrt(lanes_sum(ss) / M + MT_BN_EPS));
+        const float s = (float)(1.0 / sqrt(LANES_SUM(ss) / M + MT_BN_EPS));
         const float g = gamma[c], b = beta[c];
         for (j = 0; j < M; j++) yc[j] = g * ((xc[j] - mu) * s) + b;
         stats[c] = mu;
@@ -541,27 +548,28 @@ void mt_bn_forward(float *y, float *stats, const float *x, const float *gamma, c
     }
 }
 
-void mt_bn_backward(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x, const float *stats,
-                    const float *gamma, int C, int M)
+MT_CLONES void mt_bn_backward(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
+                              const float *stats, const float *gamma, int C, int M)
 {
     assert(C > 0 && M > 0);
     for (int c = 0; c < C; c++) {
         const float *xc = x + (size_t)c * M, *dyc = dy + (size_t)c * M;
         const float mu = stats[c], s = stats[C + c];
-        double a_l[LANES] = {0}, b_l[LANES] = {0}; /* Σ dy, Σ dy·x̂ */
+        v4d a_l[2] = {{0}}, b_l[2] = {{0}}; /* Σ dy, Σ dy·x̂ */
         int j = 0;
         for (; j + LANES <= M; j += LANES)
-            for (int l = 0; l < LANES; l++) {
-                const float xh = (xc[j + l] - mu) * s;
-                a_l[l] += dyc[j + l];
-                b_l[l] += (double)dyc[j + l] * xh;
+            for (int h = 0; h < 2; h++) {
+                const v4f xh = (LOAD4(xc + j + 4 * h) - mu) * s;
+                const v4d dyj = WIDEN(LOAD4(dyc + j + 4 * h));
+                a_l[h] += dyj;
+                b_l[h] += dyj * WIDEN(xh);
             }
         for (; j < M; j++) {
             const float xh = (xc[j] - mu) * s;
-            a_l[0] += dyc[j];
-            b_l[0] += (double)dyc[j] * xh;
+            a_l[0][0] += dyc[j];
+            b_l[0][0] += (double)dyc[j] * xh;
         }
-        const double A = lanes_sum(a_l), B = lanes_sum(b_l);
+        const double A = LANES_SUM(a_l), B = LANES_SUM(b_l);
         if (dgamma) {
             dgamma[c] = (float)B;
             dbeta[c] = (float)A;
@@ -576,8 +584,8 @@ void mt_bn_backward(float *dx, float *dgamma, float *dbeta, const float *dy, con
     }
 }
 
-void mt_bn_rforward(float *ry, float *rstats, const float *x, const float *rx, const float *stats,
-                    const float *gamma, const float *vgamma, const float *vbeta, int C, int M)
+MT_CLONES void mt_bn_rforward(float *ry, float *rstats, const float *x, const float *rx, const float *stats,
+                              const float *gamma, const float *vgamma, const float *vbeta, int C, int M)
 {
     assert(C > 0 && M > 0);
     for (int c = 0; c < C; c++) {
@@ -588,24 +596,25 @@ void mt_bn_rforward(float *ry, float *rstats, const float *x, const float *rx, c
         if (rxc) {
             /* Σ (x − μ)(rx − Rμ) = Σ (x − μ)·rx − Rμ·Σ (x − μ): one pass; Σ (x − μ) is not
              * exactly zero with μ rounded to float, so it is kept. */
-            double r[LANES] = {0}, d[LANES] = {0}, drx[LANES] = {0};
+            const double mu_d = mu;
+            v4d r[2] = {{0}}, d[2] = {{0}}, drx[2] = {{0}};
             int j = 0;
             for (; j + LANES <= M; j += LANES)
-                for (int l = 0; l < LANES; l++) {
-                    const double dj = (double)xc[j + l] - mu;
-                    r[l] += rxc[j + l];
-                    d[l] += dj;
-                    drx[l] += dj * rxc[j + l];
+                for (int h = 0; h < 2; h++) {
+                    const v4d dj = WIDEN(LOAD4(xc + j + 4 * h)) - mu_d, rj = WIDEN(LOAD4(rxc + j + 4 * h));
+                    r[h] += rj;
+                    d[h] += dj;
+                    drx[h] += dj * rj;
                 }
             for (; j < M; j++) {
                 const double dj = (double)xc[j] - mu;
-                r[0] += rxc[j];
-                d[0] += dj;
-                drx[0] += dj * rxc[j];
+                r[0][0] += rxc[j];
+                d[0][0] += dj;
+                drx[0][0] += dj * rxc[j];
             }
-            const double rmu_d = lanes_sum(r) / M;
+            const double rmu_d = LANES_SUM(r) / M;
             rmu = (float)rmu_d;
-            rs = (float)(-(double)s * s * s * (lanes_sum(drx) - rmu_d * lanes_sum(d)) / M);
+            rs = (float)(-(double)s * s * s * (LANES_SUM(drx) - rmu_d * LANES_SUM(d)) / M);
         }
         const float g = gamma[c], vg = vgamma[c], vb = vbeta ? vbeta[c] : 0.0f;
         for (int j = 0; j < M; j++) {
@@ -618,29 +627,39 @@ void mt_bn_rforward(float *ry, float *rstats, const float *x, const float *rx, c
     }
 }
 
-void mt_bn_rbackward(float *rdx, float *rdgamma, float *rdbeta, const float *dy, const float *rdy,
-                     const float *x, const float *rx, const float *stats, const float *rstats,
-                     const float *gamma, const float *vgamma, int C, int M)
+MT_CLONES void mt_bn_rbackward(float *rdx, float *rdgamma, float *rdbeta, const float *dy, const float *rdy,
+                               const float *x, const float *rx, const float *stats, const float *rstats,
+                               const float *gamma, const float *vgamma, int C, int M)
 {
     assert(C > 0 && M > 0);
     for (int c = 0; c < C; c++) {
         const size_t off = (size_t)c * M;
         const float *xc = x + off, *dyc = dy + off, *rdyc = rdy + off, *rxc = rx ? rx + off : NULL;
         const float mu = stats[c], s = stats[C + c], rmu = rstats[c], rs = rstats[C + c];
-        double a_l[LANES] = {0}, b_l[LANES] = {0}, ra_l[LANES] = {0}, rb_l[LANES] = {0};
-        for (int j0 = 0; j0 < M; j0 += LANES) { /* Σ dy, Σ dy·x̂, Σ rdy, Σ (rdy·x̂ + dy·Rx̂) */
-            const int n = M - j0 < LANES ? M - j0 : LANES;
-            for (int l = 0; l < n; l++) {
-                const int j = j0 + l;
-                const float d = xc[j] - mu, xh = d * s;
-                const float rxh = rxc ? (rxc[j] - rmu) * s + d * rs : 0.0f;
-                a_l[l] += dyc[j];
-                b_l[l] += (double)dyc[j] * xh;
-                ra_l[l] += rdyc[j];
-                rb_l[l] += (double)rdyc[j] * xh + (double)dyc[j] * rxh;
+        /* Σ dy, Σ dy·x̂, Σ rdy, Σ (rdy·x̂ + dy·Rx̂); the tail's j − j0 picks its lane */
+        v4d a_l[2] = {{0}}, b_l[2] = {{0}}, ra_l[2] = {{0}}, rb_l[2] = {{0}};
+        int j0 = 0;
+        for (; j0 + LANES <= M; j0 += LANES)
+            for (int h = 0; h < 2; h++) {
+                const int j = j0 + 4 * h;
+                const v4f d = LOAD4(xc + j) - mu, xh = d * s;
+                const v4f rxh = rxc ? (LOAD4(rxc + j) - rmu) * s + d * rs : (v4f){0};
+                const v4d dyj = WIDEN(LOAD4(dyc + j)), rdyj = WIDEN(LOAD4(rdyc + j));
+                a_l[h] += dyj;
+                b_l[h] += dyj * WIDEN(xh);
+                ra_l[h] += rdyj;
+                rb_l[h] += rdyj * WIDEN(xh) + dyj * WIDEN(rxh);
             }
+        for (int l = 0; j0 + l < M; l++) {
+            const int j = j0 + l, h = l / 4, i = l % 4;
+            const float d = xc[j] - mu, xh = d * s;
+            const float rxh = rxc ? (rxc[j] - rmu) * s + d * rs : 0.0f;
+            a_l[h][i] += dyc[j];
+            b_l[h][i] += (double)dyc[j] * xh;
+            ra_l[h][i] += rdyc[j];
+            rb_l[h][i] += (double)rdyc[j] * xh + (double)dyc[j] * rxh;
         }
-        const double A = lanes_sum(a_l), B = lanes_sum(b_l), RA = lanes_sum(ra_l), RB = lanes_sum(rb_l);
+        const double A = LANES_SUM(a_l), B = LANES_SUM(b_l), RA = LANES_SUM(ra_l), RB = LANES_SUM(rb_l);
         rdgamma[c] = (float)RB;
         rdbeta[c] = (float)RA;
         if (!rdx) continue;
