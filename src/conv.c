@@ -287,13 +287,13 @@ void mt_conv_forward(float *y, const float *x, const float *w, const float *b, i
 {
     conv_check(N, g);
     const int HWo = g->Ho * g->Wo, ldy = N * HWo, CK = g->C * g->k * g->k, chunk = mt_conv_chunk_images(N, g);
-    fill_channels(y, b, g->F, (size_t)ldy);
     const int direct = mt_conv_direct_ok(g);
+    if (!direct) fill_channels(y, b, g->F, (size_t)ldy); /* the direct path starts from the bias itself */
     for (int n0 = 0; n0 < N; n0 += chunk) {
         const int nc = N - n0 < chunk ? N - n0 : chunk;
         if (direct) {
             mt_flops_add(2.0 * g->F * nc * HWo * CK);
-            mt_conv_direct(y, x, w, N, n0, nc, g, scratch, MT_DIRECT_ADD);
+            mt_conv_direct(y, x, w, b, N, n0, nc, g, scratch, MT_DIRECT_BIAS);
             continue;
         }
         const float *cols = columns(scratch, x, N, g, n0, nc);
@@ -321,7 +321,7 @@ void mt_conv_backward(float *dx, float *dw, float *db, const float *dy, const fl
         }
         if (direct) { /* dx = the flipped kernel's convolution of dy, written once */
             mt_flops_add(2.0 * g->F * nc * HWo * CK);
-            mt_conv_direct(dx, dy, w, N, n0, nc, &t, scratch, MT_DIRECT_FLIP);
+            mt_conv_direct(dx, dy, w, NULL, N, n0, nc, &t, scratch, MT_DIRECT_FLIP);
         } else if (dx) { /* the 1×1 path writes dx directly: its columns are dx's own layout */
             gemm_wT_dy(pointwise ? dx : scratch, w, dyc, ldy, g->F, CK, nc * HWo, 0.0f);
             if (!pointwise) col2im_add(dx, scratch, N, g, n0, nc);
@@ -335,14 +335,14 @@ void mt_conv_rforward(float *ry, const float *x, const float *rx, const float *w
 {
     conv_check(N, g);
     const int HWo = g->Ho * g->Wo, ldy = N * HWo, CK = g->C * g->k * g->k, chunk = mt_conv_chunk_images(N, g);
-    fill_channels(ry, vb, g->F, (size_t)ldy);
     const int direct = mt_conv_direct_ok(g);
+    if (!direct) fill_channels(ry, vb, g->F, (size_t)ldy);
     for (int n0 = 0; n0 < N; n0 += chunk) {
         const int nc = N - n0 < chunk ? N - n0 : chunk;
         if (direct) {
             mt_flops_add(2.0 * g->F * nc * HWo * CK * (rx ? 2 : 1));
-            mt_conv_direct(ry, x, vw, N, n0, nc, g, scratch, MT_DIRECT_ADD);
-            if (rx) mt_conv_direct(ry, rx, w, N, n0, nc, g, scratch, MT_DIRECT_ADD);
+            mt_conv_direct(ry, x, vw, vb, N, n0, nc, g, scratch, MT_DIRECT_BIAS);
+            if (rx) mt_conv_direct(ry, rx, w, NULL, N, n0, nc, g, scratch, MT_DIRECT_ADD);
             continue;
         }
         float *ryc = ry + (size_t)n0 * HWo;
@@ -374,8 +374,8 @@ void mt_conv_rbackward(float *rdx, float *rdw, float *rdb, const float *dy, cons
         }
         if (direct) { /* rdx = convᵀ(rdy, w) + convᵀ(dy, vw), each the flipped kernel's convolution */
             mt_flops_add(4.0 * g->F * nc * HWo * CK);
-            mt_conv_direct(rdx, rdy, w, N, n0, nc, &t, scratch, MT_DIRECT_FLIP);
-            mt_conv_direct(rdx, dy, vw, N, n0, nc, &t, scratch, MT_DIRECT_FLIP | MT_DIRECT_ADD);
+            mt_conv_direct(rdx, rdy, w, NULL, N, n0, nc, &t, scratch, MT_DIRECT_FLIP);
+            mt_conv_direct(rdx, dy, vw, NULL, N, n0, nc, &t, scratch, MT_DIRECT_FLIP | MT_DIRECT_ADD);
         } else if (rdx) {
             float *cols = pointwise ? rdx : scratch;
             gemm_wT_dy(cols, w, rdyc, ldy, g->F, CK, nc * HWo, 0.0f);

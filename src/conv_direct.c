@@ -8,6 +8,10 @@
  * tap's weights for the 64 channels. The input is first copied into zero-padded planes, so the
  * loops carry no bounds tests; the weights into [C·9][F], so a tap's channels are contiguous.
  *
+ * Below 8 input channels (an image's first layer) that block would store more than it
+ * computes; there sixteen pixels of a row make the vector instead, and one load of them serves
+ * FEW_F output channels (mt_conv_direct's few_avx512, and few_dw_avx512 for the weights).
+ *
  * Each output is Σ over (c, kh, kw) in that order, one fused multiply-add per term. A fused
  * multiply-add is rounded once, exactly as IEEE 754 defines it, so the bits are the same on any
  * AVX-512 CPU and for any batch, chunk or rank count. They are not the bits of the im2col +
@@ -27,6 +31,10 @@
  * past the row computes into the next row or the padding slack and is not stored). */
 #define DIRECT_PIXELS 7
 
+/* Input channels below which the pixel-vector kernels run, and their output channels per block */
+#define FEW_C 8
+#define FEW_F 8
+
 int mt_conv_direct_ok(const mt_conv_geom *g)
 {
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -35,8 +43,7 @@ int mt_conv_direct_ok(const mt_conv_geom *g)
         __builtin_cpu_init();
         avx512 = __builtin_cpu_supports("avx512f") != 0;
     }
-    /* below 8 input channels (Conv4's first layer) the block's stores outweigh its products */
-    return avx512 && g->k == 3 && g->stride == 1 && g->pad == 1 && g->F % 16 == 0 && g->C >= 8;
+    return avx512 && g->k == 3 && g->stride == 1 && g->pad == 1 && g->F % 16 == 0 && g->C >= 1;
 #else
     (void)g;
     return 0;
@@ -46,7 +53,7 @@ int mt_conv_direct_ok(const mt_conv_geom *g)
 size_t mt_conv_direct_scratch_floats(int nc, const mt_conv_geom *g)
 {
     const size_t padded = (size_t)g->C * nc * (g->H + 2) * (g->W + 2) + DIRECT_PIXELS + 2;
-    const size_t weights = (size_t)g->C * 9 * g->F, dy = (size_t)g->F * nc * g->H * g->W;
+    const size_t weights = (size_t)g->C * 9 * g->F, dy = g->C < FEW_C ? 0 : (size_t)g->F * nc * g->H * g->W;
     return padded + (weights > dy ? weights : dy);
 }
 
@@ -72,7 +79,8 @@ typedef float v16_u __attribute__((vector_size(64), aligned(4), may_alias));
  * for j < NV, p < DIRECT_PIXELS (stored for p < width). */
 __attribute__((target("avx512f"), always_inline)) static inline void block(float *y, size_t plane_y, const float *xp,
                                                                            size_t plane_x, int WP, const float *wt,
-                                                                           int F, int C, int NV, int width, int add)
+                                                                           int F, int C, int NV, int width, int mode,
+                                                                           const float *b)
 {
     v16 acc[DIRECT_PIXELS][4];
     for (int p = 0; p < DIRECT_PIXELS; p++)
@@ -96,19 +104,24 @@ __attribute__((target("avx512f"), always_inline)) static inline void block(float
     for (int j = 0; j < NV; j++)
         for (int l = 0; l < 16; l++) {
             float *yf = y + (size_t)(16 * j + l) * plane_y;
-            if (add)
+            if (mode == MT_DIRECT_ADD)
                 for (int p = 0; p < width; p++) yf[p] += acc[p][j][l];
-            else
+            else if (mode == MT_DIRECT_BIAS) {
+                const float bf = b ? b[16 * j + l] : 0.0f;
+                for (int p = 0; p < width; p++) yf[p] = bf + acc[p][j][l];
+            } else
                 for (int p = 0; p < width; p++) yf[p] = acc[p][j][l];
         }
 }
 
 /* The whole chunk: images i < nc, every row, every block of pixels and of 64, 32 or 16 channels. */
 __attribute__((target("avx512f"))) static void direct_avx512(float *y, size_t ldf, const float *xp, const float *wt,
-                                                             int nc, const mt_conv_geom *g, int add)
+                                                             int nc, const mt_conv_geom *g, int mode,
+                                                             const float *b)
 {
     const int H = g->H, W = g->W, F = g->F, C = g->C, WP = W + 2;
     const size_t plane_x = (size_t)nc * (H + 2) * WP, img_x = (size_t)(H + 2) * WP, img_y = (size_t)H * W;
+#define BLOCK(NV) block(y0 + f0 * ldf, ldf, x0, plane_x, WP, wt + f0, F, C, NV, width, mode, b ? b + f0 : NULL)
     for (int i = 0; i < nc; i++)
         for (int oh = 0; oh < H; oh++)
             for (int ow0 = 0; ow0 < W; ow0 += DIRECT_PIXELS) {
@@ -116,21 +129,68 @@ __attribute__((target("avx512f"))) static void direct_avx512(float *y, size_t ld
                 const float *x0 = xp + i * img_x + (size_t)oh * WP + ow0;
                 float *y0 = y + i * img_y + (size_t)oh * W + ow0;
                 int f0 = 0;
-                for (; f0 + 64 <= F; f0 += 64) block(y0 + f0 * ldf, ldf, x0, plane_x, WP, wt + f0, F, C, 4, width, add);
-                for (; f0 + 32 <= F; f0 += 32) block(y0 + f0 * ldf, ldf, x0, plane_x, WP, wt + f0, F, C, 2, width, add);
-                for (; f0 + 16 <= F; f0 += 16) block(y0 + f0 * ldf, ldf, x0, plane_x, WP, wt + f0, F, C, 1, width, add);
+                for (; f0 + 64 <= F; f0 += 64) BLOCK(4);
+                for (; f0 + 32 <= F; f0 += 32) BLOCK(2);
+                for (; f0 + 16 <= F; f0 += 16) BLOCK(1);
+            }
+#undef BLOCK
+}
+
+/* Fewer than FEW_C input channels: y[f0 + q, n, oh, ow0 + l] (+)= Σ_{c,kh,kw}
+ * xp[c, i, oh + kh, ow0 + l + kw] · wt[f0 + q, c, kh, kw] for q < FEW_F and the sixteen (or,
+ * at a row's end, fewer: masked) pixels l. The sum starts at zero and is added to y or to the
+ * bias at the end, as in block(). */
+__attribute__((target("avx512f"))) static void few_avx512(float *y, size_t ldf, const float *xp, const float *wt,
+                                                          int nc, const mt_conv_geom *g, int mode,
+                                                          const float *b)
+{
+    const int H = g->H, W = g->W, F = g->F, C = g->C, WP = W + 2;
+    const size_t plane_x = (size_t)nc * (H + 2) * WP, img_x = (size_t)(H + 2) * WP, img_y = (size_t)H * W;
+    for (int i = 0; i < nc; i++)
+        for (int oh = 0; oh < H; oh++)
+            for (int ow0 = 0; ow0 < W; ow0 += 16) {
+                const int width = W - ow0 < 16 ? W - ow0 : 16;
+                const __mmask16 m = (__mmask16)((1u << width) - 1);
+                const float *x0 = xp + i * img_x + (size_t)oh * WP + ow0;
+                float *y0 = y + i * img_y + (size_t)oh * W + ow0;
+                for (int f0 = 0; f0 < F; f0 += FEW_F) {
+                    __m512 acc[FEW_F];
+                    for (int q = 0; q < FEW_F; q++) acc[q] = _mm512_setzero_ps();
+                    for (int c = 0; c < C; c++)
+                        for (int k = 0; k < 9; k++) {
+                            const __m512 v = _mm512_maskz_loadu_ps(m, x0 + c * plane_x + (size_t)(k / 3) * WP + k % 3);
+                            for (int q = 0; q < FEW_F; q++)
+                                acc[q] = _mm512_fmadd_ps(v, _mm512_set1_ps(wt[((size_t)(f0 + q) * C + c) * 9 + k]),
+                                                         acc[q]);
+                        }
+                    for (int q = 0; q < FEW_F; q++) {
+                        float *yf = y0 + (size_t)(f0 + q) * ldf;
+                        __m512 out = acc[q];
+                        if (mode == MT_DIRECT_ADD) out = _mm512_add_ps(_mm512_maskz_loadu_ps(m, yf), out);
+                        if (mode == MT_DIRECT_BIAS) out = _mm512_add_ps(_mm512_set1_ps(b ? b[f0 + q] : 0.0f), out);
+                        _mm512_mask_storeu_ps(yf, m, out);
+                    }
+                }
             }
 }
 
 #endif
 
-void mt_conv_direct(float *y, const float *x, const float *w, int N, int n0, int nc, const mt_conv_geom *g,
-                    float *scratch, int flags)
+void mt_conv_direct(float *y, const float *x, const float *w, const float *b, int N, int n0, int nc,
+                    const mt_conv_geom *g, float *scratch, int flags)
 {
     assert(mt_conv_direct_ok(g));
+    const int mode = flags & (MT_DIRECT_ADD | MT_DIRECT_BIAS);
+    assert(mode != (MT_DIRECT_ADD | MT_DIRECT_BIAS));
     const int C = g->C, H = g->H, W = g->W, F = g->F, HP = H + 2, WP = W + 2;
     float *xp = scratch, *wt = scratch + (size_t)C * nc * HP * WP + DIRECT_PIXELS + 2;
-    if (flags & MT_DIRECT_FLIP) /* wt[c, kh, kw, f] = w[c, f, 2 − kh, 2 − kw] */
+    if (C < FEW_C) { /* wt[f, c, kh, kw]: w itself, or flipped */
+        for (int f = 0; f < F; f++)
+            for (int c = 0; c < C; c++)
+                for (int k = 0; k < 9; k++)
+                    wt[((size_t)f * C + c) * 9 + k] =
+                        flags & MT_DIRECT_FLIP ? w[((size_t)c * F + f) * 9 + 8 - k] : w[((size_t)f * C + c) * 9 + k];
+    } else if (flags & MT_DIRECT_FLIP) /* wt[c, kh, kw, f] = w[c, f, 2 − kh, 2 − kw] */
         for (int c = 0; c < C; c++)
             for (int f = 0; f < F; f++)
                 for (int k = 0; k < 9; k++) wt[((size_t)c * 9 + k) * F + f] = w[((size_t)c * F + f) * 9 + 8 - k];
@@ -139,7 +199,10 @@ void mt_conv_direct(float *y, const float *x, const float *w, int N, int n0, int
             for (int k = 0; k < C * 9; k++) wt[(size_t)k * F + f] = w[(size_t)f * C * 9 + k];
     pad_planes(xp, x, N, n0, nc, g);
 #if defined(__x86_64__) && defined(__GNUC__)
-    direct_avx512(y + (size_t)n0 * H * W, (size_t)N * H * W, xp, wt, nc, g, (flags & MT_DIRECT_ADD) != 0);
+    if (C < FEW_C)
+        few_avx512(y + (size_t)n0 * H * W, (size_t)N * H * W, xp, wt, nc, g, mode, b);
+    else
+        direct_avx512(y + (size_t)n0 * H * W, (size_t)N * H * W, xp, wt, nc, g, mode, b);
 #endif
 }
 
@@ -206,6 +269,54 @@ __attribute__((target("avx512f"))) static void dw_avx512(float *dw, const float 
         }
 }
 
+/* The sum of a vector's sixteen values in a fixed tree (halves, then quarters, …), the same
+ * whatever compiler builds it. */
+__attribute__((target("avx512f"))) static float hsum16(__m512 v)
+{
+    float a[16];
+    _mm512_storeu_ps(a, v);
+    for (int n = 8; n >= 1; n /= 2)
+        for (int l = 0; l < n; l++) a[l] += a[l + n];
+    return a[0];
+}
+
+/* Fewer than FEW_C input channels: dw[f0 + q, c, kh, kw] (+)= Σ_{i, oh, ow} dy[f0 + q, i, oh, ow] ·
+ * xp[c, i, oh + kh, ow + kw], two output channels and the nine taps at once: eighteen vectors
+ * of sixteen partial sums (lane l takes the pixels ow ≡ l mod 16 of every row, in order),
+ * added up in hsum16's tree at the end. dy points at image n0, ldf apart per channel. */
+__attribute__((target("avx512f"))) static void few_dw_avx512(float *dw, const float *dy, size_t ldf, const float *xp,
+                                                             int nc, const mt_conv_geom *g, int add)
+{
+    const int C = g->C, H = g->H, W = g->W, F = g->F, WP = W + 2;
+    const size_t plane_x = (size_t)nc * (H + 2) * WP, img_x = (size_t)(H + 2) * WP, img_y = (size_t)H * W;
+    for (int f0 = 0; f0 < F; f0 += 2)
+        for (int c = 0; c < C; c++) {
+            __m512 acc[2][9];
+            for (int q = 0; q < 2; q++)
+                for (int k = 0; k < 9; k++) acc[q][k] = _mm512_setzero_ps();
+            for (int i = 0; i < nc; i++)
+                for (int oh = 0; oh < H; oh++)
+                    for (int ow0 = 0; ow0 < W; ow0 += 16) {
+                        const int width = W - ow0 < 16 ? W - ow0 : 16;
+                        const __mmask16 m = (__mmask16)((1u << width) - 1);
+                        const float *d = dy + i * img_y + (size_t)oh * W + ow0 + (size_t)f0 * ldf;
+                        const __m512 d0 = _mm512_maskz_loadu_ps(m, d), d1 = _mm512_maskz_loadu_ps(m, d + ldf);
+                        const float *x0 = xp + c * plane_x + i * img_x + (size_t)oh * WP + ow0;
+                        for (int k = 0; k < 9; k++) {
+                            const __m512 v = _mm512_maskz_loadu_ps(m, x0 + (size_t)(k / 3) * WP + k % 3);
+                            acc[0][k] = _mm512_fmadd_ps(d0, v, acc[0][k]);
+                            acc[1][k] = _mm512_fmadd_ps(d1, v, acc[1][k]);
+                        }
+                    }
+            for (int q = 0; q < 2; q++)
+                for (int k = 0; k < 9; k++) {
+                    float *o = dw + ((size_t)(f0 + q) * C + c) * 9 + k;
+                    const float s = hsum16(acc[q][k]);
+                    *o = add ? *o + s : s;
+                }
+        }
+}
+
 #endif
 
 void mt_conv_direct_dw(float *dw, const float *dy, const float *x, int N, int n0, int nc, const mt_conv_geom *g,
@@ -216,6 +327,12 @@ void mt_conv_direct_dw(float *dw, const float *dy, const float *x, int N, int n0
     const size_t HW = (size_t)H * W;
     float *xp = scratch, *dyT = scratch + (size_t)C * nc * (H + 2) * (W + 2) + DIRECT_PIXELS + 2;
     pad_planes(xp, x, N, n0, nc, g);
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (C < FEW_C) {
+        few_dw_avx512(dw, dy + (size_t)n0 * HW, (size_t)N * HW, xp, nc, g, add);
+        return;
+    }
+#endif
     /* dyT[i, oh, ow, f] = dy[f, n0 + i, oh, ow]: a pixel's channels contiguous */
     for (int f = 0; f < F; f++) {
         const float *src = dy + ((size_t)f * N + n0) * HW;

@@ -1251,7 +1251,10 @@ int main(void)
      * rows of 9 (a block of 7 and one of 2); 12 × 16×28×28 → 32 in chunks of 9 + 3 (forward
      * and input gradient direct); 3×3 planes (one block that reads past the row); 16 → 8
      * channels (only the input gradient direct: 8 channels in, 16 out); 9 input channels (the weight
-     * gradient's pairs of channels and a last single one). */
+     * gradient's pairs of channels and a last single one). Below 8 input channels the pixel-vector
+     * kernels: Conv4's first layer on 10 images (rows of 16 + 12 pixels), 3 channels on rows of
+     * 17 (16 + 1), rows of exactly 16, 7 channels on 3×3 planes, and 16 → 4 channels (the input
+     * gradient through them, flipped). */
     const conv_shape shapes[] = {
         {3, 2, 5, 4, 3, 3, 1, 1, 1},    {10, 1, 28, 28, 8, 3, 1, 1, 1}, {2, 3, 1, 1, 2, 3, 1, 1, 1},
         {6, 4, 84, 84, 2, 3, 1, 1, 1},  {3, 2, 5, 4, 3, 3, 1, 1, 0},    {2, 3, 1, 1, 2, 3, 1, 1, 0},
@@ -1261,7 +1264,9 @@ int main(void)
         {2, 2, 6, 5, 3, 5, 1, 2, 1},    {2, 2, 5, 6, 2, 3, 1, 0, 0},    {2, 2, 1, 2, 3, 5, 1, 4, 1},
         {2, 2, 7, 8, 2, 3, 3, 2, 0},    {2, 3, 11, 10, 4, 7, 2, 3, 0},  {2, 2, 5, 5, 3, 2, 2, 0, 1},
         {3, 8, 5, 9, 48, 3, 1, 1, 1},   {12, 16, 28, 28, 32, 3, 1, 1, 0}, {2, 8, 3, 3, 16, 3, 1, 1, 1},
-        {3, 16, 5, 9, 8, 3, 1, 1, 1},   {2, 9, 4, 5, 16, 3, 1, 1, 1},
+        {3, 16, 5, 9, 8, 3, 1, 1, 1},   {2, 9, 4, 5, 16, 3, 1, 1, 1},   {10, 1, 28, 28, 64, 3, 1, 1, 1},
+        {3, 3, 5, 17, 16, 3, 1, 1, 0},  {2, 1, 4, 16, 32, 3, 1, 1, 1},  {2, 7, 3, 3, 16, 3, 1, 1, 1},
+        {2, 16, 5, 6, 4, 3, 1, 1, 1},
     };
     check_conv_geom();
     check_flop_count();
@@ -1291,14 +1296,15 @@ int main(void)
         tu_expect(mt_conv_direct_ok(&multi) == avx512, "the direct 3x3 path is taken iff the CPU has AVX-512");
 #endif
         const mt_conv_geom small_c = shape_geom(shapes[0]);
-        tu_expect(!mt_conv_direct_ok(&small_c), "the direct path is not taken below 8 channels or 16 filters");
+        tu_expect(!mt_conv_direct_ok(&small_c), "the direct path is not taken below 16 filters");
     }
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) check_conv_fast_vs_ref(shapes[i], 100 + i);
     const conv_shape fd_shapes[] = {
         {3, 2, 5, 4, 3, 3, 1, 1, 1}, {2, 1, 3, 3, 2, 3, 1, 1, 1}, {2, 3, 4, 3, 2, 1, 1, 0, 1},
         {2, 3, 3, 4, 2, 1, 1, 0, 0}, {2, 2, 7, 6, 3, 3, 2, 1, 0}, {2, 2, 5, 5, 2, 3, 2, 1, 1},
         {2, 2, 5, 5, 3, 1, 2, 0, 1}, {2, 2, 7, 8, 2, 5, 3, 2, 0}, {2, 8, 3, 4, 16, 3, 1, 1, 1},
-        {2, 16, 3, 4, 8, 3, 1, 1, 0},
+        {2, 16, 3, 4, 8, 3, 1, 1, 0}, {2, 1, 3, 4, 16, 3, 1, 1, 1}, {2, 3, 3, 5, 16, 3, 1, 1, 0},
+        {2, 16, 3, 4, 4, 3, 1, 1, 1},
     };
     for (size_t i = 0; i < sizeof fd_shapes / sizeof fd_shapes[0]; i++) check_conv_fd(fd_shapes[i], 200 + i);
 
@@ -1309,6 +1315,7 @@ int main(void)
     check_bn_fast_vs_ref(3, 7, 300);
     check_bn_fast_vs_ref(4, 144, 301);
     check_bn_fast_vs_ref(2, 5000, 302);
+    check_bn_fast_vs_ref(3, 1003, 303); /* eight-lane blocks and a tail of three */
     check_bn_fd(3, 144, 310);
 
     check_maxpool(6, 6, 6, 400);
