@@ -18,6 +18,11 @@
 #include "common.h"
 #include "conv_direct.h"
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define POOL_AVX512 1
+#endif
+
 #undef I /* OpenBLAS's cblas.h pulls in <complex.h>; no imaginary unit here */
 
 /* ---- conv: geometry and chunks ------------------------------------------------------ */
@@ -796,10 +801,85 @@ void mt_bn_rbackward_ref(float *rdx, float *rdgamma, float *rdbeta, const float 
 
 /* ---- max-pool 2×2 ------------------------------------------------------------------- */
 
+#ifdef POOL_AVX512
+/* On AVX-512 CPUs sixteen windows of a row pair at a time: the rows' 32 values split into
+ * even and odd columns, then the scalar loop's strict comparisons in the same window order
+ * (the first maximum wins ties, a NaN never replaces a value), so the same values and indices.
+ * The masks of a row's last, partial vector: n windows, 2n inputs over two vectors. */
+#define POOL_MASKS(n)                                                                                         \
+    const __mmask16 m_out = (__mmask16)((1u << (n)) - 1),                                                     \
+                    m_lo = (__mmask16)(2 * (n) >= 16 ? 0xFFFFu : (1u << 2 * (n)) - 1),                        \
+                    m_hi = (__mmask16)(2 * (n) > 16 ? (1u << (2 * (n) - 16)) - 1 : 0u)
+
+__attribute__((target("avx512f"))) static void pool_rows_avx512(float *yr, int32_t *ar, const float *r0, int W,
+                                                                int32_t top, int Wo)
+{
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+    for (int j0 = 0; j0 < Wo; j0 += 16) {
+        POOL_MASKS(Wo - j0 < 16 ? Wo - j0 : 16);
+        const float *p0 = r0 + 2 * j0, *p1 = p0 + W;
+        const __m512 a0 = _mm512_maskz_loadu_ps(m_lo, p0), b0 = _mm512_maskz_loadu_ps(m_hi, p0 + 16);
+        const __m512 a1 = _mm512_maskz_loadu_ps(m_lo, p1), b1 = _mm512_maskz_loadu_ps(m_hi, p1 + 16);
+        const __m512 cand[3] = {_mm512_permutex2var_ps(a0, odd, b0), _mm512_permutex2var_ps(a1, even, b1),
+                                _mm512_permutex2var_ps(a1, odd, b1)};
+        const int32_t offset[3] = {1, W, W + 1};
+        const __m512i t = _mm512_add_epi32(_mm512_set1_epi32(top + 2 * j0), even);
+        __m512 m = _mm512_permutex2var_ps(a0, even, b0);
+        __m512i k = t;
+        for (int c = 0; c < 3; c++) {
+            const __mmask16 gt = _mm512_cmp_ps_mask(cand[c], m, _CMP_GT_OQ);
+            m = _mm512_mask_mov_ps(m, gt, cand[c]);
+            k = _mm512_mask_add_epi32(k, gt, t, _mm512_set1_epi32(offset[c]));
+        }
+        _mm512_mask_storeu_ps(yr + j0, m_out, m);
+        _mm512_mask_storeu_epi32(ar + j0, m_out, k);
+    }
+}
+
+/* The two rows of dx under a row of windows: each window's value (g, or 0 where mask is given
+ * and not positive) at its argmax, 0 at its other three places. */
+__attribute__((target("avx512f"))) static void unpool_rows_avx512(float *r0, int W, const float *g, const float *mask,
+                                                                  const int32_t *a, int32_t top, int Wo)
+{
+    const __m512i lanes2 = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const __m512i hi = _mm512_add_epi32(lo, _mm512_set1_epi32(8));
+    for (int j0 = 0; j0 < Wo; j0 += 16) {
+        POOL_MASKS(Wo - j0 < 16 ? Wo - j0 : 16);
+        __m512 v = _mm512_maskz_loadu_ps(m_out, g + j0);
+        if (mask)
+            v = _mm512_maskz_mov_ps(
+                _mm512_cmp_ps_mask(_mm512_maskz_loadu_ps(m_out, mask + j0), _mm512_setzero_ps(), _CMP_GT_OQ), v);
+        const __m512i pos = _mm512_sub_epi32(_mm512_maskz_loadu_epi32(m_out, a + j0),
+                                             _mm512_add_epi32(_mm512_set1_epi32(top + 2 * j0), lanes2));
+        const __m512 e0 = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(pos, _mm512_setzero_si512()), v);
+        const __m512 o0 = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(pos, _mm512_set1_epi32(1)), v);
+        const __m512 e1 = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(pos, _mm512_set1_epi32(W)), v);
+        const __m512 o1 = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(pos, _mm512_set1_epi32(W + 1)), v);
+        float *p0 = r0 + 2 * j0, *p1 = p0 + W;
+        _mm512_mask_storeu_ps(p0, m_lo, _mm512_permutex2var_ps(e0, lo, o0));
+        _mm512_mask_storeu_ps(p0 + 16, m_hi, _mm512_permutex2var_ps(e0, hi, o0));
+        _mm512_mask_storeu_ps(p1, m_lo, _mm512_permutex2var_ps(e1, lo, o1));
+        _mm512_mask_storeu_ps(p1 + 16, m_hi, _mm512_permutex2var_ps(e1, hi, o1));
+    }
+}
+#endif
+
 void mt_maxpool_forward(float *restrict y, int32_t *restrict argmax, const float *restrict x, int P, int H, int W)
 {
     assert(P > 0 && H >= 2 && W >= 2 && (size_t)H * W <= INT32_MAX);
     const int Ho = H / 2, Wo = W / 2;
+#ifdef POOL_AVX512
+    if (mt_cpu_avx512()) {
+        for (int p = 0; p < P; p++)
+            for (int i = 0; i < Ho; i++) {
+                const size_t o = ((size_t)p * Ho + i) * Wo;
+                pool_rows_avx512(y + o, argmax + o, x + (size_t)p * H * W + (size_t)2 * i * W, W, 2 * i * W, Wo);
+            }
+        return;
+    }
+#endif
     for (int p = 0; p < P; p++) {
         const float *xp = x + (size_t)p * H * W;
         const size_t out = (size_t)p * Ho * Wo;
@@ -824,6 +904,22 @@ static void maxpool_scatter(float *restrict dx, const float *restrict dy, const 
                             const int32_t *restrict argmax, int P, int H, int W)
 {
     const size_t plane = (size_t)H * W, outs = (size_t)(H / 2) * (W / 2);
+#ifdef POOL_AVX512
+    if (mt_cpu_avx512()) { /* every value written once: no memset */
+        const int Ho = H / 2, Wo = W / 2;
+        for (int p = 0; p < P; p++) {
+            float *dp = dx + p * plane;
+            for (int i = 0; i < Ho; i++) {
+                const size_t o = (size_t)p * outs + (size_t)i * Wo;
+                float *r0 = dp + (size_t)2 * i * W;
+                unpool_rows_avx512(r0, W, dy + o, mask ? mask + o : NULL, argmax + o, 2 * i * W, Wo);
+                if (W % 2) r0[W - 1] = r0[2 * W - 1] = 0.0f;
+            }
+            if (H % 2) memset(dp + (size_t)(H - 1) * W, 0, sizeof(float) * W);
+        }
+        return;
+    }
+#endif
     for (int p = 0; p < P; p++) {
         float *dp = dx + p * plane;
         const float *gp = dy + p * outs, *mp = mask ? mask + p * outs : NULL;

@@ -56,6 +56,11 @@
  * rounding depends on the chunk size (and on sgemm's blocking); nothing else does, and the
  * results are deterministic for a given shape and BLAS thread count.
  *
+ * On CPUs with AVX-512 a 3×3 stride-1 padding-1 conv with a multiple of 16 output channels
+ * skips im2col and sgemm altogether: conv_direct.c computes its products from zero-padded
+ * image planes, each output of the forward and input-gradient passes one fixed-order chain
+ * of fused multiply-adds (weight gradients are still summed chunk by chunk).
+ *
  * Fast path: a 1×1 kernel with stride 1 and no padding needs no im2col. x[C, N·H·W] is
  * already its column matrix and y has x's planes, so each product is one sgemm over the
  * whole batch straight between the caller's arrays (dx included), the chunk is all N

@@ -35,7 +35,7 @@
 #define FEW_C 8
 #define FEW_F 8
 
-int mt_conv_direct_ok(const mt_conv_geom *g)
+int mt_cpu_avx512(void)
 {
 #if defined(__x86_64__) && defined(__GNUC__)
     static int avx512 = -1;
@@ -43,7 +43,16 @@ int mt_conv_direct_ok(const mt_conv_geom *g)
         __builtin_cpu_init();
         avx512 = __builtin_cpu_supports("avx512f") != 0;
     }
-    return avx512 && g->k == 3 && g->stride == 1 && g->pad == 1 && g->F % 16 == 0 && g->C >= 1;
+    return avx512;
+#else
+    return 0;
+#endif
+}
+
+int mt_conv_direct_ok(const mt_conv_geom *g)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+    return mt_cpu_avx512() && g->k == 3 && g->stride == 1 && g->pad == 1 && g->F % 16 == 0;
 #else
     (void)g;
     return 0;
@@ -156,13 +165,16 @@ __attribute__((target("avx512f"))) static void few_avx512(float *y, size_t ldf, 
                 for (int f0 = 0; f0 < F; f0 += FEW_F) {
                     __m512 acc[FEW_F];
                     for (int q = 0; q < FEW_F; q++) acc[q] = _mm512_setzero_ps();
-                    for (int c = 0; c < C; c++)
-                        for (int k = 0; k < 9; k++) {
-                            const __m512 v = _mm512_maskz_loadu_ps(m, x0 + c * plane_x + (size_t)(k / 3) * WP + k % 3);
-                            for (int q = 0; q < FEW_F; q++)
-                                acc[q] = _mm512_fmadd_ps(v, _mm512_set1_ps(wt[((size_t)(f0 + q) * C + c) * 9 + k]),
-                                                         acc[q]);
-                        }
+                    for (int c = 0; c < C; c++) {
+                        const float *xc = x0 + c * plane_x, *wc = wt + ((size_t)f0 * C + c) * 9;
+                        for (int kh = 0; kh < 3; kh++)
+                            for (int kw = 0; kw < 3; kw++) {
+                                const __m512 v = _mm512_maskz_loadu_ps(m, xc + (size_t)kh * WP + kw);
+                                for (int q = 0; q < FEW_F; q++)
+                                    acc[q] = _mm512_fmadd_ps(v, _mm512_set1_ps(wc[(size_t)q * C * 9 + kh * 3 + kw]),
+                                                             acc[q]);
+                            }
+                    }
                     for (int q = 0; q < FEW_F; q++) {
                         float *yf = y0 + (size_t)(f0 + q) * ldf;
                         __m512 out = acc[q];

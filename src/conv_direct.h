@@ -9,6 +9,9 @@
 
 #include "conv.h"
 
+/* 1 iff this CPU runs AVX-512F (checked once) */
+int mt_cpu_avx512(void);
+
 /* 1 iff the direct path applies to g on this CPU: k = 3, stride 1, padding 1, F a multiple
  * of 16, and AVX-512. */
 int mt_conv_direct_ok(const mt_conv_geom *g);

@@ -842,6 +842,7 @@ static void check_maxpool(int P, int H, int W, uint64_t seed)
     mt_maxpool_backward(dxp, cp, amp, P, H, W);
     mt_maxpool_backward(dxm, cm, amm, P, H, W);
     tu_quotient(fd_x, dxp, dxm, EPS_POOL, nx);
+    for (size_t i = 0; i < nx; i++) an_x[i] = 7.0f; /* stale values must be overwritten */
     mt_maxpool_rbackward(an_x, rdy, am, P, H, W);
     snprintf(label, sizeof label, "%s rbackward vs FD of backward", tag);
     tu_check(label, tu_rel_diff(an_x, fd_x, nx), TOL_FD);
@@ -907,6 +908,22 @@ static void check_maxpool_ties(void)
     int32_t am[2];
     mt_maxpool_forward(y, am, x, 1, 2, 4);
     tu_expect(y[0] == 5 && am[0] == 0 && y[1] == 7 && am[1] == 3, "maxpool ties: first maximum in window order");
+
+    /* a 2×40 plane, 20 windows (a full vector and a partial one on AVX-512): all equal, so
+     * every window picks its first place; then NaNs, which never replace a value and are
+     * never replaced: [NaN,1;2,3] keeps the NaN, [1,NaN;3,2] gives 3 (row 1) */
+    float wide[80], yw[20];
+    int32_t aw[20];
+    for (int i = 0; i < 80; i++) wide[i] = 2.5f;
+    mt_maxpool_forward(yw, aw, wide, 1, 2, 40);
+    int first = 1;
+    for (int j = 0; j < 20; j++) first &= yw[j] == 2.5f && aw[j] == 2 * j;
+    tu_expect(first, "maxpool ties on rows of 20 windows: the first place of each");
+    wide[34] = NAN, wide[35] = 1, wide[74] = 2, wide[75] = 3; /* window 17 */
+    wide[36] = 1, wide[37] = NAN, wide[76] = 3, wide[77] = 2; /* window 18 */
+    mt_maxpool_forward(yw, aw, wide, 1, 2, 40);
+    tu_expect(isnan(yw[17]) && aw[17] == 34 && yw[18] == 3 && aw[18] == 76,
+              "maxpool NaN: kept where it comes first, skipped where it comes later");
 }
 
 /* ---- flatten -------------------------------------------------------------------------- */
@@ -1320,8 +1337,15 @@ int main(void)
 
     check_maxpool(6, 6, 6, 400);
     check_maxpool(4, 5, 7, 401); /* odd sizes: the last row and column are dropped */
+    /* rows of 14 windows (Conv4's first pool: one partial vector on AVX-512), of 20 (a full
+     * vector and a partial one) with an odd last row and column, and of exactly 16 */
+    check_maxpool(3, 28, 28, 404);
+    check_maxpool(2, 9, 41, 405);
+    check_maxpool(2, 4, 32, 406);
     check_maxpool_relu(6, 6, 6, 402);
     check_maxpool_relu(4, 5, 7, 403);
+    check_maxpool_relu(3, 28, 28, 407);
+    check_maxpool_relu(2, 7, 35, 408);
     check_maxpool_ties();
 
     check_flatten(3, 4, 6, 500);
