@@ -717,6 +717,29 @@ static void test_hostile_storage(void)
     tu_expect(fat_ok, "write labels as one raw chunk of 4096 bytes for 16 bytes of data");
     expect_read_error("a chunk that claims 4096 stored bytes for 16", path, "train", "claims 4096 stored bytes");
 
+    /* The same in the third of four compressed chunks of one label each: the reader looks
+     * compressed chunks up by their position in the grid, and must reach every one. */
+    const hsize_t one = 1;
+    dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    H5Pset_chunk(dcpl, 1, &one);
+    H5Pset_deflate(dcpl, 1);
+    tu_in_dir(path, sizeof path, "storage-fat-third-chunk.h5");
+    fat_ok = replace_dataset(src, path, "labels", H5T_STD_I32LE, dcpl, 4, NULL) == 0;
+    H5Pclose(dcpl);
+    f = fat_ok ? H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT) : -1;
+    d = f >= 0 ? H5Dopen2(f, "train/labels", H5P_DEFAULT) : -1;
+    fat_ok = d >= 0;
+    for (hsize_t at = 0; at < 4 && fat_ok; at++) { /* labels 0, 0, 1, 1 as 4-byte chunks, the third fat */
+        const unsigned char label[4] = {(unsigned char)(at >= 2), 0, 0, 0};
+        fat_ok = at == 2 ? H5Dwrite_chunk(d, H5P_DEFAULT, 0, &at, sizeof fat, fat) >= 0
+                         : H5Dwrite_chunk(d, H5P_DEFAULT, 0, &at, sizeof label, label) >= 0;
+    }
+    if (d >= 0) H5Dclose(d);
+    if (f >= 0) fat_ok &= H5Fclose(f) >= 0;
+    tu_expect(fat_ok, "write labels in 4 chunks, the third raw with 4096 bytes for 4");
+    expect_read_error("the third of 4 chunks claims 4096 stored bytes for 4", path, "train",
+                      "chunk at 2 claims 4096 stored bytes");
+
     /* class_offsets kept in an external raw file: the reader must not follow it. */
     dcpl = H5Pcreate(H5P_DATASET_CREATE);
     tu_in_dir(ext, sizeof ext, "outside.raw");
