@@ -677,13 +677,14 @@ static int chunks_ok(hid_t d, const char *name, hid_t space, size_t tsize, char 
      * fails for a chunk not stored. So: by position for filtered data whose grid of chunk
      * positions is not much larger than the chunks stored; by number otherwise, or if the
      * lookups fail or find another count. */
+    const hsize_t max_cells = 4 * n_chunks + 4096;
     hsize_t dims[H5S_MAX_RANK], grid[H5S_MAX_RANK], cells = 1;
     H5Sget_simple_extent_dims(space, dims, NULL);
     for (int i = 0; i < rank; i++) {
         grid[i] = (dims[i] + cdims[i] - 1) / cdims[i];
-        cells = grid[i] != 0 && cells > (4 * n_chunks + 4096) / grid[i] ? (4 * n_chunks + 4096) + 1 : cells * grid[i];
+        cells = grid[i] != 0 && cells > max_cells / grid[i] ? max_cells + 1 : cells * grid[i];
     }
-    if (filtered && n_chunks > 0 && cells <= 4 * n_chunks + 4096) {
+    if (filtered && n_chunks > 0 && cells <= max_cells) {
         hsize_t at[H5S_MAX_RANK] = {0}, found = 0;
         for (hsize_t cell = 0; cell < cells; cell++) {
             hsize_t offset[H5S_MAX_RANK], size = 0;

@@ -196,12 +196,14 @@ void mt_conv_direct(float *y, const float *x, const float *w, const float *b, in
     assert(mode != (MT_DIRECT_ADD | MT_DIRECT_BIAS));
     const int C = g->C, H = g->H, W = g->W, F = g->F, HP = H + 2, WP = W + 2;
     float *xp = scratch, *wt = scratch + (size_t)C * nc * HP * WP + DIRECT_PIXELS + 2;
-    if (C < FEW_C) { /* wt[f, c, kh, kw]: w itself, or flipped */
-        for (int f = 0; f < F; f++)
-            for (int c = 0; c < C; c++)
-                for (int k = 0; k < 9; k++)
-                    wt[((size_t)f * C + c) * 9 + k] =
-                        flags & MT_DIRECT_FLIP ? w[((size_t)c * F + f) * 9 + 8 - k] : w[((size_t)f * C + c) * 9 + k];
+    const float *wk = wt; /* the kernel's weights: w itself where its layout already fits */
+    if (C < FEW_C) { /* [f, c, kh, kw]: w, or w flipped */
+        if (flags & MT_DIRECT_FLIP)
+            for (int f = 0; f < F; f++)
+                for (int c = 0; c < C; c++)
+                    for (int k = 0; k < 9; k++) wt[((size_t)f * C + c) * 9 + k] = w[((size_t)c * F + f) * 9 + 8 - k];
+        else
+            wk = w;
     } else if (flags & MT_DIRECT_FLIP) /* wt[c, kh, kw, f] = w[c, f, 2 − kh, 2 − kw] */
         for (int c = 0; c < C; c++)
             for (int f = 0; f < F; f++)
@@ -212,9 +214,9 @@ void mt_conv_direct(float *y, const float *x, const float *w, const float *b, in
     pad_planes(xp, x, N, n0, nc, g);
 #if defined(__x86_64__) && defined(__GNUC__)
     if (C < FEW_C)
-        few_avx512(y + (size_t)n0 * H * W, (size_t)N * H * W, xp, wt, nc, g, mode, b);
+        few_avx512(y + (size_t)n0 * H * W, (size_t)N * H * W, xp, wk, nc, g, mode, b);
     else
-        direct_avx512(y + (size_t)n0 * H * W, (size_t)N * H * W, xp, wt, nc, g, mode, b);
+        direct_avx512(y + (size_t)n0 * H * W, (size_t)N * H * W, xp, wk, nc, g, mode, b);
 #endif
 }
 
