@@ -973,6 +973,79 @@ void mt_maxpool_relu_rforward(float *restrict ry, const float *restrict rx, cons
         }
 }
 
+/* ---- batchnorm → ReLU → max-pool, fused --------------------------------------------- */
+
+/* Channel c's statistics (or R-statistics) as the one-channel array (μ, s) the mt_bn_* passes
+ * take with C = 1. */
+static void channel_stats(float one[2], const float *stats, int C, int c)
+{
+    one[0] = stats[c];
+    one[1] = stats[C + c];
+}
+
+void mt_bn_relu_pool_forward(float *y, int32_t *argmax, float *stats, const float *x, const float *gamma,
+                             const float *beta, int C, int N, int H, int W, float *buf)
+{
+    const int M = N * H * W;
+    const size_t out = (size_t)N * (H / 2) * (W / 2);
+    for (int c = 0; c < C; c++) {
+        float one[2];
+        mt_bn_forward(buf, one, x + (size_t)c * M, gamma + c, beta + c, 1, M);
+        stats[c] = one[0], stats[C + c] = one[1];
+        mt_maxpool_relu_forward(y + c * out, argmax + c * out, buf, N, H, W);
+    }
+}
+
+void mt_bn_relu_pool_backward(float *dx, float *dgamma, float *dbeta, const float *dy, const float *y,
+                              const int32_t *argmax, const float *x, const float *stats, const float *gamma, int C,
+                              int N, int H, int W, float *buf)
+{
+    if (!dx && !dgamma) return;
+    const int M = N * H * W;
+    const size_t out = (size_t)N * (H / 2) * (W / 2);
+    for (int c = 0; c < C; c++) {
+        float one[2];
+        channel_stats(one, stats, C, c);
+        mt_maxpool_relu_backward(buf, dy + c * out, y + c * out, argmax + c * out, N, H, W);
+        mt_bn_backward(dx ? dx + (size_t)c * M : NULL, dgamma ? dgamma + c : NULL, dgamma ? dbeta + c : NULL, buf,
+                       x + (size_t)c * M, one, gamma + c, 1, M);
+    }
+}
+
+void mt_bn_relu_pool_rforward(float *ry, float *rstats, const float *x, const float *rx, const float *y,
+                              const int32_t *argmax, const float *stats, const float *gamma, const float *vgamma,
+                              const float *vbeta, int C, int N, int H, int W, float *buf)
+{
+    const int M = N * H * W;
+    const size_t out = (size_t)N * (H / 2) * (W / 2);
+    for (int c = 0; c < C; c++) {
+        float one[2], rone[2];
+        channel_stats(one, stats, C, c);
+        mt_bn_rforward(buf, rone, x + (size_t)c * M, rx ? rx + (size_t)c * M : NULL, one, gamma + c, vgamma + c,
+                       vbeta ? vbeta + c : NULL, 1, M);
+        rstats[c] = rone[0], rstats[C + c] = rone[1];
+        mt_maxpool_relu_rforward(ry + c * out, buf, y + c * out, argmax + c * out, N, H, W);
+    }
+}
+
+void mt_bn_relu_pool_rbackward(float *rdx, float *rdgamma, float *rdbeta, const float *dy, const float *rdy,
+                               const float *y, const int32_t *argmax, const float *x, const float *rx,
+                               const float *stats, const float *rstats, const float *gamma, const float *vgamma,
+                               int C, int N, int H, int W, float *buf)
+{
+    const int M = N * H * W;
+    const size_t out = (size_t)N * (H / 2) * (W / 2);
+    for (int c = 0; c < C; c++) {
+        float one[2], rone[2];
+        channel_stats(one, stats, C, c);
+        channel_stats(rone, rstats, C, c);
+        mt_maxpool_relu_backward(buf, dy + c * out, y + c * out, argmax + c * out, N, H, W);
+        mt_maxpool_relu_backward(buf + M, rdy + c * out, y + c * out, argmax + c * out, N, H, W);
+        mt_bn_rbackward(rdx ? rdx + (size_t)c * M : NULL, rdgamma + c, rdbeta + c, buf, buf + M, x + (size_t)c * M,
+                        rx ? rx + (size_t)c * M : NULL, one, rone, gamma + c, vgamma + c, 1, M);
+    }
+}
+
 /* ---- flatten ------------------------------------------------------------------------ */
 
 void mt_flatten_forward(float *restrict y, const float *restrict x, int N, int C, int HW)

@@ -196,6 +196,34 @@ void mt_maxpool_relu_backward(float *dx, const float *dy, const float *y, const 
 /* ry = rx at argmax where y > 0, else 0 */
 void mt_maxpool_relu_rforward(float *ry, const float *rx, const float *y, const int32_t *argmax, int P, int H, int W);
 
+/* ---- batchnorm → ReLU → max-pool, fused ----------------------------------------------
+ * Conv4's block tail in one sweep per channel: x[C,N,H,W] (M = N·H·W values per channel) →
+ * y[C,N,H/2,W/2]. A channel's batchnorm output (and in the backward passes its gradient)
+ * lives in buf, M floats (2M for the R-backward pass), while the pool reads it (or the
+ * batchnorm pass reads what the pool scattered): it stays in cache instead of making a round
+ * trip through a [C,M] array that no one else reads. Each function is mt_bn_* followed by
+ * mt_maxpool_relu_* (or the reverse, backward), channel by channel, with their arguments
+ * (stats, argmax and the rest as there; argmax indices are within a channel's own planes),
+ * and gives the same bits (test_conv compares them). */
+
+/* y, argmax, stats[2C] = pool(relu(bn(x))) */
+void mt_bn_relu_pool_forward(float *y, int32_t *argmax, float *stats, const float *x, const float *gamma,
+                             const float *beta, int C, int N, int H, int W, float *buf);
+/* dx[C,M] (skipped when NULL), dγ, dβ (skipped when dgamma is NULL) from dy[C,N,H/2,W/2] and
+ * the forward's y and argmax */
+void mt_bn_relu_pool_backward(float *dx, float *dgamma, float *dbeta, const float *dy, const float *y,
+                              const int32_t *argmax, const float *x, const float *stats, const float *gamma, int C,
+                              int N, int H, int W, float *buf);
+/* ry[C,N,H/2,W/2], rstats[2C] (rx NULL: zero; vbeta NULL: zero) */
+void mt_bn_relu_pool_rforward(float *ry, float *rstats, const float *x, const float *rx, const float *y,
+                              const int32_t *argmax, const float *stats, const float *gamma, const float *vgamma,
+                              const float *vbeta, int C, int N, int H, int W, float *buf);
+/* rdx[C,M] (skipped when NULL), rdγ, rdβ from dy, rdy [C,N,H/2,W/2]; buf holds 2M floats */
+void mt_bn_relu_pool_rbackward(float *rdx, float *rdgamma, float *rdbeta, const float *dy, const float *rdy,
+                               const float *y, const int32_t *argmax, const float *x, const float *rx,
+                               const float *stats, const float *rstats, const float *gamma, const float *vgamma,
+                               int C, int N, int H, int W, float *buf);
+
 /* ---- flatten: CNHW [C,N,HW] → rows [N, C·HW] ------------------------------------------
  * y[n, c·HW + i] = x[c, n, i]: each image's row in PyTorch's (c,h,w) order. backward is the
  * inverse permutation. Both are linear, so the R-passes are the same functions

@@ -109,30 +109,54 @@ static void conv_rbwd(const mt_op *o, const op_io *a)
                       Wc(o, a->v), a->N, &o->conv, a->scratch);
 }
 
+/* A batchnorm that heads a fused batchnorm → relu → max-pool runs all three; its io is the
+ * pool's (op_args) and scratch holds one channel (mt_bn_relu_pool_*). */
 static void bn_fwd(const mt_op *o, const op_io *a)
 {
+    if (o->fused) {
+        mt_bn_relu_pool_forward(a->y, a->argmax, a->stats, a->x[0], Wc(o, a->theta), Bc(o, a->theta), o->out_c,
+                                a->N, o->out_h, o->out_w, a->scratch);
+        return;
+    }
     mt_bn_forward(a->y, a->stats, a->x[0], Wc(o, a->theta), Bc(o, a->theta), o->out_c, spatial(o, a->N));
 }
 static void bn_bwd(const mt_op *o, const op_io *a)
 {
+    if (o->fused) {
+        mt_bn_relu_pool_backward(a->dx[0], Wm(o, a->g), Bm(o, a->g), a->dy, a->y, a->argmax, a->x[0], a->stats,
+                                 Wc(o, a->theta), o->out_c, a->N, o->out_h, o->out_w, a->scratch);
+        return;
+    }
     mt_bn_backward(a->dx[0], Wm(o, a->g), Bm(o, a->g), a->dy, a->x[0], a->stats, Wc(o, a->theta), o->out_c,
                    spatial(o, a->N));
 }
 static void bn_rfwd(const mt_op *o, const op_io *a)
 {
+    if (o->fused) {
+        mt_bn_relu_pool_rforward(a->ry, a->stats + 2 * o->out_c, a->x[0], a->rx[0], a->y, a->argmax, a->stats,
+                                 Wc(o, a->theta), Wc(o, a->v), Bc(o, a->v), o->out_c, a->N, o->out_h, o->out_w,
+                                 a->scratch);
+        return;
+    }
     mt_bn_rforward(a->ry, a->stats + 2 * o->out_c, a->x[0], a->rx[0], a->stats, Wc(o, a->theta), Wc(o, a->v),
                    Bc(o, a->v), o->out_c, spatial(o, a->N));
 }
 static void bn_rbwd(const mt_op *o, const op_io *a)
 {
+    if (o->fused) {
+        mt_bn_relu_pool_rbackward(a->rdx[0], Wm(o, a->g), Bm(o, a->g), a->dy, a->rdy, a->y, a->argmax, a->x[0],
+                                  a->rx[0], a->stats, a->stats + 2 * o->out_c, Wc(o, a->theta), Wc(o, a->v),
+                                  o->out_c, a->N, o->out_h, o->out_w, a->scratch);
+        return;
+    }
     mt_bn_rbackward(a->rdx[0], Wm(o, a->g), Bm(o, a->g), a->dy, a->rdy, a->x[0], a->rx[0], a->stats,
                     a->stats + 2 * o->out_c, Wc(o, a->theta), Wc(o, a->v), o->out_c, spatial(o, a->N));
 }
 
 /* The parameter-free ops below never read the model input directly in the models built
  * here (a conv or linear op comes first), so their R-inputs are never the data's NULL. */
-/* A fused relu does nothing: its arrays are its input's and the max-pool after it does its
- * work (mt_op.fused). */
+/* A fused relu does nothing: the max-pool after it (or the batchnorm before it) does its work
+ * (mt_op.fused). */
 static void relu_fwd(const mt_op *o, const op_io *a)
 {
     if (!o->fused) mt_relu_forward(a->y, a->x[0], a->N * o->out);
@@ -164,31 +188,34 @@ static void leaky_rbwd(const mt_op *o, const op_io *a)
     if (a->rdx[0]) mt_leaky_relu_rbackward(a->rdx[0], a->rdy, a->x[0], a->N * o->out, o->slope);
 }
 
-/* max-pool is piecewise linear: its R-passes are its own maps along the argmax. A fused pool
- * reads the relu's input (the relu's arrays are its input's) and applies the relu too. */
+/* max-pool is piecewise linear: its R-passes are its own maps along the argmax. A pool fused
+ * with a relu reads the relu's input (the relu's arrays are its input's) and applies the relu
+ * too; one fused behind a batchnorm does nothing (the batchnorm op runs it). */
 static void pool_fwd(const mt_op *o, const op_io *a)
 {
     const int P = o->in_c * a->N;
+    if (o->fused == MT_FUSED_BN_RELU_POOL) return;
     if (o->fused) mt_maxpool_relu_forward(a->y, a->argmax, a->x[0], P, o->in_h, o->in_w);
     else mt_maxpool_forward(a->y, a->argmax, a->x[0], P, o->in_h, o->in_w);
 }
 static void pool_bwd(const mt_op *o, const op_io *a)
 {
     const int P = o->in_c * a->N;
-    if (!a->dx[0]) return;
+    if (!a->dx[0] || o->fused == MT_FUSED_BN_RELU_POOL) return;
     if (o->fused) mt_maxpool_relu_backward(a->dx[0], a->dy, a->y, a->argmax, P, o->in_h, o->in_w);
     else mt_maxpool_backward(a->dx[0], a->dy, a->argmax, P, o->in_h, o->in_w);
 }
 static void pool_rfwd(const mt_op *o, const op_io *a)
 {
     const int P = o->in_c * a->N;
+    if (o->fused == MT_FUSED_BN_RELU_POOL) return;
     if (o->fused) mt_maxpool_relu_rforward(a->ry, a->rx[0], a->y, a->argmax, P, o->in_h, o->in_w);
     else mt_maxpool_rforward(a->ry, a->rx[0], a->argmax, P, o->in_h, o->in_w);
 }
 static void pool_rbwd(const mt_op *o, const op_io *a)
 {
     const int P = o->in_c * a->N;
-    if (!a->rdx[0]) return;
+    if (!a->rdx[0] || o->fused == MT_FUSED_BN_RELU_POOL) return;
     if (o->fused) mt_maxpool_relu_backward(a->rdx[0], a->rdy, a->y, a->argmax, P, o->in_h, o->in_w);
     else mt_maxpool_rbackward(a->rdx[0], a->rdy, a->argmax, P, o->in_h, o->in_w);
 }
@@ -376,14 +403,17 @@ static int readers(const mt_model *m, int j)
 }
 
 /* A relu whose input no other op reads (it runs in place) and whose only reader is the next
- * op, a max-pool: the pool applies it (see mt_op.fused). */
+ * op, a max-pool: the pool applies it; and if that input is a batchnorm's, the batchnorm runs
+ * all three (see mt_op.fused). */
 static void fuse_relu_pool(mt_model *m)
 {
     for (int r = 1; r + 1 < m->n_ops; r++) {
-        mt_op *o = &m->op[r], *p = &m->op[r + 1];
+        mt_op *b = &m->op[r - 1], *o = &m->op[r], *p = &m->op[r + 1];
         if (o->kind == MT_OP_RELU && o->src[0] == r - 1 && readers(m, r - 1) == 1 && readers(m, r) == 1 &&
-            p->kind == MT_OP_POOL && p->src[0] == r)
-            o->fused = p->fused = 1;
+            p->kind == MT_OP_POOL && p->src[0] == r) {
+            o->fused = p->fused = b->kind == MT_OP_BN ? MT_FUSED_BN_RELU_POOL : MT_FUSED_RELU_POOL;
+            if (b->kind == MT_OP_BN) b->fused = MT_FUSED_BN_RELU_POOL;
+        }
     }
 }
 
@@ -569,37 +599,52 @@ int mt_model_find_op(const mt_model *m, const char *name)
 
 /* ---- workspace ----------------------------------------------------------------------- */
 
+/* Ops whose nodes hold no arrays: the batchnorm and relu of a fused batchnorm → relu →
+ * max-pool (the batchnorm op writes the pool's node). */
+static int no_arrays(const mt_op *o)
+{
+    return o->fused == MT_FUSED_BN_RELU_POOL && (o->kind == MT_OP_BN || o->kind == MT_OP_RELU);
+}
+
 /* Node j's gradient is needed from the backward step of its first reader in backward order
- * (its highest-index reader; for the last node, the loss: time n_ops) down to op j's own
- * step, the interval [j, born[j]] of op indices. Two nodes can share a buffer when their
- * intervals do not meet. Assigns buf_of[j] greedily (the lowest buffer free over j's
- * interval, nodes taken from the last) and returns the number of buffers: 2 for a chain,
- * where neighbours overlap only each other, 3 for ResNet-12, where a stage's input stays
- * live across the stage's main branch. */
+ * (its highest-index reader; for the last node, the loss: time n_ops) down to the step that
+ * reads it, op j's own or, for a fused batchnorm → relu → max-pool's pool node, the
+ * batchnorm's: the interval [lo[j], born[j]] of op indices. Two nodes can share a buffer when
+ * their intervals do not meet. Assigns buf_of[j] greedily (the lowest buffer free over j's
+ * interval, nodes taken from the last; -1 for nodes without arrays) and returns the number
+ * of buffers: 2 for a chain, where neighbours overlap only each other, 3 for ResNet-12, where
+ * a stage's input stays live across the stage's main branch. */
 static int share_grads(const mt_model *m, int *buf_of)
 {
-    int born[MT_MAX_OPS];
+    int born[MT_MAX_OPS], lo[MT_MAX_OPS];
     for (int j = 0; j < m->n_ops; j++) {
         born[j] = j == m->n_ops - 1 ? m->n_ops : j;
         for (int i = j + 1; i < m->n_ops; i++)
             for (int s = 0; s < op_table[m->op[i].kind].n_src; s++)
                 if (m->op[i].src[s] == j && i > born[j]) born[j] = i;
+        lo[j] = m->op[j].kind == MT_OP_POOL && m->op[j].fused == MT_FUSED_BN_RELU_POOL ? j - 2 : j;
     }
-    /* a fused relu r's gradient array is its input's (r − 1): that node's interval starts
-     * where r's does, and r takes its buffer (r − 1 is placed right after r) */
+    /* a relu r fused into the pool after it has its input's (r − 1) gradient array: that
+     * node's interval starts where r's does, and r takes its buffer (r − 1 is placed right
+     * after r) */
     for (int j = 0; j < m->n_ops; j++)
-        if (m->op[j].kind == MT_OP_RELU && m->op[j].fused) born[j - 1] = born[j];
+        if (m->op[j].kind == MT_OP_RELU && m->op[j].fused == MT_FUSED_RELU_POOL) born[j - 1] = born[j];
     int n_bufs = 0;
     for (int j = m->n_ops - 1; j >= 0; j--) {
+        if (no_arrays(&m->op[j])) {
+            buf_of[j] = -1;
+            continue;
+        }
         int b = 0;
         for (;; b++) {
             int clash = 0;
             for (int k = m->n_ops - 1; k > j && !clash; k--)
-                clash = buf_of[k] == b && j <= born[k] && k <= born[j];
+                clash = buf_of[k] == b && lo[j] <= born[k] && lo[k] <= born[j];
             if (!clash) break;
         }
         buf_of[j] = b;
-        if (j + 1 < m->n_ops && m->op[j + 1].kind == MT_OP_RELU && m->op[j + 1].fused) buf_of[j + 1] = b;
+        if (j + 1 < m->n_ops && m->op[j + 1].kind == MT_OP_RELU && m->op[j + 1].fused == MT_FUSED_RELU_POOL)
+            buf_of[j + 1] = b;
         if (b + 1 > n_bufs) n_bufs = b + 1;
     }
     return n_bufs;
@@ -627,14 +672,15 @@ mt_workspace *mt_workspace_init(const mt_model *m, int max_rows, mt_ws_passes pa
                       readers(m, o->src[0]) == 1;
         const int fused = o->kind == MT_OP_RELU && o->fused; /* all its arrays are its input's */
         assert(!fused || in_place[i]);
-        total += (size_t)((in_place[i] ? 0 : 1 + hvp) + (fused ? 0 : 2 * hvp)) * rows * o->out; /* y, ry; dy, rdy */
+        if (!no_arrays(o))
+            total += (size_t)((in_place[i] ? 0 : 1 + hvp) + (fused ? 0 : 2 * hvp)) * rows * o->out; /* y, ry; dy, rdy */
         if (rows * o->out > widest) widest = rows * o->out;
         if (o->kind == MT_OP_BN) total += (passes == MT_WS_HVP ? 4 : 2) * (size_t)o->out_c;
         if (o->kind == MT_OP_POOL) argmax += rows * o->out;
-        if (o->kind == MT_OP_CONV) {
-            const size_t need = mt_conv_scratch_floats(max_rows, &o->conv);
-            if (need > scratch) scratch = need;
-        }
+        /* the conv ops' columns; one channel of a fused batchnorm (two for the R-backward) */
+        size_t need = o->kind == MT_OP_CONV ? mt_conv_scratch_floats(max_rows, &o->conv) : 0;
+        if (o->kind == MT_OP_BN && o->fused) need = (size_t)(1 + hvp) * rows * o->out_h * o->out_w;
+        if (need > scratch) scratch = need;
         /* a node with several readers needs somewhere to form the second gradient */
         if (passes != MT_WS_FORWARD && readers(m, i) > 1 && rows * o->out > tmp) tmp = rows * o->out;
     }
@@ -647,18 +693,20 @@ mt_workspace *mt_workspace_init(const mt_model *m, int max_rows, mt_ws_passes pa
     for (int i = 0; i < m->n_ops; i++) {
         const mt_op *o = &m->op[i];
         const size_t n = rows * o->out;
-        if (in_place[i]) {
+        if (no_arrays(o)) {
+            /* no y, ry, dy, rdy: the relu's are its input's */
+        } else if (in_place[i]) {
             ws->y[i] = ws->y[o->src[0]], ws->ry[i] = ws->ry[o->src[0]];
         } else {
             ws->y[i] = p, p += n;
             if (hvp) ws->ry[i] = p, p += n;
         }
         if (hvp && o->kind == MT_OP_RELU && o->fused) ws->dy[i] = ws->dy[o->src[0]], ws->rdy[i] = ws->rdy[o->src[0]];
-        else if (hvp) ws->dy[i] = p, p += n, ws->rdy[i] = p, p += n;
+        else if (hvp && !no_arrays(o)) ws->dy[i] = p, p += n, ws->rdy[i] = p, p += n;
         if (o->kind == MT_OP_BN) ws->stats[i] = p, p += (passes == MT_WS_HVP ? 4 : 2) * (size_t)o->out_c;
         if (o->kind == MT_OP_POOL) ws->argmax[i] = q, q += n;
     }
-    for (int i = 0; i < m->n_ops && n_bufs; i++) ws->dy[i] = p + (size_t)buf_of[i] * widest;
+    for (int i = 0; i < m->n_ops && n_bufs; i++) ws->dy[i] = buf_of[i] < 0 ? NULL : p + (size_t)buf_of[i] * widest;
     p += (size_t)n_bufs * widest;
     ws->probs = p, p += rows * m->out;
     ws->scratch = scratch ? p : NULL, p += scratch;
@@ -692,8 +740,9 @@ static op_io op_args(const mt_model *m, const mt_workspace *ws, int i, const flo
                      const float *v, float *g, int N)
 {
     const mt_op *o = &m->op[i];
-    op_io a = {.N = N, .theta = theta, .v = v, .g = g, .stats = ws->stats[i], .argmax = ws->argmax[i],
-               .scratch = ws->scratch, .y = ws->y[i], .dy = ws->dy[i], .ry = ws->ry[i], .rdy = ws->rdy[i]};
+    const int out = o->kind == MT_OP_BN && o->fused ? i + 2 : i; /* a fused batchnorm writes the pool's node */
+    op_io a = {.N = N, .theta = theta, .v = v, .g = g, .stats = ws->stats[i], .argmax = ws->argmax[out],
+               .scratch = ws->scratch, .y = ws->y[out], .dy = ws->dy[out], .ry = ws->ry[out], .rdy = ws->rdy[out]};
     for (int s = 0; s < op_table[o->kind].n_src; s++) {
         const int j = o->src[s];
         a.x[s] = j < 0 ? x : ws->y[j];

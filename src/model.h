@@ -52,6 +52,17 @@ typedef enum {
 
 typedef enum { MT_LOSS_MSE, MT_LOSS_XENT } mt_loss_kind;
 
+/* Fusions (mt_op.fused), set on every op of the run:
+ *  MT_FUSED_RELU_POOL     a relu whose only reader is a max-pool: the pool does the relu's work
+ *                         in all four passes (max-pool and ReLU commute), the relu's passes do
+ *                         nothing, and the relu's arrays are its input's;
+ *  MT_FUSED_BN_RELU_POOL  batchnorm → relu → max-pool, each the only reader of the one before:
+ *                         the batchnorm op runs all three (mt_bn_relu_pool_*, conv.h) with the
+ *                         pool's output arrays as its own, the relu's and the pool's passes do
+ *                         nothing, and the batchnorm and relu nodes hold no arrays. */
+#define MT_FUSED_RELU_POOL 1
+#define MT_FUSED_BN_RELU_POOL 2
+
 typedef struct {
     char name[MT_OP_NAME_LEN]; /* "fc1", "conv2", "stage1.bn1", "head", ... */
     mt_op_kind kind;
@@ -62,10 +73,8 @@ typedef struct {
     mt_conv_geom conv;       /* conv: kernel, stride, padding and shapes */
     int has_bias;            /* linear, conv: a bias follows the weight */
     float slope;             /* leaky ReLU: the slope for negative inputs */
-    int fused;               /* relu followed by a max-pool that is its only reader: the pool does
-                              * the relu's work in all four passes (max-pool and ReLU commute),
-                              * the relu's passes do nothing, and the relu's arrays are its input's.
-                              * Set on both ops by the builders; clearing both flags gives the
+    int fused;               /* 0, or how the op runs fused with its neighbours (the MT_FUSED_*
+                              * below). Set by the builders; clearing every op's flag gives the
                               * unfused passes, the same bits (tests compare them). */
     size_t offset;           /* index in θ of the op's first parameter */
     size_t n_params;         /* 0 for parameter-free ops */

@@ -900,6 +900,91 @@ static void check_maxpool_relu(int P, int H, int W, uint64_t seed)
     free(a1), free(a2);
 }
 
+/* The fused batchnorm → relu → max-pool passes against mt_bn_* and mt_maxpool_relu_* on the
+ * whole [C,M] arrays: the same bits in all four passes (and with rx NULL), with a negative γ
+ * (the window's maximum is then at the smallest input), a γ of 0 (every window ties), odd
+ * planes, and many windows without a positive value (β < 0). */
+static void check_bn_relu_pool(int C, int N, int H, int W, uint64_t seed)
+{
+    const int M = N * H * W;
+    const size_t nx = (size_t)C * M, ny = (size_t)C * N * (H / 2) * (W / 2);
+    float *x = tu_vec(nx), *rx = tu_vec(nx), *dy = tu_vec(ny), *rdy = tu_vec(ny), *g = tu_vec(C), *be = tu_vec(C);
+    float *vg = tu_vec(C), *vbe = tu_vec(C), *buf = tu_vec(2 * (size_t)M), *t = tu_vec(nx), *t2 = tu_vec(nx);
+    float *y[2], *st[2], *rst[2], *dx[2], *dg[2], *db[2], *ry[2], *rdx[2], *rdg[2], *rdb[2];
+    int32_t *am[2];
+    for (int k = 0; k < 2; k++) {
+        y[k] = tu_vec(ny), ry[k] = tu_vec(ny), dx[k] = tu_vec(nx), rdx[k] = tu_vec(nx);
+        st[k] = tu_vec(2 * (size_t)C), rst[k] = tu_vec(2 * (size_t)C);
+        dg[k] = tu_vec(C), db[k] = tu_vec(C), rdg[k] = tu_vec(C), rdb[k] = tu_vec(C);
+        am[k] = malloc(ny * sizeof *am[k]);
+    }
+    bn_input(x, C, M, seed, 1);
+    tu_random(rx, nx, -1, 1, seed, 2);
+    tu_random(dy, ny, -1, 1, seed, 3);
+    tu_random(rdy, ny, -1, 1, seed, 4);
+    tu_random(g, C, 0.5f, 1.5f, seed, 5);
+    tu_random(be, C, -0.8f, 0.2f, seed, 6);
+    tu_random(vg, C, -1, 1, seed, 7);
+    tu_random(vbe, C, -1, 1, seed, 8);
+    g[0] = -g[0];
+    if (C > 2) g[2] = 0.0f;
+    char tag[48], label[128];
+    snprintf(tag, sizeof tag, "bn+relu+pool C=%d N=%d %dx%d", C, N, H, W);
+    for (int pass = 0; pass < 2; pass++) { /* pass 1: rx NULL (the R-forward of data-fed layers) */
+        const float *rxp = pass ? NULL : rx;
+        /* k = 0: the unfused chain */
+        mt_bn_forward(t, st[0], x, g, be, C, M);
+        mt_maxpool_relu_forward(y[0], am[0], t, C * N, H, W);
+        mt_maxpool_relu_backward(t, dy, y[0], am[0], C * N, H, W);
+        mt_bn_backward(dx[0], dg[0], db[0], t, x, st[0], g, C, M);
+        mt_bn_rforward(t, rst[0], x, rxp, st[0], g, vg, vbe, C, M);
+        mt_maxpool_relu_rforward(ry[0], t, y[0], am[0], C * N, H, W);
+        mt_maxpool_relu_backward(t, dy, y[0], am[0], C * N, H, W);
+        mt_maxpool_relu_backward(t2, rdy, y[0], am[0], C * N, H, W);
+        mt_bn_rbackward(rdx[0], rdg[0], rdb[0], t, t2, x, rxp, st[0], rst[0], g, vg, C, M);
+        /* k = 1: fused, on poisoned outputs and scratch */
+        tu_poison(y[1], ny), tu_poison(dx[1], nx), tu_poison(ry[1], ny), tu_poison(rdx[1], nx);
+        tu_poison(buf, 2 * (size_t)M);
+        mt_bn_relu_pool_forward(y[1], am[1], st[1], x, g, be, C, N, H, W, buf);
+        mt_bn_relu_pool_backward(dx[1], dg[1], db[1], dy, y[1], am[1], x, st[1], g, C, N, H, W, buf);
+        mt_bn_relu_pool_rforward(ry[1], rst[1], x, rxp, y[1], am[1], st[1], g, vg, vbe, C, N, H, W, buf);
+        mt_bn_relu_pool_rbackward(rdx[1], rdg[1], rdb[1], dy, rdy, y[1], am[1], x, rxp, st[1], rst[1], g, vg, C, N, H,
+                                  W, buf);
+        const char *what = pass ? " (rx NULL)" : "";
+        snprintf(label, sizeof label, "%s%s forward: y, argmax, stats = the chain's (bits)", tag, what);
+        tu_expect(!memcmp(y[0], y[1], ny * sizeof(float)) && !memcmp(am[0], am[1], ny * sizeof(int32_t)) &&
+                      !memcmp(st[0], st[1], 2 * (size_t)C * sizeof(float)),
+                  label);
+        snprintf(label, sizeof label, "%s%s backward: dx, dgamma, dbeta = the chain's (bits)", tag, what);
+        tu_expect(!memcmp(dx[0], dx[1], nx * sizeof(float)) && !memcmp(dg[0], dg[1], (size_t)C * sizeof(float)) &&
+                      !memcmp(db[0], db[1], (size_t)C * sizeof(float)),
+                  label);
+        snprintf(label, sizeof label, "%s%s rforward: ry, rstats = the chain's (bits)", tag, what);
+        tu_expect(!memcmp(ry[0], ry[1], ny * sizeof(float)) && !memcmp(rst[0], rst[1], 2 * (size_t)C * sizeof(float)),
+                  label);
+        snprintf(label, sizeof label, "%s%s rbackward: rdx, rdgamma, rdbeta = the chain's (bits)", tag, what);
+        tu_expect(!memcmp(rdx[0], rdx[1], nx * sizeof(float)) && !memcmp(rdg[0], rdg[1], (size_t)C * sizeof(float)) &&
+                      !memcmp(rdb[0], rdb[1], (size_t)C * sizeof(float)),
+                  label);
+    }
+    /* dgamma NULL skips the parameter gradients; dx NULL leaves dx alone */
+    tu_poison(dg[1], C);
+    memcpy(t, dx[1], nx * sizeof(float));
+    mt_bn_relu_pool_backward(dx[1], NULL, NULL, dy, y[1], am[1], x, st[1], g, C, N, H, W, buf);
+    mt_bn_relu_pool_backward(NULL, dg[0], db[0], dy, y[1], am[1], x, st[1], g, C, N, H, W, buf);
+    snprintf(label, sizeof label, "%s backward with dgamma NULL: the same dx, dgamma untouched", tag);
+    tu_expect(!memcmp(t, dx[1], nx * sizeof(float)) && isnan(dg[1][0]), label);
+    size_t dead = 0;
+    for (size_t i = 0; i < ny; i++) dead += y[0][i] == 0.0f;
+    snprintf(label, sizeof label, "%s: windows without a positive value occur (%zu of %zu)", tag, dead, ny);
+    tu_expect(dead > 0 && dead < ny, label);
+    for (int k = 0; k < 2; k++) {
+        free(y[k]), free(ry[k]), free(dx[k]), free(rdx[k]), free(st[k]), free(rst[k]);
+        free(dg[k]), free(db[k]), free(rdg[k]), free(rdb[k]), free(am[k]);
+    }
+    free(x), free(rx), free(dy), free(rdy), free(g), free(be), free(vg), free(vbe), free(buf), free(t), free(t2);
+}
+
 static void check_maxpool_ties(void)
 {
     /* one 2×4 plane, two windows: [[5,5],[5,5]] → index 0; [[1,7],[7,7]] → index 3 (row 0, col 3) */
@@ -1347,6 +1432,10 @@ int main(void)
     check_maxpool_relu(3, 28, 28, 407);
     check_maxpool_relu(2, 7, 35, 408);
     check_maxpool_ties();
+    check_bn_relu_pool(3, 2, 6, 6, 420);
+    check_bn_relu_pool(4, 3, 5, 7, 421);  /* odd planes: the last row and column are dropped */
+    check_bn_relu_pool(2, 5, 28, 28, 422); /* Conv4's first block on 5 images */
+    check_bn_relu_pool(3, 1, 3, 2, 423);   /* one window per plane and a dropped row */
 
     check_flatten(3, 4, 6, 500);
 

@@ -287,50 +287,76 @@ static void check_zero_directions(void)
     net_free(&n);
 }
 
-/* Conv4's relu → max-pool pairs run fused (mt_op.fused): the same bits as the unfused passes,
- * in every workspace and through a MAML meta-gradient, with less memory for the R-passes. */
+/* Conv4's batchnorm → relu → max-pool runs fused (mt_op.fused): the same bits as the relu →
+ * max-pool pairs alone and as the unfused passes, in every workspace and through a MAML
+ * meta-gradient, with less memory at each step. */
 static void check_fusion(void)
 {
-    mt_model fused, plain;
-    tu_expect(mt_model_conv4(&fused, 1, 16, 16, 6, 3) == 0, "build Conv4 1x16x16, 6 filters");
-    plain = fused;
-    int pairs = 0;
-    for (int i = 0; i < plain.n_ops; i++) {
-        pairs += plain.op[i].kind == MT_OP_RELU && plain.op[i].fused;
-        plain.op[i].fused = 0;
+    mt_model m[3]; /* the builder's (bn+relu+pool), relu+pool pairs only, unfused */
+    tu_expect(mt_model_conv4(&m[0], 1, 16, 16, 6, 3) == 0, "build Conv4 1x16x16, 6 filters");
+    m[1] = m[2] = m[0];
+    int chains = 0;
+    for (int i = 0; i < m[0].n_ops; i++) {
+        const mt_op *o = &m[0].op[i];
+        chains += o->kind == MT_OP_BN && o->fused == MT_FUSED_BN_RELU_POOL && m[0].op[i + 1].fused == o->fused &&
+                  m[0].op[i + 2].kind == MT_OP_POOL && m[0].op[i + 2].fused == o->fused;
+        m[1].op[i].fused = o->kind == MT_OP_BN ? 0 : o->fused ? MT_FUSED_RELU_POOL : 0;
+        m[2].op[i].fused = 0;
     }
-    tu_expect(pairs == 4, "conv4: its four relu -> pool pairs are fused");
+    tu_expect(chains == 4, "conv4: its four batchnorm -> relu -> pool runs are fused");
     const int N = 9; /* odd: 2x2 windows of negative values and ties are common at this size */
-    const size_t P = fused.n_params;
-    float *theta = tu_vec(P), *x = tu_vec((size_t)N * fused.in), *y = tu_vec(N), *v = tu_vec(P);
-    mt_model_init_params(&fused, theta, 9);
-    tu_random(x, (size_t)N * fused.in, -1.0f, 1.0f, 9, 1);
+    const size_t P = m[0].n_params;
+    float *theta = tu_vec(P), *x = tu_vec((size_t)N * m[0].in), *y = tu_vec(N), *v = tu_vec(P);
+    mt_model_init_params(&m[0], theta, 9);
+    tu_random(x, (size_t)N * m[0].in, -1.0f, 1.0f, 9, 1);
     tu_random(v, P, -1.0f, 1.0f, 9, 2);
     for (int i = 0; i < N; i++) y[i] = (float)(i % 3);
-    float *g[2], *h[2], loss[2], hl[2];
-    size_t bytes[2];
-    for (int k = 0; k < 2; k++) {
-        const mt_model *m = k ? &plain : &fused;
-        mt_workspace *grad = mt_workspace_init(m, N, MT_WS_GRAD), *full = mt_workspace_init(m, N, MT_WS_HVP);
+    float *g[3], *h[3], loss[3], hl[3];
+    size_t bytes[3], gbytes[3];
+    for (int k = 0; k < 3; k++) {
+        mt_workspace *grad = mt_workspace_init(&m[k], N, MT_WS_GRAD), *full = mt_workspace_init(&m[k], N, MT_WS_HVP);
         g[k] = tu_vec(P), h[k] = tu_vec(P);
-        loss[k] = mt_model_loss_grad(m, grad, theta, x, y, N, g[k]);
-        hl[k] = mt_model_hvp(m, full, theta, x, y, N, v, h[k]);
-        bytes[k] = mt_workspace_bytes(full);
+        loss[k] = mt_model_loss_grad(&m[k], grad, theta, x, y, N, g[k]);
+        hl[k] = mt_model_hvp(&m[k], full, theta, x, y, N, v, h[k]);
+        bytes[k] = mt_workspace_bytes(full), gbytes[k] = mt_workspace_bytes(grad);
         mt_workspace_free(grad);
         mt_workspace_free(full);
     }
-    tu_expect(loss[0] == loss[1] && hl[0] == hl[1], "fused and unfused: the same loss");
-    tu_expect(memcmp(g[0], g[1], P * sizeof(float)) == 0, "fused and unfused: the same gradient bits");
-    tu_expect(memcmp(h[0], h[1], P * sizeof(float)) == 0, "fused and unfused: the same HVP bits");
-    tu_expect(bytes[0] < bytes[1], "fused: a smaller HVP workspace (the relus hold no gradient arrays)");
+    for (int k = 1; k < 3; k++) {
+        const char *what = k == 1 ? "fused and relu+pool only" : "fused and unfused";
+        char label[96];
+        snprintf(label, sizeof label, "%s: the same loss", what);
+        tu_expect(loss[0] == loss[k] && hl[0] == hl[k], label);
+        snprintf(label, sizeof label, "%s: the same gradient bits", what);
+        tu_expect(memcmp(g[0], g[k], P * sizeof(float)) == 0, label);
+        snprintf(label, sizeof label, "%s: the same HVP bits", what);
+        tu_expect(memcmp(h[0], h[k], P * sizeof(float)) == 0, label);
+    }
+    tu_expect(bytes[0] < bytes[1] && bytes[1] < bytes[2],
+              "HVP workspace: bn+relu+pool < relu+pool < unfused (no batchnorm arrays; the relus hold no gradients)");
+    tu_expect(gbytes[0] < gbytes[2], "gradient workspace: bn+relu+pool < unfused (no batchnorm outputs)");
     mt_task t = {.xs = x, .ys = y, .xq = x, .yq = y, .n_support = 4, .n_query = N};
-    for (int k = 0; k < 2; k++) {
-        mt_meta *mm = mt_meta_init(k ? &plain : &fused, MT_ALGO_MAML, 2, 4, N);
+    for (int k = 0; k < 3; k++) {
+        mt_meta *mm = mt_meta_init(&m[k], MT_ALGO_MAML, 2, 4, N);
         mt_meta_task_grad(mm, MT_ALGO_MAML, theta, 0.1f, 2, &t, g[k], NULL);
         mt_meta_free(mm);
     }
-    tu_expect(memcmp(g[0], g[1], P * sizeof(float)) == 0, "fused and unfused: the same MAML meta-gradient bits (K = 2)");
-    for (int k = 0; k < 2; k++) free(g[k]), free(h[k]);
+    tu_expect(memcmp(g[0], g[1], P * sizeof(float)) == 0 && memcmp(g[0], g[2], P * sizeof(float)) == 0,
+              "fused, relu+pool only, unfused: the same MAML meta-gradient bits (K = 2)");
+    /* a backward from the batchnorm (the first op it computes): the batchnorm's and later
+     * gradients as the full backward's */
+    const int bn4 = mt_model_find_op(&m[0], "bn4");
+    for (int k = 0; k < 3; k += 2) {
+        mt_workspace *ws = mt_workspace_init(&m[k], N, MT_WS_GRAD);
+        memset(h[k], 0, P * sizeof(float));
+        mt_model_forward(&m[k], ws, theta, x, y, N);
+        mt_model_backward_ops(&m[k], ws, theta, x, y, N, h[k], bn4);
+        mt_workspace_free(ws);
+    }
+    const size_t from = m[0].op[bn4].offset;
+    tu_expect(bn4 > 0 && memcmp(h[0] + from, h[2] + from, (P - from) * sizeof(float)) == 0,
+              "backward from bn4: the same bits fused and unfused");
+    for (int k = 0; k < 3; k++) free(g[k]), free(h[k]);
     free(theta), free(x), free(y), free(v);
 }
 
