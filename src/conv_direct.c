@@ -67,17 +67,24 @@ size_t mt_conv_direct_scratch_floats(int nc, const mt_conv_geom *g)
     return padded + (weights > dy ? weights : dy);
 }
 
-/* xp[c, i, 1 + h, 1 + w] = x[c, n0 + i, h, w], zero around, and slack after the last row */
-static void pad_planes(float *xp, const float *x, int N, int n0, int nc, const mt_conv_geom *g)
+/* xp[c, i, 1 + h, 1 + w] = x[c, n0 + i, h, w], zero around, and slack after the last row:
+ * every value written once, row by row (Conv4's rows of 14, 7 and 3 are too short for a
+ * memcpy call and a memset of the whole to pay). */
+static void pad_planes(float *restrict xp, const float *restrict x, int N, int n0, int nc, const mt_conv_geom *g)
 {
-    const int C = g->C, H = g->H, W = g->W, HP = H + 2, WP = W + 2;
-    const size_t plane_x = (size_t)nc * HP * WP;
-    memset(xp, 0, ((size_t)C * plane_x + DIRECT_PIXELS + 2) * sizeof(float));
+    const int C = g->C, H = g->H, W = g->W, WP = W + 2;
     for (int c = 0; c < C; c++)
-        for (int i = 0; i < nc; i++)
-            for (int h = 0; h < H; h++)
-                memcpy(xp + c * plane_x + ((size_t)i * HP + h + 1) * WP + 1,
-                       x + (((size_t)c * N + n0 + i) * H + h) * W, sizeof(float) * W);
+        for (int i = 0; i < nc; i++) {
+            const float *src = x + ((size_t)c * N + n0 + i) * H * W;
+            for (int w = 0; w < WP; w++) *xp++ = 0.0f; /* the top padding row */
+            for (int h = 0; h < H; h++, src += W) {
+                *xp++ = 0.0f;
+                for (int w = 0; w < W; w++) *xp++ = src[w];
+                *xp++ = 0.0f;
+            }
+            for (int w = 0; w < WP; w++) *xp++ = 0.0f; /* the bottom one */
+        }
+    for (int k = 0; k < DIRECT_PIXELS + 2; k++) *xp++ = 0.0f;
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
