@@ -976,11 +976,16 @@ void mt_maxpool_relu_rforward(float *restrict ry, const float *restrict rx, cons
 /* ---- batchnorm → ReLU → max-pool, fused --------------------------------------------- */
 
 /* Channel c's statistics (or R-statistics) as the one-channel array (μ, s) the mt_bn_* passes
- * take with C = 1. */
+ * take with C = 1, and back. */
 static void channel_stats(float one[2], const float *stats, int C, int c)
 {
     one[0] = stats[c];
     one[1] = stats[C + c];
+}
+static void store_channel_stats(float *stats, const float one[2], int C, int c)
+{
+    stats[c] = one[0];
+    stats[C + c] = one[1];
 }
 
 void mt_bn_relu_pool_forward(float *y, int32_t *argmax, float *stats, const float *x, const float *gamma,
@@ -991,7 +996,7 @@ void mt_bn_relu_pool_forward(float *y, int32_t *argmax, float *stats, const floa
     for (int c = 0; c < C; c++) {
         float one[2];
         mt_bn_forward(buf, one, x + (size_t)c * M, gamma + c, beta + c, 1, M);
-        stats[c] = one[0], stats[C + c] = one[1];
+        store_channel_stats(stats, one, C, c);
         mt_maxpool_relu_forward(y + c * out, argmax + c * out, buf, N, H, W);
     }
 }
@@ -1023,7 +1028,7 @@ void mt_bn_relu_pool_rforward(float *ry, float *rstats, const float *x, const fl
         channel_stats(one, stats, C, c);
         mt_bn_rforward(buf, rone, x + (size_t)c * M, rx ? rx + (size_t)c * M : NULL, one, gamma + c, vgamma + c,
                        vbeta ? vbeta + c : NULL, 1, M);
-        rstats[c] = rone[0], rstats[C + c] = rone[1];
+        store_channel_stats(rstats, rone, C, c);
         mt_maxpool_relu_rforward(ry + c * out, buf, y + c * out, argmax + c * out, N, H, W);
     }
 }

@@ -157,8 +157,8 @@ __attribute__((target("avx512f"))) static void direct_avx512(float *y, size_t ld
     const int H = g->H, W = g->W, F = g->F, C = g->C, WP = W + 2;
     const size_t plane_x = (size_t)nc * (H + 2) * WP, img_x = (size_t)(H + 2) * WP, img_y = (size_t)H * W;
     const int span = (H - 1) * WP + W; /* grid positions from the first output to past the last */
-    const int flat = (span + DIRECT_PIXELS - 1) / DIRECT_PIXELS < H * ((W + DIRECT_PIXELS - 1) / DIRECT_PIXELS);
-    const int steps = flat ? (span + DIRECT_PIXELS - 1) / DIRECT_PIXELS : H * ((W + DIRECT_PIXELS - 1) / DIRECT_PIXELS);
+    const int per_row = (W + DIRECT_PIXELS - 1) / DIRECT_PIXELS, flat_steps = (span + DIRECT_PIXELS - 1) / DIRECT_PIXELS;
+    const int flat = flat_steps < H * per_row, steps = flat ? flat_steps : H * per_row;
 #define BLOCK(NV) block(y0 + f0 * ldf, ldf, x0, plane_x, WP, wt + f0, F, C, NV, dst, mode, b ? b + f0 : NULL)
     for (int i = 0; i < nc; i++)
         for (int s = 0; s < steps; s++) {
@@ -170,7 +170,6 @@ __attribute__((target("avx512f"))) static void direct_avx512(float *y, size_t ld
                     dst[p] = c < W && r < H ? r * W + c : -1;
                 }
             } else {
-                const int per_row = (W + DIRECT_PIXELS - 1) / DIRECT_PIXELS;
                 const int oh = s / per_row, ow0 = s % per_row * DIRECT_PIXELS;
                 q0 = oh * WP + ow0;
                 for (int p = 0; p < DIRECT_PIXELS; p++) dst[p] = ow0 + p < W ? oh * W + ow0 + p : -1;
